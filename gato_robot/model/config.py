@@ -1,0 +1,101 @@
+"""Model configuration and presets (Reed et al. 2022, Sec. 2.3 and Table 6).
+
+Gato's three sizes (layers / heads / width / feed-forward), context 1024 tokens:
+79M = 8 / 24 / 768 / 3072, 364M = 12 / 12 / 1536 / 6144, 1.18B = 24 / 16 / 2048 / 8192.
+The ``cpu-*`` presets are small enough to train and run at 20 Hz on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+
+from ..tokenizer.ids import VOCAB_SIZE
+from ..tokenizer.image import NUM_POSITION_BINS, PATCH_SIZE
+from ..tokenizer.sequence import TimestepSpec
+
+
+@dataclass(frozen=True)
+class GatoConfig:
+    """Transformer and embedding sizes.
+
+    patch_channels / patch_stem_stride: the ResNet v2 patch block runs on a
+    (patch_channels, 16/stride, 16/stride) feature map; GroupNorm uses 32 groups (Gato App. C.3).
+    max_obs_positions: size of the local observation position table.
+    context_tokens: attention window in tokens (Gato: 1024).
+    """
+
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    d_ff: int = 512
+    context_tokens: int = 1024
+    vocab_size: int = VOCAB_SIZE
+    dropout: float = 0.0
+    patch_size: int = PATCH_SIZE
+    patch_channels: int = 32
+    patch_stem_stride: int = 4
+    num_position_bins: int = NUM_POSITION_BINS
+    max_obs_positions: int = 512
+    rope_base: float = 10_000.0
+    timestep: TimestepSpec = TimestepSpec()
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"head size {self.n_embd // self.n_head} must be even for rotary embeddings")
+        if self.patch_channels % 32:
+            raise ValueError(f"patch_channels ({self.patch_channels}) must be a multiple of 32 (GroupNorm, 32 groups)")
+        if self.patch_size % self.patch_stem_stride:
+            raise ValueError(f"patch_stem_stride {self.patch_stem_stride} must divide patch_size {self.patch_size}")
+        if self.timestep.observation_tokens > self.max_obs_positions:
+            raise ValueError(f"a timestep has {self.timestep.observation_tokens} observation tokens; "
+                             f"max_obs_positions is {self.max_obs_positions}")
+        if self.timestep.timestep_tokens > self.context_tokens:
+            raise ValueError(f"one timestep ({self.timestep.timestep_tokens} tokens) does not fit the "
+                             f"context of {self.context_tokens} tokens")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def timesteps_in_context(self) -> int:
+        return self.context_tokens // self.timestep.timestep_tokens
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GatoConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown GatoConfig fields {unknown}")
+        data = dict(data)
+        if "timestep" in data and isinstance(data["timestep"], dict):
+            spec = dict(data["timestep"])
+            spec["camera_names"] = tuple(spec.get("camera_names", TimestepSpec.camera_names))
+            data["timestep"] = TimestepSpec(**spec)
+        return cls(**data)
+
+
+PRESETS: dict[str, GatoConfig] = {
+    # Unit tests and CI smoke runs.
+    "tiny": GatoConfig(n_layer=2, n_head=2, n_embd=64, d_ff=256, context_tokens=512),
+    # Shipped CPU policy: trains on 2 cores, runs well inside 50 ms.
+    "cpu-small": GatoConfig(n_layer=4, n_head=4, n_embd=128, d_ff=512),
+    "cpu-base": GatoConfig(n_layer=6, n_head=8, n_embd=256, d_ff=1024),
+    # The paper's sizes (Gato Table 6); patch encoder widened for the larger widths.
+    "gato-79m": GatoConfig(n_layer=8, n_head=24, n_embd=768, d_ff=3072, patch_channels=64, patch_stem_stride=2),
+    "gato-364m": GatoConfig(n_layer=12, n_head=12, n_embd=1536, d_ff=6144, patch_channels=64, patch_stem_stride=2),
+    "gato-1.18b": GatoConfig(n_layer=24, n_head=16, n_embd=2048, d_ff=8192, patch_channels=64, patch_stem_stride=2),
+}
+
+
+def preset(name: str, **overrides) -> GatoConfig:
+    """A preset by name, with optional field overrides."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)

@@ -1,0 +1,65 @@
+"""Token embeddings (Reed et al. 2022, Sec. 2.2 and Appendix C.3).
+
+- Text, discrete, continuous, separator and padding ids: one learned lookup table.
+- Image patches: a single ResNet v2 (pre-activation) block per patch, GroupNorm with 32 groups and
+  GELU, flattened and projected to the model width; plus learned row and column patch position
+  embeddings (quantized normalized intervals, 128 bins).
+- Learned local observation position embeddings, added to observation tokens only (index 0 of
+  the table is a fixed zero vector for tokens without a position: actions and padding).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import GatoConfig
+
+GROUPNORM_GROUPS = 32
+
+
+class PatchResNetV2Block(nn.Module):
+    """(N, 3, 16, 16) normalized pixels -> (N, n_embd): stem conv, one pre-activation residual block."""
+
+    def __init__(self, config: GatoConfig):
+        super().__init__()
+        channels, stride = config.patch_channels, config.patch_stem_stride
+        self.stem = nn.Conv2d(3, channels, kernel_size=stride, stride=stride)
+        self.norm1 = nn.GroupNorm(GROUPNORM_GROUPS, channels)
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.norm2 = nn.GroupNorm(GROUPNORM_GROUPS, channels)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.out_norm = nn.GroupNorm(GROUPNORM_GROUPS, channels)
+        side = config.patch_size // stride
+        self.proj = nn.Linear(channels * side * side, config.n_embd)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        h = self.stem(patches)
+        residual = self.conv1(F.gelu(self.norm1(h)))
+        residual = self.conv2(F.gelu(self.norm2(residual)))
+        h = F.gelu(self.out_norm(h + residual))
+        return self.proj(h.flatten(1))
+
+
+class GatoEmbedding(nn.Module):
+    def __init__(self, config: GatoConfig):
+        super().__init__()
+        self.token = nn.Embedding(config.vocab_size, config.n_embd)
+        self.patch_encoder = PatchResNetV2Block(config)
+        self.patch_row = nn.Embedding(config.num_position_bins, config.n_embd)
+        self.patch_col = nn.Embedding(config.num_position_bins, config.n_embd)
+        self.obs_position = nn.Embedding(config.max_obs_positions + 1, config.n_embd, padding_idx=0)
+        self.vocab_size = config.vocab_size
+
+    def forward(self, token_ids: torch.Tensor, obs_positions: torch.Tensor, patch_rows: torch.Tensor,
+                patch_cols: torch.Tensor, image_index: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """Shapes: ids/positions/index (B, L) int64, patches (B, P, 3, 16, 16) float -> (B, L, n_embd)."""
+        x = self.token(token_ids.clamp(0, self.vocab_size - 1))
+        if patches.shape[1] > 0:
+            batch, num_patches = patches.shape[:2]
+            encoded = self.patch_encoder(patches.flatten(0, 1)).view(batch, num_patches, -1)
+            gather_index = image_index.clamp(min=0).unsqueeze(-1).expand(-1, -1, x.shape[-1])
+            image_x = torch.gather(encoded, 1, gather_index) + self.patch_row(patch_rows) + self.patch_col(patch_cols)
+            x = torch.where((image_index >= 0).unsqueeze(-1), image_x, x)
+        return x + self.obs_position(obs_positions + 1)

@@ -1,0 +1,155 @@
+"""The Gato policy: embeddings + decoder, the masked next-token loss, and ``act()``.
+
+Loss (Gato Eq. 2): next-token cross-entropy, masked so only text and action targets count.
+``act()`` prefills one timestep's observation tokens (closed by the separator) into the KV cache
+and then decodes one token per action dimension autoregressively (Gato Sec. 3, "Deployment"),
+choosing among the 1024 continuous bins only, greedily or by sampling.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
+from .config import GatoConfig
+from .embedding import GatoEmbedding
+from .kv_cache import StaticKVCache
+from .rotary import RotaryEmbedding
+from .transformer import Block, KVCacheLike, causal_mask
+
+INPUT_NAMES = ("token_ids", "obs_positions", "patch_rows", "patch_cols", "image_index", "patches")
+"""Model inputs, as produced by :func:`gato_robot.tokenizer.sequence.stack_sequences`."""
+
+
+class GatoPolicy(nn.Module):
+    def __init__(self, config: GatoConfig):
+        super().__init__()
+        self.config = config
+        self.embed = GatoEmbedding(config)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self.rotary = RotaryEmbedding(config.head_dim, config.context_tokens, config.rope_base)
+        self.apply(self._init_weights)
+        for name, param in self.named_parameters():
+            if name.endswith("proj.weight") and "patch" not in name:  # GPT-2 scaled residual init
+                nn.init.normal_(param, mean=0.0, std=0.02 / (2 * config.n_layer) ** 0.5)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- core ----------------------------------------------------------------------------------
+    def hidden(self, token_ids, obs_positions, patch_rows, patch_cols, image_index, patches,
+               cache: KVCacheLike | None = None, past: int | torch.Tensor = 0) -> torch.Tensor:
+        """Final-layer hidden states (B, L, n_embd). With a cache, ``past`` tokens precede these."""
+        x = self.embed(token_ids, obs_positions, patch_rows, patch_cols, image_index, patches)
+        length = x.shape[1]
+        if isinstance(past, int) and past + length > self.config.context_tokens:
+            raise ValueError(f"sequence of {past} cached + {length} new tokens exceeds the context of "
+                             f"{self.config.context_tokens} tokens")
+        cos, sin = self.rotary(past, length)
+        mask = causal_mask(past, length, x.device)
+        for block in self.blocks:
+            x = block(x, cos, sin, mask, cache)
+        return self.ln_f(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits over the whole vocabulary; the output head is tied to the token embedding."""
+        return F.linear(hidden, self.embed.token.weight)
+
+    def action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits over the 1024 continuous bins only (action tokens are continuous in RGB stacking)."""
+        weight = self.embed.token.weight[CONTINUOUS_OFFSET:CONTINUOUS_OFFSET + NUM_CONTINUOUS_BINS]
+        return F.linear(hidden, weight)
+
+    def forward(self, token_ids, obs_positions, patch_rows, patch_cols, image_index, patches) -> torch.Tensor:
+        return self.logits(self.hidden(token_ids, obs_positions, patch_rows, patch_cols, image_index, patches))
+
+    def loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Masked next-token cross-entropy (Gato Eq. 2): target l counts iff loss_mask[l] == 1.
+
+        Logits are only computed where a target counts, which saves the (L x 33026) projection
+        on the ~90% of positions that are image or proprioception tokens.
+        """
+        hidden = self.hidden(*(batch[name] for name in INPUT_NAMES))
+        targets = batch["token_ids"][:, 1:]
+        mask = batch["loss_mask"][:, 1:] > 0
+        if not mask.any():
+            raise ValueError("batch has no text or action targets: the masked loss is undefined")
+        selected = hidden[:, :-1][mask]
+        return F.cross_entropy(self.logits(selected), targets[mask])
+
+    # -- acting --------------------------------------------------------------------------------
+    def new_cache(self, batch_size: int = 1, device: torch.device | str | None = None,
+                  dtype: torch.dtype | None = None) -> StaticKVCache:
+        reference = self.embed.token.weight
+        c = self.config
+        return StaticKVCache(c.n_layer, batch_size, c.n_head, c.context_tokens, c.head_dim, self.rotary,
+                             device or reference.device, dtype or reference.dtype)
+
+    def _action_token_inputs(self, action_token: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Model inputs for one action token per batch row: no observation position, no image."""
+        batch = action_token.shape[0]
+        zeros = torch.zeros_like(action_token)
+        patches = torch.zeros(batch, 0, 3, self.config.patch_size, self.config.patch_size,
+                              device=action_token.device, dtype=self.embed.token.weight.dtype)
+        return action_token, zeros - 1, zeros, zeros, zeros - 1, patches
+
+    @staticmethod
+    def _choose(logits: torch.Tensor, sample: bool, temperature: float,
+                generator: torch.Generator | None) -> torch.Tensor:
+        if not sample:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+    @torch.inference_mode()
+    def act(self, observation: Mapping[str, torch.Tensor], cache: StaticKVCache, sample: bool = False,
+            temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Append one timestep to ``cache`` and return its action bins (B, action_dim) in [0, 1024).
+
+        ``observation`` holds the timestep's observation tokens (through the separator); previous
+        timesteps (observations and chosen actions) live in the cache.
+        """
+        action_dim = self.config.timestep.action_dim
+        length = observation["token_ids"].shape[1]
+        cache.make_room(length + action_dim, evict_multiple=self.config.timestep.timestep_tokens)
+        hidden = self.hidden(*(observation[name] for name in INPUT_NAMES), cache=cache, past=cache.length)
+        cache.advance()
+        last = hidden[:, -1]
+        bins = torch.empty(last.shape[0], action_dim, dtype=torch.long, device=last.device)
+        for i in range(action_dim):
+            bins[:, i] = self._choose(self.action_logits(last), sample, temperature, generator)
+            token = (bins[:, i] + CONTINUOUS_OFFSET).unsqueeze(1)
+            last = self.hidden(*self._action_token_inputs(token), cache=cache, past=cache.length)[:, -1]
+            cache.advance()
+        return bins
+
+    @torch.inference_mode()
+    def act_uncached(self, context: Mapping[str, torch.Tensor], sample: bool = False, temperature: float = 1.0,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """Same decision as :meth:`act` without a cache: the whole context (past timesteps and this
+        observation) is recomputed for every action token. Used to check and benchmark the cache."""
+        inputs = [context[name] for name in INPUT_NAMES]
+        action_dim = self.config.timestep.action_dim
+        bins = torch.empty(inputs[0].shape[0], action_dim, dtype=torch.long, device=inputs[0].device)
+        for i in range(action_dim):
+            last = self.hidden(*inputs)[:, -1]
+            bins[:, i] = self._choose(self.action_logits(last), sample, temperature, generator)
+            token_inputs = self._action_token_inputs((bins[:, i] + CONTINUOUS_OFFSET).unsqueeze(1))
+            inputs = [torch.cat([a, b], dim=1) if a.dim() == 2 else a for a, b in zip(inputs, token_inputs)]
+        return bins

@@ -1,0 +1,109 @@
+"""Continuous and discrete value tokenization (Reed et al. 2022, Sec. 2.1 and Eq. 3).
+
+Continuous values (proprioception, actions) are mu-law companded,
+
+    F(x) = sgn(x) * log(|x| * mu + 1) / log(M * mu + 1),      mu = 100, M = 256,
+
+clipped to [-1, 1], discretized to 1024 uniform bins and shifted past the text vocabulary:
+
+    bin = min(floor((F(x) + 1) * 512), 1023),      token id = bin + 32000.
+
+Detokenization takes the bin centre ``c = (2 * bin + 1) / 1024 - 1`` and inverts the companding,
+
+    F^-1(c) = sgn(c) * ((M * mu + 1) ** |c| - 1) / mu,
+
+so a round trip is exact to within half a bin (1/1024) in companded space.
+
+Worked example, checkable by hand: x = 0.5 -> F = log(51) / log(25601) = 0.387357...
+-> bin = floor(1.387357 * 512) = 710 -> id = 32710; decoding 710 gives c = 1421/1024 - 1 = 0.387695
+-> x = (25601 ** 0.387695 - 1) / 100 = 0.501753.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import TokenizationError
+from .ids import CONTINUOUS_OFFSET, DISCRETE_VOCAB_SIZE, NUM_CONTINUOUS_BINS
+
+MU = 100.0
+M = 256.0
+_LOG_DENOM = float(np.log(M * MU + 1.0))
+HALF_BIN = 1.0 / NUM_CONTINUOUS_BINS
+"""Half the width of one bin in companded space: bins are 2/1024 wide on [-1, 1]."""
+
+
+def _as_finite_float_array(values: np.ndarray | float, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        bad = np.flatnonzero(~np.isfinite(array.reshape(-1)))
+        raise TokenizationError(
+            f"{name}: expected finite values, got NaN/Inf at flat index {bad[:8].tolist()}"
+        )
+    return array
+
+
+def mu_law_encode(x: np.ndarray | float) -> np.ndarray:
+    """Mu-law companding F(x), clipped to [-1, 1] (values with |x| > M saturate)."""
+    x = _as_finite_float_array(x, "mu_law_encode input")
+    companded = np.sign(x) * np.log(np.abs(x) * MU + 1.0) / _LOG_DENOM
+    return np.clip(companded, -1.0, 1.0)
+
+
+def mu_law_decode(companded: np.ndarray | float) -> np.ndarray:
+    """Inverse of :func:`mu_law_encode` on [-1, 1]."""
+    companded = np.clip(_as_finite_float_array(companded, "mu_law_decode input"), -1.0, 1.0)
+    return np.sign(companded) * (np.exp(np.abs(companded) * _LOG_DENOM) - 1.0) / MU
+
+
+def continuous_to_bins(x: np.ndarray | float) -> np.ndarray:
+    """Continuous values -> bin indices in [0, 1024), same shape as ``x``."""
+    companded = mu_law_encode(x)
+    bins = np.floor((companded + 1.0) * (NUM_CONTINUOUS_BINS / 2)).astype(np.int64)
+    return np.minimum(bins, NUM_CONTINUOUS_BINS - 1)
+
+
+def bins_to_continuous(bins: np.ndarray | int) -> np.ndarray:
+    """Bin indices in [0, 1024) -> the value at each bin's centre (float64)."""
+    bins = np.asarray(bins)
+    if not np.issubdtype(bins.dtype, np.integer):
+        raise TokenizationError(f"bins: expected an integer array, got dtype {bins.dtype}")
+    if bins.size and (bins.min() < 0 or bins.max() >= NUM_CONTINUOUS_BINS):
+        raise TokenizationError(
+            f"bins: expected values in [0, {NUM_CONTINUOUS_BINS}), "
+            f"got range [{bins.min()}, {bins.max()}]"
+        )
+    centres = (2.0 * bins + 1.0) / NUM_CONTINUOUS_BINS - 1.0
+    return mu_law_decode(centres)
+
+
+def tokenize_continuous(x: np.ndarray | float) -> np.ndarray:
+    """Continuous values -> token ids in [32000, 33024), int64, row-major flattened order kept."""
+    return continuous_to_bins(x) + CONTINUOUS_OFFSET
+
+
+def detokenize_continuous(token_ids: np.ndarray | int) -> np.ndarray:
+    """Token ids in [32000, 33024) -> continuous values (float64). Raises on any other id."""
+    token_ids = np.asarray(token_ids)
+    if not np.issubdtype(token_ids.dtype, np.integer):
+        raise TokenizationError(f"continuous token ids: expected integers, got dtype {token_ids.dtype}")
+    low, high = CONTINUOUS_OFFSET, CONTINUOUS_OFFSET + NUM_CONTINUOUS_BINS
+    if token_ids.size and (token_ids.min() < low or token_ids.max() >= high):
+        raise TokenizationError(
+            f"continuous token ids: expected values in [{low}, {high}), "
+            f"got range [{token_ids.min()}, {token_ids.max()}]"
+        )
+    return bins_to_continuous(token_ids - CONTINUOUS_OFFSET)
+
+
+def tokenize_discrete(values: np.ndarray | int) -> np.ndarray:
+    """Discrete values (integers in [0, 1024)) -> token ids: the integers themselves, int64."""
+    array = np.asarray(values)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TokenizationError(f"discrete values: expected an integer array, got dtype {array.dtype}")
+    if array.size and (array.min() < 0 or array.max() >= DISCRETE_VOCAB_SIZE):
+        raise TokenizationError(
+            f"discrete values: expected integers in [0, {DISCRETE_VOCAB_SIZE}), "
+            f"got range [{array.min()}, {array.max()}]"
+        )
+    return array.astype(np.int64)

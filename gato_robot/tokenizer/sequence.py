@@ -1,0 +1,254 @@
+"""Timestep layout, loss mask and local positions (Reed et al. 2022, Sec. 2.1-2.3, Appendix C.3).
+
+One timestep is laid out as Gato does it:
+
+    [text tokens] [image patches, camera by camera, raster order] [proprioception] | [actions]
+
+- Observation tokens come first: text, then image patches, then continuous proprioception.
+- A separator token (``SEPARATOR_ID``) follows the observation.
+- Then one token per action dimension; at inference these are sampled autoregressively.
+- Loss mask (Gato Eq. 2): 1 on text and action tokens only; 0 on image, proprioception,
+  separator and padding tokens.
+- Local observation positions: observation tokens (and the separator that closes them) are
+  numbered 0, 1, 2, ... within the timestep; action tokens get none (stored as -1 and embedded
+  as zero).
+- Image tokens carry quantized row/column positions (see :mod:`gato_robot.tokenizer.image`).
+
+A :class:`TokenSequence` is a struct of arrays; sequences of several timesteps are concatenated
+with :func:`concat_sequences`, and the model consumes them batched by :func:`stack_sequences`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+
+import numpy as np
+
+from ..observation import Observation
+from .errors import TokenizationError
+from .ids import IMAGE_PLACEHOLDER_ID, PAD_ID, SEPARATOR_ID
+from .image import PATCH_SIZE, image_to_patches, patch_position_intervals, sample_patch_positions, validate_image
+from .mulaw import detokenize_continuous, tokenize_continuous
+from .text import DEFAULT_TEXT_MODEL, load_text_tokenizer
+
+
+class Modality(IntEnum):
+    TEXT = 0
+    IMAGE = 1
+    CONTINUOUS = 2
+    DISCRETE = 3
+    SEPARATOR = 4
+    ACTION = 5
+    PAD = 6
+
+
+NO_POSITION = -1
+"""Local observation position of tokens that have none (actions, padding)."""
+
+
+@dataclass(frozen=True)
+class TimestepSpec:
+    """Shape of one timestep; the RGB-stacking defaults are two 128x128 cameras and a 5-D action.
+
+    proprio_dim: joint angles (7) + joint velocities (7) + gripper width (1) + TCP pose (3 + 4) = 22.
+    text_tokens: instruction tokens per timestep (padded with PAD_ID); 0 leaves text out.
+    """
+
+    camera_names: tuple[str, ...] = ("front_left", "front_right")
+    image_height: int = 128
+    image_width: int = 128
+    proprio_dim: int = 22
+    action_dim: int = 5
+    text_tokens: int = 8
+    text_model: str = str(DEFAULT_TEXT_MODEL)
+
+    @property
+    def patches_per_image(self) -> int:
+        return (self.image_height // PATCH_SIZE) * (self.image_width // PATCH_SIZE)
+
+    @property
+    def observation_tokens(self) -> int:
+        """Tokens from the first text token through the separator."""
+        return self.text_tokens + len(self.camera_names) * self.patches_per_image + self.proprio_dim + 1
+
+    @property
+    def timestep_tokens(self) -> int:
+        return self.observation_tokens + self.action_dim
+
+
+@dataclass
+class TokenSequence:
+    """Struct of arrays for L tokens and the P image patches they reference.
+
+    token_ids: int64 (L,); image tokens hold IMAGE_PLACEHOLDER_ID.
+    modality: uint8 (L,), a :class:`Modality`.
+    obs_positions: int64 (L,), NO_POSITION for tokens without a local observation position.
+    patch_rows, patch_cols: int64 (L,), quantized position bins of image tokens (0 elsewhere).
+    image_index: int64 (L,), index into ``patches`` for image tokens, -1 elsewhere.
+    loss_mask: float32 (L,), 1 on text and action tokens.
+    patches: float32 (P, 3, 16, 16), normalized as Gato does.
+    """
+
+    token_ids: np.ndarray
+    modality: np.ndarray
+    obs_positions: np.ndarray
+    patch_rows: np.ndarray
+    patch_cols: np.ndarray
+    image_index: np.ndarray
+    loss_mask: np.ndarray
+    patches: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, PATCH_SIZE, PATCH_SIZE), np.float32))
+
+    def __len__(self) -> int:
+        return int(self.token_ids.shape[0])
+
+    @staticmethod
+    def of_tokens(token_ids: np.ndarray, modality: Modality, obs_start: int | None) -> "TokenSequence":
+        """Non-image tokens; ``obs_start`` numbers their local positions, None gives them none."""
+        n = len(token_ids)
+        positions = np.full(n, NO_POSITION, np.int64) if obs_start is None else np.arange(obs_start, obs_start + n)
+        in_loss = modality in (Modality.TEXT, Modality.ACTION)
+        return TokenSequence(
+            token_ids=np.asarray(token_ids, np.int64),
+            modality=np.full(n, int(modality), np.uint8),
+            obs_positions=positions.astype(np.int64),
+            patch_rows=np.zeros(n, np.int64),
+            patch_cols=np.zeros(n, np.int64),
+            image_index=np.full(n, -1, np.int64),
+            loss_mask=np.full(n, 1.0 if in_loss else 0.0, np.float32),
+        )
+
+
+def concat_sequences(parts: list[TokenSequence]) -> TokenSequence:
+    """Concatenate token sequences in order, re-indexing image patches."""
+    offsets = np.cumsum([0] + [len(p.patches) for p in parts[:-1]])
+    return TokenSequence(
+        token_ids=np.concatenate([p.token_ids for p in parts]),
+        modality=np.concatenate([p.modality for p in parts]),
+        obs_positions=np.concatenate([p.obs_positions for p in parts]),
+        patch_rows=np.concatenate([p.patch_rows for p in parts]),
+        patch_cols=np.concatenate([p.patch_cols for p in parts]),
+        image_index=np.concatenate([np.where(p.image_index >= 0, p.image_index + o, -1) for p, o in zip(parts, offsets)]),
+        loss_mask=np.concatenate([p.loss_mask for p in parts]),
+        patches=np.concatenate([p.patches for p in parts]),
+    )
+
+
+def pad_sequence(sequence: TokenSequence, length: int, num_patches: int) -> TokenSequence:
+    """Right-pad to ``length`` tokens (PAD_ID, no loss) and ``num_patches`` patches (zeros)."""
+    extra, extra_patches = length - len(sequence), num_patches - len(sequence.patches)
+    if extra < 0 or extra_patches < 0:
+        raise ValueError(f"cannot pad a sequence of {len(sequence)} tokens/{len(sequence.patches)} patches "
+                         f"to {length}/{num_patches}")
+    if extra == 0 and extra_patches == 0:
+        return sequence
+    pad = TokenSequence.of_tokens(np.full(extra, PAD_ID), Modality.PAD, None)
+    padded = concat_sequences([sequence, pad])
+    zeros = np.zeros((extra_patches, 3, PATCH_SIZE, PATCH_SIZE), np.float32)
+    return replace(padded, patches=np.concatenate([padded.patches, zeros]))
+
+
+def stack_sequences(sequences: list[TokenSequence]) -> dict[str, np.ndarray]:
+    """Batch sequences (right-padded to the longest) into arrays with a leading batch axis."""
+    length = max(len(s) for s in sequences)
+    num_patches = max(len(s.patches) for s in sequences)
+    padded = [pad_sequence(s, length, num_patches) for s in sequences]
+    names = ["token_ids", "modality", "obs_positions", "patch_rows", "patch_cols", "image_index", "loss_mask", "patches"]
+    return {name: np.stack([getattr(s, name) for s in padded]) for name in names}
+
+
+class GatoTokenizer:
+    """Observation/action <-> :class:`TokenSequence` for one :class:`TimestepSpec`."""
+
+    def __init__(self, spec: TimestepSpec = TimestepSpec()):
+        self.spec = spec
+        self.text = load_text_tokenizer(spec.text_model) if spec.text_tokens else None
+        self._row_intervals, self._col_intervals = patch_position_intervals(spec.image_height, spec.image_width)
+        self._eval_rows = sample_patch_positions(self._row_intervals, None)
+        self._eval_cols = sample_patch_positions(self._col_intervals, None)
+        self._text_cache: dict[str, np.ndarray] = {}
+
+    # -- observation ---------------------------------------------------------------------------
+    def _text_ids(self, instruction: str) -> np.ndarray:
+        if instruction not in self._text_cache:
+            ids = self.text.encode(instruction)
+            if len(ids) > self.spec.text_tokens:
+                raise TokenizationError(
+                    f"instruction {instruction!r} encodes to {len(ids)} tokens; "
+                    f"the policy's layout holds {self.spec.text_tokens}"
+                )
+            self._text_cache[instruction] = np.concatenate(
+                [ids, np.full(self.spec.text_tokens - len(ids), PAD_ID, np.int64)])
+        return self._text_cache[instruction]
+
+    def _validate(self, observation: Observation) -> np.ndarray:
+        spec = self.spec
+        missing = [name for name in spec.camera_names if name not in observation.images]
+        if missing:
+            raise TokenizationError(f"observation is missing camera(s) {missing}; got {sorted(observation.images)}")
+        for name in spec.camera_names:
+            validate_image(observation.images[name], name, (spec.image_height, spec.image_width))
+        proprio = np.asarray(observation.proprio)
+        if proprio.shape != (spec.proprio_dim,):
+            raise TokenizationError(f"proprio: expected shape ({spec.proprio_dim},), got {proprio.shape}")
+        if not np.all(np.isfinite(proprio)):
+            raise TokenizationError(f"proprio: expected finite values, got NaN/Inf at index "
+                                    f"{np.flatnonzero(~np.isfinite(proprio)).tolist()}")
+        return proprio
+
+    def encode_observation(self, observation: Observation, rng: np.random.Generator | None = None) -> TokenSequence:
+        """Observation tokens of one timestep, closed by the separator.
+
+        ``rng`` given (training): patch positions sampled within their intervals; None (evaluation):
+        the interval means.
+        """
+        proprio = self._validate(observation)
+        spec, parts, position = self.spec, [], 0
+        if spec.text_tokens:
+            text = TokenSequence.of_tokens(self._text_ids(observation.instruction), Modality.TEXT, position)
+            text.loss_mask[text.token_ids == PAD_ID] = 0.0
+            parts.append(text)
+            position += spec.text_tokens
+        for camera_index, name in enumerate(spec.camera_names):
+            parts.append(self._image_tokens(observation.images[name], name, position, rng))
+            position += spec.patches_per_image
+        parts.append(TokenSequence.of_tokens(tokenize_continuous(proprio), Modality.CONTINUOUS, position))
+        position += spec.proprio_dim
+        parts.append(TokenSequence.of_tokens(np.array([SEPARATOR_ID]), Modality.SEPARATOR, position))
+        return concat_sequences(parts)
+
+    def _image_tokens(self, image: np.ndarray, name: str, obs_start: int, rng: np.random.Generator | None) -> TokenSequence:
+        patches = image_to_patches(image, name)
+        n = len(patches)
+        rows = self._eval_rows if rng is None else sample_patch_positions(self._row_intervals, rng)
+        cols = self._eval_cols if rng is None else sample_patch_positions(self._col_intervals, rng)
+        return TokenSequence(
+            token_ids=np.full(n, IMAGE_PLACEHOLDER_ID, np.int64),
+            modality=np.full(n, int(Modality.IMAGE), np.uint8),
+            obs_positions=np.arange(obs_start, obs_start + n, dtype=np.int64),
+            patch_rows=rows.copy(),
+            patch_cols=cols.copy(),
+            image_index=np.arange(n, dtype=np.int64),
+            loss_mask=np.zeros(n, np.float32),
+            patches=patches,
+        )
+
+    # -- action --------------------------------------------------------------------------------
+    def encode_action(self, action: np.ndarray) -> TokenSequence:
+        """Action vector (already scaled to the policy's action range) -> action tokens."""
+        action = np.asarray(action)
+        if action.shape != (self.spec.action_dim,):
+            raise TokenizationError(f"action: expected shape ({self.spec.action_dim},), got {action.shape}")
+        return TokenSequence.of_tokens(tokenize_continuous(action), Modality.ACTION, None)
+
+    def decode_action(self, token_ids: np.ndarray) -> np.ndarray:
+        """Action token ids (..., action_dim) -> continuous action values (float64)."""
+        token_ids = np.asarray(token_ids)
+        if token_ids.shape[-1:] != (self.spec.action_dim,):
+            raise TokenizationError(f"action tokens: expected trailing dimension {self.spec.action_dim}, "
+                                    f"got shape {token_ids.shape}")
+        return detokenize_continuous(token_ids)
+
+    def encode_timestep(self, observation: Observation, action: np.ndarray,
+                        rng: np.random.Generator | None = None) -> TokenSequence:
+        return concat_sequences([self.encode_observation(observation, rng), self.encode_action(action)])
