@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -153,3 +155,8 @@ class GatoPolicy(nn.Module):
             token_inputs = self._action_token_inputs((bins[:, i] + CONTINUOUS_OFFSET).unsqueeze(1))
             inputs = [torch.cat([a, b], dim=1) if a.dim() == 2 else a for a, b in zip(inputs, token_inputs)]
         return bins
+
+
+def batch_to_torch(arrays: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Arrays from :func:`~gato_robot.tokenizer.sequence.stack_sequences` -> tensors on ``device``."""
+    return {name: torch.as_tensor(array, device=device) for name, array in arrays.items()}

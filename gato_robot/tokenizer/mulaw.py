@@ -46,8 +46,8 @@ def _as_finite_float_array(values: np.ndarray | float, name: str) -> np.ndarray:
 def mu_law_encode(x: np.ndarray | float) -> np.ndarray:
     """Mu-law companding F(x), clipped to [-1, 1] (values with |x| > M saturate)."""
     x = _as_finite_float_array(x, "mu_law_encode input")
-    companded = np.sign(x) * np.log(np.abs(x) * MU + 1.0) / _LOG_DENOM
-    return np.clip(companded, -1.0, 1.0)
+    magnitude = np.minimum(np.abs(x), M)  # |x| >= M gives F = 1: the clip, without overflow
+    return np.sign(x) * np.log(magnitude * MU + 1.0) / _LOG_DENOM
 
 
 def mu_law_decode(companded: np.ndarray | float) -> np.ndarray:

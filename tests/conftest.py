@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+
+from gato_robot.observation import Observation
+from gato_robot.tokenizer.sequence import GatoTokenizer, TimestepSpec
+
+INSTRUCTION = "stack the red object on the blue object"
+
+
+def make_observation(spec: TimestepSpec, rng: np.random.Generator) -> Observation:
+    images = {name: rng.integers(0, 256, (spec.image_height, spec.image_width, 3), dtype=np.uint8)
+              for name in spec.camera_names}
+    return Observation(images=images, proprio=rng.normal(size=spec.proprio_dim), instruction=INSTRUCTION)
+
+
+@pytest.fixture
+def spec() -> TimestepSpec:
+    return TimestepSpec()
+
+
+@pytest.fixture
+def tokenizer(spec) -> GatoTokenizer:
+    return GatoTokenizer(spec)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
