@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +17,8 @@ tokenizer_app = typer.Typer(help="Tokenizer assets and layout.", no_args_is_help
 app.add_typer(bench_app, name="bench")
 app.add_typer(model_app, name="model")
 app.add_typer(tokenizer_app, name="tokenizer")
+export_app = typer.Typer(help="Compile a checkpoint: ONNX graphs, TensorRT engines.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 console = Console()
 
 
@@ -113,6 +116,75 @@ def bench_policy_command(preset: str = typer.Option("cpu-small", help="Model pre
         table.add_row(name, f"{stats.median_ms:.2f}", f"{stats.p99_ms:.2f}", f"{stats.max_ms:.2f}", str(stats.count))
     console.print(table)
     console.print(f"speed-up of the cache (median): {report.uncached.median_ms / report.cached.median_ms:.1f}x")
+
+
+@bench_app.command("runtime")
+def bench_runtime_command(
+        backend: list[str] = typer.Option(None, help="Backend(s) to compare; default: every one installed here."),
+        preset: str = typer.Option("cpu-small", help="Preset for a random-weight policy when no checkpoint is given."),
+        checkpoint: Path = typer.Option(None, help="Checkpoint directory to benchmark."),
+        steps: int = typer.Option(1000, help="Control steps per backend."),
+        device: str = typer.Option("cpu", help="Device of the torch backend."),
+        threads: int = typer.Option(0, help="ONNX Runtime intra-op threads (0: all cores)."),
+        seed: int = 0) -> None:
+    """End-to-end step latency (frames in -> action out) per backend, with stage shares and 20 Hz misses."""
+    from .bench.runtime_latency import bench_runtime
+
+    with _clear_errors():
+        results, roofline = bench_runtime(backend, preset, checkpoint, steps, device=device, threads=threads,
+                                          seed=seed)
+    source = str(checkpoint) if checkpoint else f"{preset} (random weights)"
+    table = Table(title=f"end-to-end control step, {source}, {steps} steps per backend")
+    for column in ("backend", "median ms", "p99 ms", "max ms", "miss 20 Hz", "tokenize", "prefill", "decode",
+                   "detokenize"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(r.backend, f"{r.total.median_ms:.2f}", f"{r.total.p99_ms:.2f}", f"{r.total.max_ms:.2f}",
+                      f"{100 * r.deadline_miss_fraction:.2f}%",
+                      *(f"{100 * r.stage_share[s]:.0f}%" for s in ("tokenize", "prefill", "decode", "detokenize")))
+    console.print(table)
+    console.print(f"roofline: {roofline['weight_bytes_per_action'] / 1e6:.1f} MB of weights per action / "
+                  f"{roofline['memory_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s measured = "
+                  f"{roofline['floor_ms']:.3f} ms floor per action")
+    if len(results) > 1:
+        agree = all(np.array_equal(results[0].actions, r.actions) for r in results[1:])
+        console.print(f"backends chose identical actions on every step: {agree}")
+
+
+@export_app.command("onnx")
+def export_onnx_command(checkpoint: Path = typer.Argument(..., help="Checkpoint directory."),
+                        out: Path = typer.Option(None, help="Output directory (default: CHECKPOINT/onnx)."),
+                        verify: int = typer.Option(100, help="Random observations to check against PyTorch (0: skip).")) -> None:
+    """Export prefill + decode ONNX graphs (KV cache as explicit inputs/outputs) and verify them."""
+    from .runtime.export import OPSET, export_checkpoint
+    from .runtime.verify import verify_export
+
+    with _clear_errors():
+        out = out or checkpoint / "onnx"
+        exported = export_checkpoint(checkpoint, out)
+        console.print(f"wrote {exported.prefill} and {exported.decode} (opset {OPSET})")
+        if verify:
+            report = verify_export(checkpoint, out, observations=verify)
+            console.print(f"verified on {report.observations} observations: action tokens identical on "
+                          f"{report.matching_actions}/{report.observations}, max |logit diff| "
+                          f"{report.max_logit_diff:.2e}")
+            if report.matching_actions != report.observations:
+                raise typer.Exit(1)
+
+
+@export_app.command("tensorrt")
+def export_tensorrt_command(onnx_dir: Path = typer.Argument(..., help="Directory from `gato-robot export onnx`."),
+                            out: Path = typer.Option(None, help="Engine directory (default: ONNX_DIR)."),
+                            precision: str = typer.Option("fp16", help="fp32, fp16, bf16, int8 or fp8 (Q/DQ ONNX).")) -> None:
+    """Build TensorRT engines (needs an NVIDIA GPU and the tensorrt package)."""
+    from .runtime.tensorrt_engine import build_engines
+
+    try:
+        engines = build_engines(onnx_dir, out, precision)
+    except (RuntimeError, FileNotFoundError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+    console.print("wrote " + ", ".join(map(str, engines)))
 
 
 @app.command("demo")

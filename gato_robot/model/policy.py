@@ -8,6 +8,7 @@ choosing among the 1024 continuous bins only, greedily or by sampling.
 
 from __future__ import annotations
 
+import time
 from typing import Mapping
 
 import numpy as np
@@ -56,15 +57,22 @@ class GatoPolicy(nn.Module):
 
     # -- core ----------------------------------------------------------------------------------
     def hidden(self, token_ids, obs_positions, patch_rows, patch_cols, image_index, patches,
-               cache: KVCacheLike | None = None, past: int | torch.Tensor = 0) -> torch.Tensor:
-        """Final-layer hidden states (B, L, n_embd). With a cache, ``past`` tokens precede these."""
+               cache: KVCacheLike | None = None, past: int | torch.Tensor = 0,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-layer hidden states (B, L, n_embd).
+
+        With a cache, ``past`` tokens precede these (their rotary positions start at ``past``).
+        ``mask`` (L, keys) overrides the default causal mask over ``past + L`` keys, for caches
+        that hand attention a differently laid out key set (the exported ONNX graphs do).
+        """
         x = self.embed(token_ids, obs_positions, patch_rows, patch_cols, image_index, patches)
         length = x.shape[1]
         if isinstance(past, int) and past + length > self.config.context_tokens:
             raise ValueError(f"sequence of {past} cached + {length} new tokens exceeds the context of "
                              f"{self.config.context_tokens} tokens")
         cos, sin = self.rotary(past, length)
-        mask = causal_mask(past, length, x.device)
+        if mask is None:
+            mask = causal_mask(past, length, x.device)
         for block in self.blocks:
             x = block(x, cos, sin, mask, cache)
         return self.ln_f(x)
@@ -121,24 +129,31 @@ class GatoPolicy(nn.Module):
 
     @torch.inference_mode()
     def act(self, observation: Mapping[str, torch.Tensor], cache: StaticKVCache, sample: bool = False,
-            temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+            temperature: float = 1.0, generator: torch.Generator | None = None,
+            stage_seconds: dict[str, float] | None = None) -> torch.Tensor:
         """Append one timestep to ``cache`` and return its action bins (B, action_dim) in [0, 1024).
 
         ``observation`` holds the timestep's observation tokens (through the separator); previous
-        timesteps (observations and chosen actions) live in the cache.
+        timesteps (observations and chosen actions) live in the cache. ``stage_seconds``, if given,
+        receives the wall time of the "prefill" and "decode" stages.
         """
         action_dim = self.config.timestep.action_dim
         length = observation["token_ids"].shape[1]
+        start = time.perf_counter()
         cache.make_room(length + action_dim, evict_multiple=self.config.timestep.timestep_tokens)
         hidden = self.hidden(*(observation[name] for name in INPUT_NAMES), cache=cache, past=cache.length)
         cache.advance()
         last = hidden[:, -1]
+        prefilled = time.perf_counter()
         bins = torch.empty(last.shape[0], action_dim, dtype=torch.long, device=last.device)
         for i in range(action_dim):
             bins[:, i] = self._choose(self.action_logits(last), sample, temperature, generator)
             token = (bins[:, i] + CONTINUOUS_OFFSET).unsqueeze(1)
             last = self.hidden(*self._action_token_inputs(token), cache=cache, past=cache.length)[:, -1]
             cache.advance()
+        if stage_seconds is not None:
+            stage_seconds["prefill"] = prefilled - start
+            stage_seconds["decode"] = time.perf_counter() - prefilled
         return bins
 
     @torch.inference_mode()

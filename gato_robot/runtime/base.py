@@ -1,0 +1,90 @@
+"""One interface for every policy backend: tokenized observation in, action bins out.
+
+All backends hold the same per-episode state (a KV cache of past timesteps, evicted a whole
+timestep at a time), take the same :class:`TokenSequence` of one observation and decode one token
+per action dimension greedily, so they choose the same actions for the same weights.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+
+from ..model.config import GatoConfig
+from ..model.kv_cache import NumpyKVCache, StaticKVCache
+from ..model.rotary import RotaryEmbedding
+from ..tokenizer.ids import CONTINUOUS_OFFSET
+from ..tokenizer.sequence import TokenSequence
+
+
+class PolicyRunner(ABC):
+    """Backend-neutral policy: ``reset()`` at episode start, ``act()`` once per control tick."""
+
+    backend: str = "abstract"
+
+    def __init__(self, config: GatoConfig):
+        self.config = config
+        self.stage_seconds: dict[str, float] = {"prefill": 0.0, "decode": 0.0}
+        """Wall time of the last act()'s stages, for the benchmarks."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget past timesteps (new episode)."""
+
+    @abstractmethod
+    def act(self, observation: TokenSequence) -> np.ndarray:
+        """Observation tokens of this timestep -> action bins (action_dim,) int64 in [0, 1024)."""
+
+    def check_observation(self, observation: TokenSequence) -> None:
+        expected = self.config.timestep.observation_tokens
+        if len(observation) != expected:
+            raise ValueError(f"observation has {len(observation)} tokens; the policy's layout expects {expected}")
+
+
+class GraphRunner(PolicyRunner):
+    """Shared logic of the compiled backends, which run the exported prefill/decode graphs.
+
+    The runner owns the KV cache (fixed buffers); a graph call returns the keys/values of the
+    tokens it added and the runner appends them. Subclasses implement the two graph calls.
+    """
+
+    def __init__(self, config: GatoConfig, device: str | torch.device | None = None):
+        """``device`` None: the cache is numpy (CPU backends); otherwise torch tensors on ``device``."""
+        super().__init__(config)
+        c = config
+        rotary = RotaryEmbedding(c.head_dim, c.context_tokens, c.rope_base)
+        shape = (c.n_layer, 1, c.n_head, c.context_tokens, c.head_dim)
+        self.cache = (NumpyKVCache(*shape, rotary) if device is None
+                      else StaticKVCache(*shape, rotary.to(device), device))
+
+    def reset(self) -> None:
+        self.cache.reset()
+
+    @abstractmethod
+    def _prefill(self, observation: TokenSequence):
+        """Run the prefill graph at past length ``self.cache.length``: (logits (1024,), new keys, new
+        values), arrays of the cache's kind (numpy or torch)."""
+
+    @abstractmethod
+    def _decode(self, token_id: int):
+        """Run the decode graph for one action token at past length ``self.cache.length``."""
+
+    def act(self, observation: TokenSequence) -> np.ndarray:
+        self.check_observation(observation)
+        spec = self.config.timestep
+        start = time.perf_counter()
+        self.cache.make_room(len(observation) + spec.action_dim, evict_multiple=spec.timestep_tokens)
+        logits, keys, values = self._prefill(observation)
+        self.cache.append(keys, values)
+        prefilled = time.perf_counter()
+        bins = np.empty(spec.action_dim, dtype=np.int64)
+        for i in range(spec.action_dim):
+            bins[i] = int(logits.argmax())
+            logits, keys, values = self._decode(int(bins[i]) + CONTINUOUS_OFFSET)
+            self.cache.append(keys, values)
+        self.stage_seconds["prefill"] = prefilled - start
+        self.stage_seconds["decode"] = time.perf_counter() - prefilled
+        return bins
