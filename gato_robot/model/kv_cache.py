@@ -105,4 +105,4 @@ class NumpyKVCache(StaticKVCache):
 
     @staticmethod
     def _copy(array: np.ndarray) -> np.ndarray:
-        return array.copy()
+        return array  # numpy assignment handles overlapping source and destination itself

@@ -58,8 +58,10 @@ class GatoPolicy(nn.Module):
     # -- core ----------------------------------------------------------------------------------
     def hidden(self, token_ids, obs_positions, patch_rows, patch_cols, image_index, patches,
                cache: KVCacheLike | None = None, past: int | torch.Tensor = 0,
-               mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Final-layer hidden states (B, L, n_embd).
+               mask: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """Final-layer hidden states (B, L, n_embd), or (B, 1, n_embd) of the last token if ``last_only``
+        (the last layer then skips attention outputs and MLP of the other tokens; every layer's
+        keys and values still go into the cache).
 
         With a cache, ``past`` tokens precede these (their rotary positions start at ``past``).
         ``mask`` (L, keys) overrides the default causal mask over ``past + L`` keys, for caches
@@ -73,8 +75,9 @@ class GatoPolicy(nn.Module):
         cos, sin = self.rotary(past, length)
         if mask is None:
             mask = causal_mask(past, length, x.device)
-        for block in self.blocks:
-            x = block(x, cos, sin, mask, cache)
+        last_layer = len(self.blocks) - 1
+        for index, block in enumerate(self.blocks):
+            x = block(x, cos, sin, mask, cache, last_only=last_only and index == last_layer)
         return self.ln_f(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -141,7 +144,8 @@ class GatoPolicy(nn.Module):
         length = observation["token_ids"].shape[1]
         start = time.perf_counter()
         cache.make_room(length + action_dim, evict_multiple=self.config.timestep.timestep_tokens)
-        hidden = self.hidden(*(observation[name] for name in INPUT_NAMES), cache=cache, past=cache.length)
+        hidden = self.hidden(*(observation[name] for name in INPUT_NAMES), cache=cache, past=cache.length,
+                             last_only=True)
         cache.advance()
         last = hidden[:, -1]
         prefilled = time.perf_counter()
@@ -149,7 +153,7 @@ class GatoPolicy(nn.Module):
         for i in range(action_dim):
             bins[:, i] = self._choose(self.action_logits(last), sample, temperature, generator)
             token = (bins[:, i] + CONTINUOUS_OFFSET).unsqueeze(1)
-            last = self.hidden(*self._action_token_inputs(token), cache=cache, past=cache.length)[:, -1]
+            last = self.hidden(*self._action_token_inputs(token), cache=cache, past=cache.length, last_only=True)[:, -1]
             cache.advance()
         if stage_seconds is not None:
             stage_seconds["prefill"] = prefilled - start
@@ -165,7 +169,7 @@ class GatoPolicy(nn.Module):
         action_dim = self.config.timestep.action_dim
         bins = torch.empty(inputs[0].shape[0], action_dim, dtype=torch.long, device=inputs[0].device)
         for i in range(action_dim):
-            last = self.hidden(*inputs)[:, -1]
+            last = self.hidden(*inputs, last_only=True)[:, -1]
             bins[:, i] = self._choose(self.action_logits(last), sample, temperature, generator)
             token_inputs = self._action_token_inputs((bins[:, i] + CONTINUOUS_OFFSET).unsqueeze(1))
             inputs = [torch.cat([a, b], dim=1) if a.dim() == 2 else a for a, b in zip(inputs, token_inputs)]

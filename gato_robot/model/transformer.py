@@ -31,14 +31,17 @@ class CausalSelfAttention(nn.Module):
         self.layer_index = layer_index
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
-                cache: KVCacheLike | None) -> torch.Tensor:
+                cache: KVCacheLike | None, last_only: bool = False) -> torch.Tensor:
+        """``last_only``: keys/values for every token, the output for the last query only."""
         batch, length, width = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)
+        if last_only:
+            q, mask = q[:, :, -1:], mask[-1:]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(batch, length, width))
+        return self.proj(y.transpose(1, 2).reshape(batch, q.shape[2], width))
 
 
 class MLP(nn.Module):
@@ -60,8 +63,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, mask, cache=None):
-        x = x + self.attn(self.ln_1(x), cos, sin, mask, cache)
+    def forward(self, x, cos, sin, mask, cache=None, last_only: bool = False):
+        attended = self.attn(self.ln_1(x), cos, sin, mask, cache, last_only)
+        x = (x[:, -1:] if last_only else x) + attended
         return x + self.mlp(self.ln_2(x))
 
 

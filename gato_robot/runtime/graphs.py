@@ -62,7 +62,7 @@ class _CachedStep(nn.Module):
         cache = _AppendOnlyCache(cache_keys, cache_values)
         length = inputs[0].shape[1]
         mask = append_mask(past_length, length, cache_keys.shape[3], cache_keys.device)
-        hidden = self.policy.hidden(*inputs, cache=cache, past=past_length, mask=mask)
+        hidden = self.policy.hidden(*inputs, cache=cache, past=past_length, mask=mask, last_only=True)
         logits = self.policy.action_logits(hidden[:, -1])
         return logits, torch.stack(cache.new_keys), torch.stack(cache.new_values)
 

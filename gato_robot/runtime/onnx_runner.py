@@ -8,6 +8,7 @@ path allocates besides what the tokenizer produces.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,19 @@ class OnnxRunner(GraphRunner):
                                         "(run `gato-robot export onnx CHECKPOINT`)")
         super().__init__(load_config(export_dir))
         ort = _require_onnxruntime()
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
+        # The prefill (hundreds of tokens) parallelizes over ``threads`` (default: all cores); the
+        # decode step (one token) is overhead-bound and runs on the calling thread alone, so the
+        # prefill pool's spinning worker never competes with a second pool for the cores.
+        prefill_options, decode_options = ort.SessionOptions(), ort.SessionOptions()
+        for options in (prefill_options, decode_options):
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        prefill_options.intra_op_num_threads = threads or os.cpu_count() or 1
+        decode_options.intra_op_num_threads = 1
         providers = ["CPUExecutionProvider"]
-        self._prefill_session = ort.InferenceSession(str(export_dir / PREFILL_FILE), options, providers=providers)
-        self._decode_session = ort.InferenceSession(str(export_dir / DECODE_FILE), options, providers=providers)
+        self._prefill_session = ort.InferenceSession(str(export_dir / PREFILL_FILE), prefill_options,
+                                                     providers=providers)
+        self._decode_session = ort.InferenceSession(str(export_dir / DECODE_FILE), decode_options,
+                                                    providers=providers)
 
         c, spec = self.config, self.config.timestep
         length = spec.observation_tokens
