@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,7 +20,8 @@ app.add_typer(model_app, name="model")
 app.add_typer(tokenizer_app, name="tokenizer")
 export_app = typer.Typer(help="Compile a checkpoint: ONNX graphs, TensorRT engines.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
-console = Console()
+# Tables stay on one line when output goes to a file or CI log (rich would wrap at 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 @contextmanager

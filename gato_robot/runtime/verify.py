@@ -21,6 +21,7 @@ class ExportReport:
     observations: int
     matching_actions: int
     max_logit_diff: float
+    distinct_actions: int
 
 
 def verify_export(checkpoint: str | Path, export_dir: str | Path, observations: int = 1000, seed: int = 0,
@@ -31,7 +32,7 @@ def verify_export(checkpoint: str | Path, export_dir: str | Path, observations: 
     torch_runner, onnx_runner = TorchRunner(policy), OnnxRunner(export_dir)
     tokenizer = GatoTokenizer(policy.config.timestep)
     rng = np.random.default_rng(seed)
-    matching, max_diff = 0, 0.0
+    matching, max_diff, seen = 0, 0.0, set()
     for step in range(observations):
         if step % episode_steps == 0:
             torch_runner.reset()
@@ -45,5 +46,7 @@ def verify_export(checkpoint: str | Path, export_dir: str | Path, observations: 
             onnx_runner.reset()
         else:
             tokens = tokenizer.encode_observation(random_observation(tokenizer, rng))
-        matching += int(np.array_equal(torch_runner.act(tokens), onnx_runner.act(tokens)))
-    return ExportReport(observations, matching, max_diff)
+        expected = torch_runner.act(tokens)
+        matching += int(np.array_equal(expected, onnx_runner.act(tokens)))
+        seen.add(tuple(expected.tolist()))
+    return ExportReport(observations, matching, max_diff, len(seen))

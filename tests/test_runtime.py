@@ -1,0 +1,124 @@
+"""Compiled runtime: ONNX export, ONNX Runtime vs PyTorch parity, TensorRT's CPU-side logic."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gato_robot.bench.policy_latency import random_observation
+from gato_robot.cli import app
+from gato_robot.model.checkpoint import save_checkpoint
+from gato_robot.model.config import preset
+from gato_robot.model.policy import GatoPolicy
+from gato_robot.runtime.export import OPSET, export_checkpoint
+from gato_robot.runtime.factory import load_runner
+from gato_robot.runtime.graphs import DECODE_INPUTS, OUTPUTS, PREFILL_INPUTS
+from gato_robot.runtime.onnx_runner import OnnxRunner
+from gato_robot.runtime.tensorrt_engine import build_engines, prefill_profiles, require_tensorrt
+from gato_robot.runtime.verify import verify_export
+from gato_robot.tokenizer.sequence import GatoTokenizer
+
+NO_GPU = not torch.cuda.is_available()
+
+
+def decisive_policy(seed: int = 0) -> GatoPolicy:
+    """Random weights scaled up so attention is sharp and the greedy action depends on the input
+    (the default init gives near-uniform attention and one constant action)."""
+    torch.manual_seed(seed)
+    policy = GatoPolicy(preset("tiny"))
+    with torch.no_grad():
+        for name, weight in policy.named_parameters():
+            if weight.dim() > 1:
+                weight.normal_(0.0, 1.0 if "token" in name else 3.0 / weight.shape[-1] ** 0.5)
+    return policy.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runtime")
+    checkpoint = save_checkpoint(decisive_policy(), root / "checkpoint")
+    export = export_checkpoint(checkpoint, root / "onnx")
+    return checkpoint, export
+
+
+def test_graphs_have_the_documented_interface(exported):
+    _, export = exported
+    for path, inputs in ((export.prefill, PREFILL_INPUTS), (export.decode, DECODE_INPUTS)):
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+        assert [i.name for i in model.graph.input] == list(inputs)
+        assert [o.name for o in model.graph.output] == list(OUTPUTS)
+        assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == OPSET
+    prefill = onnx.load(str(export.prefill))
+    token_dims = prefill.graph.input[0].type.tensor_type.shape.dim
+    assert token_dims[1].dim_param, "prefill token axis must be dynamic"
+    decode = onnx.load(str(export.decode))
+    assert all(d.dim_value > 0 for i in decode.graph.input for d in i.type.tensor_type.shape.dim)
+
+
+def test_onnxruntime_matches_pytorch_on_1000_observations(exported):
+    checkpoint, export = exported
+    report = verify_export(checkpoint, export.directory, observations=1000, episode_steps=10)
+    assert report.matching_actions == report.observations == 1000
+    assert report.max_logit_diff < 1e-3  # float32 logits of magnitude ~10
+    assert report.distinct_actions > 500  # the comparison is not between two constant outputs
+
+
+def test_backends_agree_across_cache_eviction(exported):
+    checkpoint, export = exported
+    torch_runner, onnx_runner = load_runner("torch", checkpoint), load_runner("onnxruntime", export.directory)
+    tokenizer = GatoTokenizer(torch_runner.config.timestep)
+    rng = np.random.default_rng(5)
+    lengths = []
+    for _ in range(8):  # the tiny context holds 3 timesteps: the cache slides 5 times
+        tokens = tokenizer.encode_observation(random_observation(tokenizer, rng))
+        np.testing.assert_array_equal(torch_runner.act(tokens), onnx_runner.act(tokens))
+        lengths.append(onnx_runner.cache.length)
+    assert lengths == [164, 328, 492, 492, 492, 492, 492, 492]
+    assert torch_runner.cache.length == onnx_runner.cache.length
+
+
+def test_runner_rejects_a_foreign_layout_and_missing_files(exported, tmp_path):
+    _, export = exported
+    runner = OnnxRunner(export.directory)
+    tokenizer = GatoTokenizer(runner.config.timestep)
+    tokens = tokenizer.encode_observation(random_observation(tokenizer, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="observation has 164 tokens; the policy's layout expects 159"):
+        runner.act(tokenizer.encode_timestep(random_observation(tokenizer, np.random.default_rng(0)), np.zeros(5)))
+    assert runner.act(tokens).shape == (5,)
+    with pytest.raises(FileNotFoundError, match="prefill.onnx"):
+        OnnxRunner(tmp_path)
+    with pytest.raises(ValueError, match="unknown backend 'tflite'"):
+        load_runner("tflite", export.directory)
+
+
+def test_tensorrt_profiles_are_sized_from_the_config():
+    config = preset("gato-1.18b")
+    profiles = {p.name: p for p in prefill_profiles(config)}
+    assert profiles["token_ids"].opt == (1, config.timestep.observation_tokens)
+    assert profiles["token_ids"].max == (1, config.context_tokens)
+    assert profiles["patches"].opt == (1, 128, 3, 16, 16)
+    assert all(p.min[1] >= 1 for p in profiles.values())
+
+
+@pytest.mark.skipif(not NO_GPU, reason="checks the error a machine without a GPU gives")
+def test_tensorrt_without_a_gpu_fails_with_a_clear_error(exported):
+    _, export = exported
+    with pytest.raises(RuntimeError, match="TensorRT needs an NVIDIA GPU"):
+        require_tensorrt()
+    with pytest.raises(RuntimeError, match="TensorRT needs an NVIDIA GPU"):
+        build_engines(export.directory)
+    with pytest.raises(RuntimeError, match="TensorRT needs an NVIDIA GPU"):
+        load_runner("tensorrt", export.directory)
+    result = CliRunner().invoke(app, ["export", "tensorrt", str(export.directory)])
+    assert result.exit_code == 2 and "NVIDIA GPU" in result.output
+
+
+def test_bench_runtime_compares_backends_side_by_side(exported):
+    checkpoint, _ = exported
+    result = CliRunner().invoke(app, ["bench", "runtime", "--checkpoint", str(checkpoint), "--steps", "20"])
+    assert result.exit_code == 0, result.output
+    assert "torch" in result.output and "onnxr" in result.output
+    assert "roofline:" in result.output and "ms floor per action" in result.output
+    assert "backends chose identical actions on every step: True" in result.output
