@@ -1,0 +1,157 @@
+"""The action path, shared by the simulators and the real arm:
+
+    detokenized action (normalized) -> Cartesian TCP velocity (base frame) -> joint position targets
+
+Damped least-squares differential IK on the robot's URDF (Pinocchio):
+``dq = J^T (J J^T + lambda^2 I)^-1 [v; w]``, where ``v`` is the commanded TCP linear velocity
+(m/s, clipped to keep the TCP inside the workspace box) and ``w`` (rad/s) turns the gripper toward
+"pointing down at the commanded yaw": the commanded yaw rate integrates a yaw target that stays
+within +-pi/2 of the home yaw, and roll/pitch errors are corrected at the same time. Joint targets
+``q + dq * dt`` are clamped to the URDF's velocity and position limits. The gripper command in
+[-1, 1] (-1 open, +1 closed) maps linearly to a finger width in [max_width, 0].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pinocchio as pin
+
+from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
+from .robot_description import PANDA, ArmDescription
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Box the TCP must stay in, base frame, metres (RGB stacking: 0.25 x 0.25 x 0.2 m)."""
+
+    low: tuple[float, float, float] = (0.375, -0.125, 0.015)
+    high: tuple[float, float, float] = (0.625, 0.125, 0.215)
+
+    def contains(self, position: np.ndarray, tolerance: float = 1e-6) -> bool:
+        return bool(np.all(position >= np.asarray(self.low) - tolerance)
+                    and np.all(position <= np.asarray(self.high) + tolerance))
+
+
+@dataclass(frozen=True)
+class ActionPathConfig:
+    control_period_s: float = 0.05  # 20 Hz
+    damping: float = 0.05  # DLS lambda
+    orientation_gain: float = 0.5  # fraction of the orientation error removed per tick
+    yaw_limit_rad: float = np.pi / 2  # wrist yaw relative to home
+    workspace: Workspace = Workspace()
+    velocity_limit_scale: float = 0.9  # fraction of the URDF joint velocity limits used
+
+
+@dataclass(frozen=True)
+class JointCommand:
+    """Joint position targets (radians, arm joints in URDF order) and finger width (metres)."""
+
+    arm_positions: np.ndarray
+    gripper_width: float
+
+
+def _yaw_of(rotation: np.ndarray) -> float:
+    """Yaw (rad) of a gripper pointing down: the angle of its x axis in the base xy-plane."""
+    return float(np.arctan2(rotation[1, 0], rotation[0, 0]))
+
+
+def _wrap(angle: float) -> float:
+    return float((angle + np.pi) % (2 * np.pi) - np.pi)
+
+
+class ArmKinematics:
+    """Pinocchio model of the arm with the fingers locked: forward kinematics and the TCP Jacobian."""
+
+    def __init__(self, arm: ArmDescription = PANDA):
+        full = pin.buildModelFromUrdf(str(arm.resolved_urdf()))
+        missing = [name for name in (*arm.arm_joints, *arm.finger_joints) if not full.existJointName(name)]
+        if missing:
+            raise ValueError(f"URDF {arm.resolved_urdf()} has no joint(s) {missing}")
+        locked = [full.getJointId(name) for name in arm.finger_joints]
+        self.model = pin.buildReducedModel(full, locked, pin.neutral(full))
+        self.data = self.model.createData()
+        if not self.model.existFrame(arm.tcp_frame):
+            raise ValueError(f"URDF {arm.resolved_urdf()} has no frame {arm.tcp_frame!r}")
+        self.tcp = self.model.getFrameId(arm.tcp_frame)
+        self.arm = arm
+        self.lower = self.model.lowerPositionLimit.copy()
+        self.upper = self.model.upperPositionLimit.copy()
+        self.velocity_limit = self.model.velocityLimit.copy()
+
+    def tcp_transform(self, q: np.ndarray) -> pin.SE3:
+        pin.framesForwardKinematics(self.model, self.data, np.asarray(q, dtype=np.float64))
+        return self.data.oMf[self.tcp]
+
+    def tcp_pose(self, q: np.ndarray) -> np.ndarray:
+        """TCP position (m) and quaternion (x, y, z, w) in the base frame, shape (7,).
+
+        The quaternion's sign is chosen so x >= 0: a downward gripper within +-pi/2 of zero yaw has
+        w ~ 0 and |x| >= 0.7, so this keeps the value continuous where "w >= 0" would flip it."""
+        transform = self.tcp_transform(q)
+        quaternion = pin.Quaternion(transform.rotation).coeffs()  # x, y, z, w
+        if quaternion[0] < 0:
+            quaternion = -quaternion
+        return np.concatenate([transform.translation, quaternion])
+
+    def jacobian(self, q: np.ndarray) -> np.ndarray:
+        """6 x 7 TCP Jacobian in the base-aligned frame at the TCP (linear rows first)."""
+        q = np.asarray(q, dtype=np.float64)
+        pin.computeJointJacobians(self.model, self.data, q)
+        pin.framesForwardKinematics(self.model, self.data, q)
+        return pin.getFrameJacobian(self.model, self.data, self.tcp, pin.ReferenceFrame.LOCAL_WORLD_ALIGNED)
+
+
+class CartesianActionMapper:
+    """Physical 5-D action (m/s, rad/s, gripper) + measured joint positions -> :class:`JointCommand`."""
+
+    def __init__(self, arm: ArmDescription = PANDA, config: ActionPathConfig = ActionPathConfig(),
+                 spec: ActionSpec = RGB_STACKING_ACTIONS):
+        self.kinematics = ArmKinematics(arm)
+        self.config, self.spec, self.arm = config, spec, arm
+        home = self.kinematics.tcp_transform(np.asarray(arm.home_joint_positions)).rotation
+        self.home_yaw = _yaw_of(home)
+        self._down = pin.utils.rpyToMatrix(0.0, 0.0, -self.home_yaw) @ home  # home orientation at zero yaw
+
+    def tcp_pose(self, q: np.ndarray) -> np.ndarray:
+        return self.kinematics.tcp_pose(q)
+
+    def target_rotation(self, yaw: float) -> np.ndarray:
+        return pin.utils.rpyToMatrix(0.0, 0.0, yaw) @ self._down
+
+    def workspace_velocity(self, position: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+        """Clip a TCP velocity (m/s) so one control period ends inside the workspace box."""
+        dt, box = self.config.control_period_s, self.config.workspace
+        bound = self.spec.bounds[0]
+        low = np.clip((np.asarray(box.low) - position) / dt, -bound, bound)
+        high = np.clip((np.asarray(box.high) - position) / dt, -bound, bound)
+        return np.clip(velocity, np.minimum(low, high), np.maximum(low, high))
+
+    def __call__(self, q: np.ndarray, action: np.ndarray) -> JointCommand:
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != (len(self.arm.arm_joints),) or not np.all(np.isfinite(q)):
+            raise ValueError(f"joint positions: expected {len(self.arm.arm_joints)} finite values (rad), got {q}")
+        action = np.clip(np.asarray(action, dtype=np.float64), -np.asarray(self.spec.bounds), self.spec.bounds)
+        cfg, dt = self.config, self.config.control_period_s
+        transform = self.kinematics.tcp_transform(q)
+        velocity = self.workspace_velocity(transform.translation, action[:3])
+
+        yaw = _yaw_of(transform.rotation)
+        relative = _wrap(yaw - self.home_yaw)
+        target_relative = np.clip(relative + action[3] * dt, -cfg.yaw_limit_rad, cfg.yaw_limit_rad)
+        target = self.target_rotation(self.home_yaw + target_relative)
+        rotation_error = pin.log3(target @ transform.rotation.T)  # base frame, radians
+        # Roll/pitch errors decay by `orientation_gain` per tick; the yaw step to the target is taken in full.
+        angular = rotation_error * cfg.orientation_gain / dt
+        angular[2] = rotation_error[2] / dt
+
+        jacobian = self.kinematics.jacobian(q)
+        twist = np.concatenate([velocity, angular])
+        gram = jacobian @ jacobian.T + cfg.damping ** 2 * np.eye(6)
+        dq = jacobian.T @ np.linalg.solve(gram, twist) * dt  # joint velocities (rad/s) over one period
+        max_step = self.kinematics.velocity_limit * cfg.velocity_limit_scale * dt
+        dq = np.clip(dq, -max_step, max_step)
+        targets = np.clip(q + dq, self.kinematics.lower, self.kinematics.upper)
+        width = self.arm.max_gripper_width_m * (1.0 - action[4]) / 2.0
+        return JointCommand(targets, float(np.clip(width, 0.0, self.arm.max_gripper_width_m)))

@@ -1,0 +1,50 @@
+"""The arm gato_robot drives: a 7-DoF Franka Panda with a parallel gripper.
+
+The URDF is the one that ships in ``pybullet_data`` (both simulators load it; Pinocchio computes
+kinematics from it). A real cell passes its own URDF path; joint and frame names are parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_panda_urdf() -> Path:
+    """Path of ``franka_panda/panda.urdf`` inside ``pybullet_data`` (installed with the sim extra)."""
+    try:
+        import pybullet_data
+    except ImportError as error:
+        raise FileNotFoundError("the default Panda URDF ships with pybullet: pip install 'gato-robot[sim]' "
+                                "or pass the robot's own URDF path") from error
+    path = Path(pybullet_data.getDataPath()) / "franka_panda" / "panda.urdf"
+    if not path.is_file():
+        raise FileNotFoundError(f"Panda URDF not found at {path}")
+    return path
+
+
+@dataclass(frozen=True)
+class ArmDescription:
+    """Names in the URDF and the gripper's geometry.
+
+    tcp_frame: the tool centre point between the fingertips (``panda_grasptarget``: 0.105 m below
+    the hand flange). Gripper width is the distance between the fingers, in metres.
+    """
+
+    urdf_path: str = ""
+    arm_joints: tuple[str, ...] = tuple(f"panda_joint{i}" for i in range(1, 8))
+    finger_joints: tuple[str, ...] = ("panda_finger_joint1", "panda_finger_joint2")
+    tcp_frame: str = "panda_grasptarget"
+    base_frame: str = "panda_link0"
+    max_gripper_width_m: float = 0.08
+    # Gripper pointing down, TCP at (0.5, 0, 0.19) m in the base frame: every episode starts here.
+    home_joint_positions: tuple[float, ...] = (0.0, 0.0624, 0.0, -2.3814, 0.0, 2.4438, 0.7854)
+
+    def resolved_urdf(self) -> Path:
+        path = Path(self.urdf_path) if self.urdf_path else default_panda_urdf()
+        if not path.is_file():
+            raise FileNotFoundError(f"robot URDF not found: {path}")
+        return path
+
+
+PANDA = ArmDescription()
