@@ -42,6 +42,7 @@ class ActionPathConfig:
     yaw_limit_rad: float = np.pi / 2  # wrist yaw relative to home
     workspace: Workspace = Workspace()
     velocity_limit_scale: float = 0.9  # fraction of the URDF joint velocity limits used
+    max_tracking_error_rad: float = 0.05  # how far the IK linearization point may lead the measurement
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,17 @@ class CartesianActionMapper:
 
     def target_rotation(self, yaw: float) -> np.ndarray:
         return pin.utils.rpyToMatrix(0.0, 0.0, yaw) @ self._down
+
+    def anchor(self, measured: np.ndarray, last_command: np.ndarray | None) -> np.ndarray:
+        """Linearization point for the next step: the last joint command, pulled to within
+        ``max_tracking_error_rad`` of the measured joints. Integrating from the command (as a
+        forward position controller does) makes the TCP move at the commanded speed despite
+        controller lag; the bound keeps a blocked arm from winding the command up."""
+        measured = np.asarray(measured, dtype=np.float64)
+        if last_command is None:
+            return measured
+        bound = self.config.max_tracking_error_rad
+        return measured + np.clip(np.asarray(last_command, dtype=np.float64) - measured, -bound, bound)
 
     def workspace_velocity(self, position: np.ndarray, velocity: np.ndarray) -> np.ndarray:
         """Clip a TCP velocity (m/s) so one control period ends inside the workspace box."""

@@ -1,0 +1,27 @@
+"""Proprioception layout shared by the simulators, the real arm and the tokenizer (22 values).
+
+Order: 7 joint angles (rad), 7 joint velocities (rad/s), gripper width (m), TCP position (m, base
+frame) and TCP orientation quaternion (x, y, z, w; base frame).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+PROPRIO_LAYOUT: tuple[tuple[str, int], ...] = (
+    ("joint_positions", 7), ("joint_velocities", 7), ("gripper_width", 1), ("tcp_pose", 7),
+)
+PROPRIO_DIM = sum(size for _, size in PROPRIO_LAYOUT)
+
+
+def proprio_vector(observation: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Observation dict -> the flat (22,) float64 vector, in ``PROPRIO_LAYOUT`` order."""
+    parts = []
+    for key, size in PROPRIO_LAYOUT:
+        value = np.asarray(observation[key], dtype=np.float64).reshape(-1)
+        if value.shape != (size,):
+            raise ValueError(f"proprio '{key}': expected {size} values, got shape {value.shape}")
+        parts.append(value)
+    return np.concatenate(parts)
