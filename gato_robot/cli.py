@@ -18,6 +18,8 @@ tokenizer_app = typer.Typer(help="Tokenizer assets and layout.", no_args_is_help
 app.add_typer(bench_app, name="bench")
 app.add_typer(model_app, name="model")
 app.add_typer(tokenizer_app, name="tokenizer")
+sim_app = typer.Typer(help="RGB-stacking simulation: data generation and headless evaluation.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
 export_app = typer.Typer(help="Compile a checkpoint: ONNX graphs, TensorRT engines.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 # Tables stay on one line when output goes to a file or CI log (rich would wrap at 80 columns).
@@ -187,6 +189,72 @@ def export_tensorrt_command(onnx_dir: Path = typer.Argument(..., help="Directory
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
     console.print("wrote " + ", ".join(map(str, engines)))
+
+
+@sim_app.command("eval")
+def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
+             policy: str = typer.Option("expert", help="'expert' or a checkpoint directory (or ONNX export with --backend)."),
+             triplets: str = typer.Option("test", help="test (the 5 held-out triplets), train, or one triplet name."),
+             episodes: int = typer.Option(50, help="Episodes per triplet."),
+             workers: int = typer.Option(2, help="Parallel processes."),
+             backend: str = typer.Option("torch", help="Policy backend: torch, onnxruntime, tensorrt."),
+             seed: int = typer.Option(0, help="First episode seed (seeds are consecutive)."),
+             report: Path = typer.Option(None, help="Write the JSON report here."),
+             videos: Path = typer.Option(None, help="Write one episode video per triplet here (both cameras)."),
+             expert_noise: float = typer.Option(0.0, help="Action noise of the scripted expert (fraction of bounds).")) -> None:
+    """Success rate per triplet with 95% confidence intervals, headless."""
+    from sim.evaluate import evaluate, write_report
+
+    with _clear_errors():
+        result = evaluate(engine, policy, triplets, episodes, workers, seed, backend, videos, 1, expert_noise)
+    table = Table(title=f"{engine}: {policy} on {triplets} triplets, {episodes} episodes each (rev {result['git_revision']})")
+    for column in ("triplet", "success", "95% CI", "episodes", "mean steps"):
+        table.add_column(column, justify="right" if column != "triplet" else "left")
+    for name, row in result["per_triplet"].items():
+        low, high = row["ci95"]
+        table.add_row(name, f"{100 * row['success_rate']:.1f}%", f"[{100 * low:.1f}, {100 * high:.1f}]",
+                      str(row["episodes"]), f"{row['mean_steps']:.0f}")
+    low, high = result["overall"]["ci95"]
+    table.add_row("overall", f"{100 * result['overall']['success_rate']:.1f}%", f"[{100 * low:.1f}, {100 * high:.1f}]",
+                  str(sum(r["episodes"] for r in result["per_triplet"].values())), "")
+    console.print(table)
+    if report:
+        console.print(f"report: {write_report(result, report)}")
+    for row in result["per_triplet"].values():
+        for video in row.get("videos", []):
+            console.print(f"video: {video}")
+
+
+@sim_app.command("generate")
+def sim_generate(out: Path = typer.Option(..., help="Episode store directory (created or appended to)."),
+                 engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
+                 triplets: str = typer.Option("train", help="train, test or one triplet name."),
+                 episodes: int = typer.Option(100, help="Episodes (per triplet for 'test')."),
+                 workers: int = typer.Option(2, help="Parallel processes."),
+                 seed: int = typer.Option(0, help="First episode seed."),
+                 noise: float = typer.Option(0.1, help="Expert action noise (fraction of each bound).")) -> None:
+    """Scripted-expert episodes (cameras + proprioception + actions) into an episode store."""
+    from sim.evaluate import generate
+
+    with _clear_errors():
+        summary = generate(out, engine, triplets, episodes, workers, seed, noise)
+    console.print(f"wrote {summary['episodes']} episodes ({summary['successes']} successful) to {summary['store']}")
+
+
+@bench_app.command("sim")
+def bench_sim_command(engine: list[str] = typer.Option(None, help="Engines (default: mujoco and pybullet)."),
+                      steps: int = typer.Option(200, help="Steps per measurement.")) -> None:
+    """Env steps/s per engine, cameras on and off, vs the raw engine's physics + render rate."""
+    from sim.bench import bench_sim
+
+    rates = bench_sim(engine or ["mujoco", "pybullet"], steps)
+    table = Table(title=f"simulation rate, {steps} steps each (control period 0.05 s)")
+    for column in ("engine", "cameras", "env steps/s", "raw engine steps/s", "wrapper overhead"):
+        table.add_column(column, justify="right")
+    for r in rates:
+        table.add_row(r.engine, "on" if r.cameras else "off", f"{r.env_steps_per_s:.0f}", f"{r.raw_steps_per_s:.0f}",
+                      f"{100 * r.overhead:+.1f}%")
+    console.print(table)
 
 
 @app.command("demo")

@@ -41,14 +41,20 @@ class ObjectPose:
         return float(np.arctan2(rotation[1, 0], rotation[0, 0]))
 
 
-def stacked(red: ObjectPose, blue: ObjectPose, contacts: set[frozenset[str]]) -> bool:
+def stacked(red: ObjectPose, blue: ObjectPose, contacts) -> bool:
     """The RGB-stacking success test: red within 5 cm of blue in xy, more than 2 cm above it,
-    touching blue and touching neither the ground (floor or basket) nor the robot."""
+    touching blue and touching neither the ground (floor or basket) nor the robot.
+
+    ``contacts`` is a set of unordered entity pairs, or a callable returning one: it is only
+    evaluated when the geometric tests pass (contact queries are the expensive part)."""
     close = np.linalg.norm(red.position[:2] - blue.position[:2]) < 0.05
     above = red.position[2] > blue.position[2] + 0.02
-    touching_blue = frozenset(("red", "blue")) in contacts
-    free = not any(frozenset(("red", other)) in contacts for other in ("ground", "robot"))
-    return bool(close and above and touching_blue and free)
+    if not (close and above):
+        return False
+    pairs = contacts() if callable(contacts) else contacts
+    touching_blue = frozenset(("red", "blue")) in pairs
+    free = not any(frozenset(("red", other)) in pairs for other in ("ground", "robot"))
+    return bool(touching_blue and free)
 
 
 class RGBStackingEnv(gym.Env):
@@ -161,15 +167,16 @@ class RGBStackingEnv(gym.Env):
         self._apply_command(command)
         self._step_physics(self.scene.physics.substeps)
         self._steps += 1
-        success = self.is_success()
+        poses = self.object_poses()
+        success = stacked(poses["red"], poses["blue"], self.contacts)
         self._success_streak = self._success_streak + 1 if success else 0
         terminated = self._success_streak >= self.scene.success_hold_steps
         truncated = self._steps >= self.scene.episode_steps
-        return self._observation(), float(success), terminated, truncated, self._info(success)
+        return self._observation(), float(success), terminated, truncated, self._info(success, poses)
 
     def is_success(self) -> bool:
         poses = self.object_poses()
-        return stacked(poses["red"], poses["blue"], self.contacts())
+        return stacked(poses["red"], poses["blue"], self.contacts)
 
     def _observation(self) -> dict[str, np.ndarray]:
         q, dq, width = self._arm_state()
@@ -179,8 +186,8 @@ class RGBStackingEnv(gym.Env):
             observation.update({c.name: self.render_camera(c.name) for c in self.scene.cameras})
         return observation
 
-    def _info(self, success: bool) -> dict:
-        return {"success": success, "objects": self.object_poses(), "triplet": self.triplet.name,
+    def _info(self, success: bool, poses: dict[str, ObjectPose] | None = None) -> dict:
+        return {"success": success, "objects": poses or self.object_poses(), "triplet": self.triplet.name,
                 "instruction": INSTRUCTION, "engine": self.engine, "step": self._steps}
 
     def render(self):

@@ -163,12 +163,13 @@ class MujocoRGBStacking(RGBStackingEnv):
         return poses
 
     def contacts(self) -> set[frozenset[str]]:
-        pairs = set()
-        for contact in self.data.contact[:self.data.ncon]:
-            a, b = self._entity[contact.geom1], self._entity[contact.geom2]
-            if a and b and a != b and contact.dist < 0.002:
-                pairs.add(frozenset((a, b)))
-        return pairs
+        count = self.data.ncon
+        if count == 0:
+            return set()
+        contact = self.data.contact
+        near = contact.dist[:count] < 0.002
+        first, second = self._entity[contact.geom1[:count][near]], self._entity[contact.geom2[:count][near]]
+        return {frozenset((a, b)) for a, b in zip(first, second) if a and b and a != b}
 
     def render_camera(self, name: str) -> np.ndarray:
         if self._renderer is None:

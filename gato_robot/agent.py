@@ -1,0 +1,44 @@
+"""The policy as an agent: observation dict (cameras + proprioception) in, physical action out.
+
+observation -> Observation -> GatoTokenizer -> PolicyRunner -> action tokens -> detokenize ->
+denormalize (m/s, rad/s, gripper). Simulators and evaluation use it directly; the real-arm control
+loop wraps the same steps with its safety layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
+from .observation import Observation
+from .proprio import proprio_vector
+from .runtime.base import PolicyRunner
+from .runtime.factory import load_runner
+from .tokenizer.ids import CONTINUOUS_OFFSET
+from .tokenizer.sequence import GatoTokenizer
+
+
+class GatoAgent:
+    def __init__(self, runner: PolicyRunner, instruction: str, spec: ActionSpec = RGB_STACKING_ACTIONS):
+        self.runner, self.instruction, self.spec = runner, instruction, spec
+        self.tokenizer = GatoTokenizer(runner.config.timestep)
+
+    @classmethod
+    def load(cls, path: str | Path, instruction: str, backend: str = "torch") -> "GatoAgent":
+        return cls(load_runner(backend, path), instruction)
+
+    def reset(self) -> None:
+        self.runner.reset()
+
+    def observation(self, sensors: Mapping[str, np.ndarray]) -> Observation:
+        cameras = self.tokenizer.spec.camera_names
+        return Observation(images={name: sensors[name] for name in cameras}, proprio=proprio_vector(sensors),
+                           instruction=self.instruction)
+
+    def act(self, sensors: Mapping[str, np.ndarray]) -> np.ndarray:
+        tokens = self.tokenizer.encode_observation(self.observation(sensors))
+        bins = self.runner.act(tokens)
+        return self.spec.denormalize(self.tokenizer.decode_action(bins + CONTINUOUS_OFFSET))

@@ -1,0 +1,146 @@
+"""On-disk episode store: one compressed, chunked HDF5 file per episode, committed atomically.
+
+Layout: ``STORE/episode-<engine>-<seed>.h5`` with datasets
+
+- ``images/<camera>``: uint8 (T, H, W, 3), one chunk per timestep, gzip-compressed,
+- ``proprio``: float32 (T, 22) (see :mod:`gato_robot.proprio`), ``actions``: float32 (T, 5)
+  (physical units: m/s, rad/s, gripper), ``rewards``: float32 (T,),
+
+and the episode's metadata as file attributes (engine, triplet, seed, return, success, steps,
+instruction). A file is written under a temporary name and renamed into place once complete, so
+a crash loses at most the episode in flight, and readers never see a partial episode. The
+directory is the index: appending is adding files; reading is lazy (HDF5 reads only the
+timesteps asked for).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import h5py
+import numpy as np
+
+SUFFIX = ".h5"
+
+
+@dataclass(frozen=True)
+class EpisodeMeta:
+    path: Path
+    engine: str
+    triplet: str
+    seed: int
+    episode_return: float
+    success: bool
+    steps: int
+    instruction: str
+    cameras: tuple[str, ...]
+
+
+class EpisodeWriter:
+    """Collects one episode in memory; :meth:`commit` writes it atomically."""
+
+    def __init__(self, store: "EpisodeStore", engine: str, triplet: str, seed: int, instruction: str):
+        self.store, self.engine, self.triplet, self.seed, self.instruction = store, engine, triplet, seed, instruction
+        self.images: dict[str, list[np.ndarray]] = {}
+        self.proprio, self.actions, self.rewards = [], [], []
+
+    def add(self, images: Mapping[str, np.ndarray], proprio: np.ndarray, action: np.ndarray, reward: float) -> None:
+        """One timestep: the observation and the action taken from it, and the reward that followed."""
+        for name, image in images.items():
+            self.images.setdefault(name, []).append(np.asarray(image, dtype=np.uint8))
+        self.proprio.append(np.asarray(proprio, dtype=np.float32))
+        self.actions.append(np.asarray(action, dtype=np.float32))
+        self.rewards.append(float(reward))
+
+    def commit(self, success: bool) -> EpisodeMeta:
+        if not self.actions:
+            raise ValueError("cannot commit an empty episode")
+        path = self.store.root / f"episode-{self.engine}-{self.triplet}-{self.seed:08d}{SUFFIX}"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with h5py.File(tmp, "w") as f:
+            for name, frames in self.images.items():
+                stack = np.stack(frames)
+                f.create_dataset(f"images/{name}", data=stack, chunks=(1, *stack.shape[1:]), compression="gzip",
+                                 compression_opts=4, shuffle=True)
+            f.create_dataset("proprio", data=np.stack(self.proprio))
+            f.create_dataset("actions", data=np.stack(self.actions))
+            f.create_dataset("rewards", data=np.asarray(self.rewards, np.float32))
+            attrs = {"engine": self.engine, "triplet": self.triplet, "seed": self.seed,
+                     "episode_return": float(np.sum(self.rewards)), "success": bool(success),
+                     "steps": len(self.actions), "instruction": self.instruction,
+                     "cameras": json.dumps(sorted(self.images))}
+            f.attrs.update(attrs)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        return self.store.meta(path)
+
+
+class EpisodeStore:
+    def __init__(self, root: str | Path, create: bool = False):
+        self.root = Path(root)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not self.root.is_dir():
+            raise FileNotFoundError(f"episode store not found: {self.root} (create it with `gato-robot sim generate`)")
+
+    def writer(self, engine: str, triplet: str, seed: int, instruction: str) -> EpisodeWriter:
+        return EpisodeWriter(self, engine, triplet, seed, instruction)
+
+    @staticmethod
+    def meta(path: Path) -> EpisodeMeta:
+        with h5py.File(path, "r") as f:
+            a = f.attrs
+            return EpisodeMeta(path, str(a["engine"]), str(a["triplet"]), int(a["seed"]), float(a["episode_return"]),
+                               bool(a["success"]), int(a["steps"]), str(a["instruction"]),
+                               tuple(json.loads(str(a["cameras"]))))
+
+    def paths(self) -> list[Path]:
+        """Committed episodes only: in-flight temporary files are hidden (dot-prefixed)."""
+        return sorted(p for p in self.root.glob(f"episode-*{SUFFIX}"))
+
+    def episodes(self, min_return_fraction: float = 0.0) -> list[EpisodeMeta]:
+        """Metadata of every committed episode; with ``min_return_fraction`` = 0.8, Gato's recipe:
+        only episodes whose return is at least 80% of the best return in the store."""
+        metas = [self.meta(p) for p in self.paths()]
+        if min_return_fraction and metas:
+            best = max(m.episode_return for m in metas)
+            metas = [m for m in metas if m.episode_return >= min_return_fraction * best and m.episode_return > 0]
+        return metas
+
+    def __len__(self) -> int:
+        return len(self.paths())
+
+    def __iter__(self) -> Iterator[EpisodeMeta]:
+        return iter(self.episodes())
+
+
+class EpisodeReader:
+    """Lazy access to one episode's timesteps."""
+
+    def __init__(self, path: str | Path):
+        self.file = h5py.File(path, "r")
+        self.steps = int(self.file.attrs["steps"])
+        self.cameras = tuple(json.loads(str(self.file.attrs["cameras"])))
+
+    def images(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        return {name: self.file[f"images/{name}"][start:stop] for name in self.cameras}
+
+    def proprio(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return self.file["proprio"][start:stop]
+
+    def actions(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return self.file["actions"][start:stop]
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "EpisodeReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

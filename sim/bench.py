@@ -1,0 +1,58 @@
+"""`gato-robot bench sim`: environment steps/s per engine, cameras on and off, beside the raw
+engine's own physics + render rate for the same scene, so the wrapper's overhead is a ratio.
+
+"Raw" = the engine calls one env step makes and nothing else: ``substeps`` physics steps and, with
+cameras, one render per camera, with the same models and the same zero-velocity command.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .rollout import make_env
+
+
+@dataclass(frozen=True)
+class SimRate:
+    engine: str
+    cameras: bool
+    env_steps_per_s: float
+    raw_steps_per_s: float
+
+    @property
+    def overhead(self) -> float:
+        """Wrapper time per step over raw engine time per step, minus one (0.1 = 10% extra)."""
+        return self.raw_steps_per_s / self.env_steps_per_s - 1.0
+
+
+def _rate(fn, steps: int) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return steps / (time.perf_counter() - start)
+
+
+def bench_engine(engine: str, cameras: bool, steps: int = 200) -> SimRate:
+    env = make_env(engine, "test-1-slanted", render_cameras=cameras)
+    env.reset(seed=0)
+    action = np.zeros(5)
+    env_rate = _rate(lambda: env.step(action), steps)
+    substeps = env.scene.physics.substeps
+    names = [c.name for c in env.scene.cameras] if cameras else []
+
+    def raw_step():
+        env._step_physics(substeps)
+        for name in names:
+            env.render_camera(name)
+
+    raw_rate = _rate(raw_step, steps)
+    env.close()
+    return SimRate(engine, cameras, env_rate, raw_rate)
+
+
+def bench_sim(engines: list[str], steps: int = 200) -> list[SimRate]:
+    return [bench_engine(engine, cameras, steps) for engine in engines for cameras in (False, True)]

@@ -1,0 +1,166 @@
+"""Headless evaluation and data generation, parallel over processes, with progress bars.
+
+Success rates carry 95% Wilson score intervals. Reports are JSON; selected episodes become videos
+(both cameras side by side; GIF, or MP4 when ffmpeg is available).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .expert import ExpertConfig
+from .rollout import EpisodeResult, ExpertAgent, PolicyAgent, make_env, run_episode
+from .triplets import TEST_TRIPLETS
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def triplet_names(which: str) -> list[str]:
+    """"test" -> the five test triplets; "train" -> training triplets (one per seed); else a name."""
+    if which == "test":
+        return [t.name for t in TEST_TRIPLETS]
+    return [which]
+
+
+@dataclass(frozen=True)
+class Job:
+    engine: str
+    triplet: str
+    seed: int
+    policy: str  # "expert" or a checkpoint directory
+    backend: str
+    record: bool
+    store: str | None
+    expert_noise: float
+
+
+_ENVS: dict = {}
+_AGENTS: dict = {}
+
+
+def _run_job(job: Job) -> EpisodeResult:
+    agent = _AGENTS.get((job.policy, job.expert_noise))
+    if agent is None:
+        agent = (ExpertAgent(ExpertConfig(noise_std=job.expert_noise)) if job.policy == "expert"
+                 else PolicyAgent(job.policy, job.backend))
+        _AGENTS[(job.policy, job.expert_noise)] = agent
+    cameras = agent.needs_cameras or job.record or job.store is not None
+    key = (job.engine, job.triplet, cameras)
+    if key not in _ENVS:
+        _ENVS[key] = make_env(job.engine, job.triplet, render_cameras=cameras)
+    env = _ENVS[key]
+    writer = None
+    if job.store is not None:
+        from gato_robot.data.episodes import EpisodeStore
+        from .env_base import INSTRUCTION
+
+        writer = EpisodeStore(job.store, create=True).writer(job.engine, env_triplet_label(job.triplet), job.seed,
+                                                              INSTRUCTION)
+    result = run_episode(env, agent, job.seed, writer=writer, record_frames=job.record)
+    if writer is not None:
+        writer.commit(result.success)
+    return result
+
+
+def env_triplet_label(triplet: str) -> str:
+    return "train" if triplet == "train" else triplet
+
+
+def run_jobs(jobs: list[Job], workers: int, description: str) -> list[EpisodeResult]:
+    """Run episodes over ``workers`` processes (each keeps its environments), with a progress bar."""
+    results = []
+    if workers <= 1:
+        for job in tqdm(jobs, desc=description, unit="episode"):
+            results.append(_run_job(job))
+        return results
+    context = mp.get_context("spawn")
+    with context.Pool(workers) as pool:
+        for result in tqdm(pool.imap_unordered(_run_job, jobs), total=len(jobs), desc=description, unit="episode"):
+            results.append(result)
+    return results
+
+
+def save_video(frames: list[np.ndarray], path: Path, fps: int = 20) -> Path:
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".mp4":
+        try:
+            imageio.mimwrite(path, frames, fps=fps, codec="libx264", quality=7, macro_block_size=1)
+            return path
+        except Exception:  # no ffmpeg: fall back to GIF
+            path = path.with_suffix(".gif")
+    imageio.mimwrite(path, frames[::2], duration=2 / fps, loop=0)
+    return path
+
+
+def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: int = 1, seed: int = 0,
+             backend: str = "torch", video_dir: Path | None = None, videos_per_triplet: int = 1,
+             expert_noise: float = 0.0) -> dict:
+    """Success per triplet with 95% CIs. ``triplets="train"`` draws a fresh training triplet per seed."""
+    names = triplet_names(triplets)
+    jobs = [Job(engine, name, seed + i, policy, backend, video_dir is not None and i < videos_per_triplet, None,
+                expert_noise) for name in names for i in range(episodes)]
+    start = time.time()
+    results = run_jobs(jobs, workers, f"eval {engine} {policy if policy == 'expert' else Path(policy).name}")
+    per_triplet = {}
+    for name in names:
+        mine = sorted((r for r in results if (r.triplet == name or name == "train")), key=lambda r: r.seed)
+        wins = sum(r.success for r in mine)
+        low, high = wilson_interval(wins, len(mine))
+        per_triplet[name] = {"episodes": len(mine), "successes": wins, "success_rate": wins / max(1, len(mine)),
+                             "ci95": [low, high], "mean_steps": float(np.mean([r.steps for r in mine]))}
+        if video_dir is not None:
+            for r in [r for r in mine if r.frames][:videos_per_triplet]:
+                outcome = "success" if r.success else "failure"
+                per_triplet[name].setdefault("videos", []).append(
+                    str(save_video(r.frames, video_dir / f"{engine}-{name}-seed{r.seed}-{outcome}.mp4")))
+    total = sum(v["successes"] for v in per_triplet.values())
+    count = sum(v["episodes"] for v in per_triplet.values())
+    return {"engine": engine, "policy": policy, "backend": backend, "triplets": triplets, "episodes_per_triplet": episodes,
+            "seed": seed, "per_triplet": per_triplet, "overall": {"success_rate": total / max(1, count),
+                                                                  "ci95": list(wilson_interval(total, count))},
+            "wall_time_s": time.time() - start, "git_revision": git_revision()}
+
+
+def generate(store: Path, engine: str, triplets: str, episodes: int, workers: int = 1, seed: int = 0,
+             expert_noise: float = 0.1) -> dict:
+    """Scripted-expert episodes into an episode store; each episode is committed atomically."""
+    names = triplet_names(triplets)
+    jobs = [Job(engine, name, seed + i, "expert", "torch", False, str(store), expert_noise)
+            for name in names for i in range(episodes)]
+    results = run_jobs(jobs, workers, f"generate {engine}")
+    return {"episodes": len(results), "successes": sum(r.success for r in results), "store": str(store)}
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_report(report: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    return path

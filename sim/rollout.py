@@ -1,0 +1,101 @@
+"""Run episodes: environment factory, agents (scripted expert or Gato policy), one-episode loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from gato_robot.proprio import proprio_vector
+
+from .env_base import RGBStackingEnv
+from .expert import ExpertConfig, ScriptedExpert
+from .scene import DEFAULT_SCENE, SceneSpec
+
+ENGINES = ("mujoco", "pybullet")
+
+
+def make_env(engine: str, triplet="train", render_cameras: bool = True, scene: SceneSpec = DEFAULT_SCENE) -> RGBStackingEnv:
+    if engine == "mujoco":
+        from .mujoco_env import MujocoRGBStacking
+
+        return MujocoRGBStacking(triplet=triplet, scene=scene, render_cameras=render_cameras)
+    if engine == "pybullet":
+        from .pybullet_env import PybulletRGBStacking
+
+        return PybulletRGBStacking(triplet=triplet, scene=scene, render_cameras=render_cameras)
+    raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+
+
+class Agent(Protocol):
+    needs_cameras: bool
+
+    def reset(self, env: RGBStackingEnv, seed: int) -> None: ...
+
+    def act(self, observation: dict, info: dict) -> np.ndarray: ...
+
+
+class ExpertAgent:
+    needs_cameras = False
+
+    def __init__(self, config: ExpertConfig = ExpertConfig()):
+        self.config = config
+        self.expert: ScriptedExpert | None = None
+
+    def reset(self, env: RGBStackingEnv, seed: int) -> None:
+        top = env.scene.action_path.workspace.high[2]
+        self.expert = ScriptedExpert(env.triplet, top, self.config, np.random.default_rng([seed, 11]))
+
+    def act(self, observation: dict, info: dict) -> np.ndarray:
+        return self.expert.act(observation, info["objects"])
+
+
+class PolicyAgent:
+    """A trained Gato policy (any runtime backend) as a simulation agent."""
+
+    needs_cameras = True
+
+    def __init__(self, path: str, backend: str = "torch"):
+        from gato_robot.agent import GatoAgent
+        from .env_base import INSTRUCTION
+
+        self.agent = GatoAgent.load(path, INSTRUCTION, backend)
+
+    def reset(self, env: RGBStackingEnv, seed: int) -> None:
+        self.agent.reset()
+
+    def act(self, observation: dict, info: dict) -> np.ndarray:
+        return self.agent.act(observation)
+
+
+@dataclass
+class EpisodeResult:
+    engine: str
+    triplet: str
+    seed: int
+    success: bool
+    steps: int
+    episode_return: float
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+
+
+def run_episode(env: RGBStackingEnv, agent: Agent, seed: int, writer=None, record_frames: bool = False) -> EpisodeResult:
+    """One episode until success holds (terminated) or 400 steps (truncated); optionally every
+    timestep goes to an :class:`~gato_robot.data.episodes.EpisodeWriter` and frames to a video."""
+    observation, info = env.reset(seed=seed)
+    agent.reset(env, seed)
+    total, frames, terminated = 0.0, [], False
+    for _ in range(env.scene.episode_steps):
+        if record_frames:
+            frames.append(np.concatenate([observation[c.name] for c in env.scene.cameras], axis=1))
+        action = agent.act(observation, info)
+        next_observation, reward, terminated, truncated, info = env.step(action)
+        if writer is not None:
+            images = {c.name: observation[c.name] for c in env.scene.cameras}
+            writer.add(images, proprio_vector(observation), action, reward)
+        total += reward
+        observation = next_observation
+        if terminated or truncated:
+            break
+    return EpisodeResult(env.engine, env.triplet.name, seed, bool(terminated), env._steps, total, frames)
