@@ -28,27 +28,45 @@ class PybulletRGBStacking(RGBStackingEnv):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.client = pb.connect(pb.DIRECT)
-        physics = self.scene.physics
-        pb.setTimeStep(physics.timestep_s, physicsClientId=self.client)
-        pb.setGravity(*physics.gravity, physicsClientId=self.client)
-        pb.setPhysicsEngineParameter(numSolverIterations=50, physicsClientId=self.client)
-        self.robot = pb.loadURDF(str(self.scene.arm.resolved_urdf()), useFixedBase=True,
-                                 flags=pb.URDF_USE_INERTIA_FROM_FILE, physicsClientId=self.client)
-        joints = {pb.getJointInfo(self.robot, j, physicsClientId=self.client)[1].decode(): j
-                  for j in range(pb.getNumJoints(self.robot, physicsClientId=self.client))}
-        self._arm_joints = [joints[name] for name in self.scene.arm.arm_joints]
-        self._finger_joints = [joints[name] for name in self.scene.arm.finger_joints]
-        for link in range(-1, pb.getNumJoints(self.robot, physicsClientId=self.client)):
-            pb.changeVisualShape(self.robot, link, rgbaColor=ROBOT_RGBA, physicsClientId=self.client)
-        for joint in self._finger_joints:
-            pb.changeDynamics(self.robot, joint, lateralFriction=physics.friction, spinningFriction=0.001,
-                              physicsClientId=self.client)
-        self._build_static()
-        self._objects: dict[str, int] = {}
-        self._entity: dict[int, str] = {self.robot: "robot", **{b: "ground" for b in self._static}}
         self._views = {c.name: (pb.computeViewMatrix(c.position, c.target, c.up),
                                 pb.computeProjectionMatrixFOV(c.fovy_deg, c.width / c.height, c.near_m, c.far_m))
                        for c in self.scene.cameras}
+        self._objects: dict[str, int] = {}
+        self._loaded: Triplet | None = None
+
+    def _build_world(self, triplet: Triplet) -> None:
+        """Build the whole world from scratch. Done at every reset: Bullet keeps solver and contact
+        caches that no state restore clears, and only a fresh world replays a seed bit for bit."""
+        c, physics = self.client, self.scene.physics
+        pb.resetSimulation(physicsClientId=c)
+        pb.setTimeStep(physics.timestep_s, physicsClientId=c)
+        pb.setGravity(*physics.gravity, physicsClientId=c)
+        pb.setPhysicsEngineParameter(numSolverIterations=50, deterministicOverlappingPairs=1, physicsClientId=c)
+        self.robot = pb.loadURDF(str(self.scene.arm.resolved_urdf()), useFixedBase=True,
+                                 flags=pb.URDF_USE_INERTIA_FROM_FILE, physicsClientId=c)
+        joints = {pb.getJointInfo(self.robot, j, physicsClientId=c)[1].decode(): j
+                  for j in range(pb.getNumJoints(self.robot, physicsClientId=c))}
+        self._arm_joints = [joints[name] for name in self.scene.arm.arm_joints]
+        self._finger_joints = [joints[name] for name in self.scene.arm.finger_joints]
+        for link in range(-1, pb.getNumJoints(self.robot, physicsClientId=c)):
+            pb.changeVisualShape(self.robot, link, rgbaColor=ROBOT_RGBA, physicsClientId=c)
+        for joint in self._finger_joints:
+            pb.changeDynamics(self.robot, joint, lateralFriction=physics.friction, spinningFriction=0.001,
+                              physicsClientId=c)
+        self._build_static()
+        self._entity: dict[int, str] = {self.robot: "robot", **{b: "ground" for b in self._static}}
+        self._objects = {}
+        for name, params in triplet.objects().items():
+            files = [str(p) for p in mesh_files(params)]
+            collision = pb.createCollisionShapeArray([pb.GEOM_MESH] * len(files), fileNames=files, physicsClientId=c)
+            visual = pb.createVisualShapeArray([pb.GEOM_MESH] * len(files), fileNames=files, physicsClientId=c)
+            body = pb.createMultiBody(physics.object_density * volume(params), collision, visual,
+                                      basePosition=[0.5, 0.0, params.size[2]], physicsClientId=c)
+            pb.changeVisualShape(body, -1, rgbaColor=COLORS[name], physicsClientId=c)
+            pb.changeDynamics(body, -1, lateralFriction=physics.friction, spinningFriction=0.001,
+                              rollingFriction=0.0001, physicsClientId=c)
+            self._objects[name] = body
+            self._entity[body] = name
 
     def _build_static(self) -> None:
         c = self.client
@@ -63,25 +81,11 @@ class PybulletRGBStacking(RGBStackingEnv):
             self._static.append(pb.createMultiBody(0, collision, visual, basePosition=centre, physicsClientId=c))
 
     def _load_triplet(self, triplet: Triplet) -> None:
-        c, physics = self.client, self.scene.physics
-        for body in self._objects.values():
-            pb.removeBody(body, physicsClientId=c)
-            self._entity.pop(body, None)
-        self._objects = {}
-        for name, params in triplet.objects().items():
-            files = [str(p) for p in mesh_files(params)]
-            collision = pb.createCollisionShapeArray([pb.GEOM_MESH] * len(files), fileNames=files, physicsClientId=c)
-            visual = pb.createVisualShapeArray([pb.GEOM_MESH] * len(files), fileNames=files, physicsClientId=c)
-            body = pb.createMultiBody(physics.object_density * volume(params), collision, visual,
-                                      basePosition=[0.5, 0.0, params.size[2]], physicsClientId=c)
-            pb.changeVisualShape(body, -1, rgbaColor=COLORS[name], physicsClientId=c)
-            pb.changeDynamics(body, -1, lateralFriction=physics.friction, spinningFriction=0.001,
-                              rollingFriction=0.0001, physicsClientId=c)
-            self._objects[name] = body
-            self._entity[body] = name
+        self._loaded = triplet  # the world is (re)built at every reset
 
     def _reset_state(self, arm_q, gripper_width, object_poses) -> None:
         c = self.client
+        self._build_world(self._loaded)
         for joint, value in zip(self._arm_joints, arm_q):
             pb.resetJointState(self.robot, joint, value, 0.0, physicsClientId=c)
         for joint in self._finger_joints:

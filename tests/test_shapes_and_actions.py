@@ -1,0 +1,122 @@
+"""Object shapes, triplets and the shared action path (kinematics only: fast)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gato_robot.actions import CartesianActionMapper
+from sim.shapes import ShapeParams, convex_parts, mesh_files, part_meshes, volume
+from sim.triplets import TEST_TRIPLETS, TRAIN_BEVELS, TRAIN_HOLES, TRAIN_SIZES, TRAIN_SLANTS, training_triplet
+
+
+@pytest.fixture(scope="module")
+def mapper():
+    return CartesianActionMapper()
+
+
+def test_every_part_is_convex_and_the_hole_is_exact():
+    holed = ShapeParams("h", size=(0.06, 0.06, 0.04), hole=0.5)
+    parts = part_meshes(holed)
+    assert len(parts) == 4 and all(p.is_convex for p in parts)
+    assert volume(holed) == pytest.approx(0.06 * 0.06 * 0.04 - 0.03 * 0.03 * 0.04, rel=1e-9)
+    prism = ShapeParams("p", size=(0.06, 0.05, 0.04), prism=True)
+    assert volume(prism) == pytest.approx(0.5 * 0.06 * 0.04 * 0.05, rel=1e-9)
+    slanted = convex_parts(ShapeParams("s", slant=0.5))[0]
+    top, bottom = slanted[slanted[:, 2] > 0], slanted[slanted[:, 2] < 0]
+    assert top[:, 0].mean() - bottom[:, 0].mean() == pytest.approx(0.025)
+
+
+def test_meshes_are_cached_by_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("GATO_ROBOT_CACHE", str(tmp_path))
+    params = ShapeParams("b", bevel=0.3)
+    first = mesh_files(params)
+    stamp = first[0].stat().st_mtime_ns
+    assert mesh_files(params) == first and first[0].stat().st_mtime_ns == stamp
+    assert mesh_files(ShapeParams("b", bevel=0.2))[0].parent != first[0].parent
+
+
+def test_bad_shapes_are_rejected():
+    with pytest.raises(ValueError, match="exceeds the grasp width"):
+        ShapeParams("wide", size=(0.05, 0.09, 0.05))
+    with pytest.raises(ValueError, match="a hole combines with size and slant only"):
+        ShapeParams("x", hole=0.3, prism=True)
+
+
+def _training_values() -> set:
+    values = set()
+    for seed in range(2000):
+        for params in training_triplet(seed).objects().values():
+            values.add((params.size, params.bevel, params.hole, params.slant, params.prism))
+    return values
+
+
+def test_test_objects_never_appear_in_training():
+    training = _training_values()
+    for triplet in TEST_TRIPLETS:
+        for params in triplet.objects().values():
+            assert (params.size, params.bevel, params.hole, params.slant, params.prism) not in training
+            assert (any(v not in TRAIN_SIZES for v in params.size) or params.bevel not in (0.0, *TRAIN_BEVELS)
+                    or params.hole not in (0.0, *TRAIN_HOLES) or params.slant not in (0.0, *TRAIN_SLANTS))
+        assert triplet.blue.flat_top
+
+
+def test_training_triplets_are_deterministic_and_varied():
+    assert training_triplet(3) == training_triplet(3)
+    assert len({training_triplet(s) for s in range(50)}) == 50
+    assert all(training_triplet(s).blue.flat_top for s in range(200))
+
+
+def _integrate(mapper, action, steps, q=None):
+    q = np.array(mapper.arm.home_joint_positions) if q is None else q
+    for _ in range(steps):
+        q = mapper(q, action).arm_positions
+    return q
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_commanded_tcp_velocity_is_tracked(mapper, axis):
+    action = np.zeros(5)
+    action[axis] = 0.05 if axis < 2 else -0.05
+    start = mapper.tcp_pose(np.array(mapper.arm.home_joint_positions))
+    end = mapper.tcp_pose(_integrate(mapper, action, 10))
+    expected = np.zeros(3)
+    expected[axis] = action[axis] * 0.5
+    np.testing.assert_allclose(end[:3] - start[:3], expected, atol=0.003)
+    assert abs(end[3]) > 0.99  # still pointing down (quaternion x ~ 1 at zero yaw)
+
+
+def test_yaw_rate_turns_the_wrist_and_stops_at_the_limit(mapper):
+    q = _integrate(mapper, np.array([0, 0, 0, 1.0, 0]), 10)
+    yaw = 2 * np.arctan2(mapper.tcp_pose(q)[4], mapper.tcp_pose(q)[3])
+    assert yaw == pytest.approx(0.5, abs=0.05)
+    q = _integrate(mapper, np.array([0, 0, 0, 1.0, 0]), 60, q)
+    yaw = 2 * np.arctan2(mapper.tcp_pose(q)[4], mapper.tcp_pose(q)[3])
+    assert yaw == pytest.approx(np.pi / 2, abs=0.05)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(*[st.floats(-1, 1)] * 5), min_size=5, max_size=60))
+def test_any_action_sequence_keeps_tcp_in_the_box_and_joints_in_limits(actions):
+    mapper = _MAPPER
+    q = np.array(mapper.arm.home_joint_positions)
+    q = _integrate(mapper, np.array([0, 0, 0, 0, 0.0]), 3, q)  # settle into the box from home
+    k = mapper.kinematics
+    for normalized in actions:
+        action = np.asarray(normalized) * np.asarray(mapper.spec.bounds)
+        command = mapper(q, action * 5)  # 5x beyond the bounds: must be clipped
+        assert np.all(command.arm_positions >= k.lower - 1e-9) and np.all(command.arm_positions <= k.upper + 1e-9)
+        assert np.all(np.abs(command.arm_positions - q) <= k.velocity_limit * 0.05 + 1e-9)
+        assert 0.0 <= command.gripper_width <= 0.08
+        q = command.arm_positions
+        assert mapper.config.workspace.contains(mapper.tcp_pose(q)[:3], tolerance=0.004)
+
+
+_MAPPER = CartesianActionMapper()
+
+
+def test_bad_joint_state_is_rejected(mapper):
+    with pytest.raises(ValueError, match="expected 7 finite values"):
+        mapper(np.r_[np.zeros(6), np.nan], np.zeros(5))
+    with pytest.raises(ValueError, match="expected 7 finite values"):
+        mapper(np.zeros(6), np.zeros(5))

@@ -1,0 +1,145 @@
+"""Both simulators, the scripted expert, the episode store and the evaluation harness (real
+MuJoCo and PyBullet, headless)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gato_robot.data.episodes import EpisodeReader, EpisodeStore
+from gato_robot.proprio import PROPRIO_DIM
+from sim.evaluate import evaluate, wilson_interval
+from sim.rollout import ExpertAgent, make_env, run_episode
+from sim.triplets import TEST_TRIPLETS
+
+ENGINES = ("mujoco", "pybullet")
+
+
+@pytest.fixture(scope="module")
+def envs():
+    made = {engine: make_env(engine, "test-3-prism") for engine in ENGINES}
+    yield made
+    for env in made.values():
+        env.close()
+
+
+def red_centroid(image: np.ndarray) -> np.ndarray:
+    red = (image[..., 0] > 120) & (image[..., 1] < 70) & (image[..., 2] < 70)
+    assert red.sum() > 15, "red object not visible"
+    rows, cols = np.nonzero(red)
+    return np.array([cols.mean(), rows.mean()])
+
+
+def test_engines_share_observation_spec(envs):
+    observations = {engine: env.reset(seed=4)[0] for engine, env in envs.items()}
+    mj, pb = observations["mujoco"], observations["pybullet"]
+    assert mj.keys() == pb.keys() == set(envs["mujoco"].observation_space.spaces)
+    for key in mj:
+        assert mj[key].shape == pb[key].shape and mj[key].dtype == pb[key].dtype, key
+        assert envs["mujoco"].observation_space[key].contains(mj[key]) or key == "joint_velocities"
+    assert mj["front_left"].shape == (128, 128, 3) and mj["front_left"].dtype == np.uint8
+    np.testing.assert_allclose(mj["joint_positions"], pb["joint_positions"], atol=0.01)
+    np.testing.assert_allclose(mj["tcp_pose"], pb["tcp_pose"], atol=0.01)
+
+
+def test_cameras_see_the_same_scene_from_the_same_poses(envs):
+    for engine, env in envs.items():
+        observation, info = env.reset(seed=11)
+        red = info["objects"]["red"].position
+        for camera in env.scene.cameras:
+            expected = camera.project(red[None])[0]
+            assert np.linalg.norm(red_centroid(observation[camera.name]) - expected) < 4.0, (engine, camera.name)
+    mj, _ = envs["mujoco"].reset(seed=11)
+    pb, _ = envs["pybullet"].reset(seed=11)
+    for camera in ("front_left", "front_right"):
+        assert np.linalg.norm(red_centroid(mj[camera]) - red_centroid(pb[camera])) < 3.0, camera
+
+
+def test_same_seed_same_episode(envs):
+    for env in envs.values():
+        first, info_a = env.reset(seed=21)
+        trajectory_a = [env.step(np.array([0.03, -0.02, -0.04, 0.3, 0.5]))[0] for _ in range(5)]
+        second, info_b = env.reset(seed=21)
+        trajectory_b = [env.step(np.array([0.03, -0.02, -0.04, 0.3, 0.5]))[0] for _ in range(5)]
+        np.testing.assert_array_equal(first["front_left"], second["front_left"])
+        for a, b in zip(trajectory_a, trajectory_b):
+            np.testing.assert_allclose(a["joint_positions"], b["joint_positions"], atol=1e-9)
+        np.testing.assert_allclose(info_a["objects"]["red"].position, info_b["objects"]["red"].position)
+
+
+def test_bad_actions_are_rejected(envs):
+    env = envs["mujoco"]
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="expected 5 finite values"):
+        env.step(np.array([0.0, np.nan, 0.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="expected 5 finite values"):
+        env.step(np.zeros(4))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_expert_stacks_every_test_triplet(engine):
+    for triplet in TEST_TRIPLETS:
+        env = make_env(engine, triplet.name, render_cameras=False)
+        results = [run_episode(env, ExpertAgent(), seed) for seed in range(2)]
+        poses = env.object_poses()
+        env.close()
+        assert all(r.success for r in results), (engine, triplet.name, results)
+        assert poses["red"].position[2] > poses["blue"].position[2] + 0.02
+
+
+def test_episode_store_round_trip_and_filter(tmp_path):
+    store = EpisodeStore(tmp_path / "store", create=True)
+    env = make_env("mujoco", "train")
+    result = run_episode(env, ExpertAgent(), 3, writer=(writer := store.writer("mujoco", "train", 3, "stack")))
+    meta = writer.commit(result.success)
+    failed = store.writer("mujoco", "train", 4, "stack")
+    failed.add({"front_left": np.zeros((128, 128, 3), np.uint8), "front_right": np.zeros((128, 128, 3), np.uint8)},
+               np.zeros(PROPRIO_DIM), np.zeros(5), 0.0)
+    failed.commit(False)
+    assert len(store) == 2 and meta.success and meta.steps == result.steps and meta.episode_return > 0
+    assert [m.seed for m in store.episodes(min_return_fraction=0.8)] == [3]
+    with EpisodeReader(meta.path) as reader:
+        images = reader.images(5, 7)
+        assert images["front_left"].shape == (2, 128, 128, 3) and reader.proprio().shape == (result.steps, PROPRIO_DIM)
+        assert np.abs(reader.actions()).max() <= 1.0
+    with pytest.raises(FileNotFoundError, match="episode store not found"):
+        EpisodeStore(tmp_path / "missing")
+
+
+def test_killing_generate_keeps_every_completed_episode(tmp_path):
+    out = tmp_path / "store"
+    command = [sys.executable, "-m", "gato_robot.cli", "sim", "generate", "--out", str(out), "--episodes", "40",
+               "--workers", "1", "--engine", "mujoco"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("episode-*.h5"))) < 2:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    store = EpisodeStore(out)
+    metas = store.episodes()
+    assert 2 <= len(metas) < 40
+    for meta in metas:  # every committed file is complete and readable
+        with EpisodeReader(meta.path) as reader:
+            assert reader.actions().shape == (meta.steps, 5)
+            assert reader.images(meta.steps - 1, meta.steps)["front_right"].shape == (1, 128, 128, 3)
+
+
+def test_wilson_interval_matches_known_values():
+    low, high = wilson_interval(45, 50)
+    assert low == pytest.approx(0.7864, abs=1e-3) and high == pytest.approx(0.9565, abs=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_evaluate_reports_per_triplet_with_videos(tmp_path):
+    report = evaluate("mujoco", "expert", "test-4-flat", 2, workers=1, video_dir=tmp_path / "videos")
+    row = report["per_triplet"]["test-4-flat"]
+    assert row["episodes"] == 2 and row["successes"] == 2 and row["ci95"][0] > 0.15
+    video = Path(row["videos"][0])
+    assert video.is_file() and video.stat().st_size > 10_000
+    assert report["overall"]["success_rate"] == 1.0
