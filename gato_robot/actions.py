@@ -96,12 +96,14 @@ class ArmKinematics:
             quaternion = -quaternion
         return np.concatenate([transform.translation, quaternion])
 
-    def jacobian(self, q: np.ndarray) -> np.ndarray:
-        """6 x 7 TCP Jacobian in the base-aligned frame at the TCP (linear rows first)."""
+    def jacobian(self, q: np.ndarray) -> tuple[np.ndarray, pin.SE3]:
+        """6 x 7 TCP Jacobian in the base-aligned frame at the TCP (linear rows first), and the TCP
+        transform, from one kinematics pass."""
         q = np.asarray(q, dtype=np.float64)
-        pin.computeJointJacobians(self.model, self.data, q)
-        pin.framesForwardKinematics(self.model, self.data, q)
-        return pin.getFrameJacobian(self.model, self.data, self.tcp, pin.ReferenceFrame.LOCAL_WORLD_ALIGNED)
+        pin.computeJointJacobians(self.model, self.data, q)  # also runs forward kinematics
+        pin.updateFramePlacements(self.model, self.data)
+        jacobian = pin.getFrameJacobian(self.model, self.data, self.tcp, pin.ReferenceFrame.LOCAL_WORLD_ALIGNED)
+        return jacobian, self.data.oMf[self.tcp]
 
 
 class CartesianActionMapper:
@@ -146,7 +148,7 @@ class CartesianActionMapper:
             raise ValueError(f"joint positions: expected {len(self.arm.arm_joints)} finite values (rad), got {q}")
         action = np.clip(np.asarray(action, dtype=np.float64), -np.asarray(self.spec.bounds), self.spec.bounds)
         cfg, dt = self.config, self.config.control_period_s
-        transform = self.kinematics.tcp_transform(q)
+        jacobian, transform = self.kinematics.jacobian(q)
         velocity = self.workspace_velocity(transform.translation, action[:3])
 
         yaw = _yaw_of(transform.rotation)
@@ -158,7 +160,6 @@ class CartesianActionMapper:
         angular = rotation_error * cfg.orientation_gain / dt
         angular[2] = rotation_error[2] / dt
 
-        jacobian = self.kinematics.jacobian(q)
         twist = np.concatenate([velocity, angular])
         gram = jacobian @ jacobian.T + cfg.damping ** 2 * np.eye(6)
         dq = jacobian.T @ np.linalg.solve(gram, twist) * dt  # joint velocities (rad/s) over one period

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Install gato_robot into ./.venv: system packages first (where this machine can install them),
 # then the Python package with the extras named as arguments (default: deploy).
-#   bash scripts/install.sh            # runtime: demo, evaluation, ONNX Runtime
+#   bash scripts/install.sh            # runtime: simulation, evaluation, ONNX Runtime
 #   bash scripts/install.sh dev        # + tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-deploy}"
+extras="${1:-deploy,sim}"
 
-# Offscreen rendering for the simulators (MuJoCo via EGL/OSMesa) comes from Debian's Mesa packages.
-apt_packages=(libegl1 libgl1 libosmesa6 libglfw3 libgles2 ffmpeg)
+# Offscreen rendering for MuJoCo (EGL with Mesa's software rasterizer, or OSMesa) comes from
+# Debian's Mesa packages; PyBullet's TinyRenderer needs nothing.
+apt_packages=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libosmesa6)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -28,19 +28,25 @@ class SimRate:
         return self.raw_steps_per_s / self.env_steps_per_s - 1.0
 
 
-def _rate(fn, steps: int) -> float:
-    fn()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return steps / (time.perf_counter() - start)
+def _best_rates(functions, steps: int, rounds: int = 5) -> list[float]:
+    """Steps/s of each function, best of ``rounds`` alternating rounds (so drift in machine load
+    affects every function alike)."""
+    for fn in functions:
+        fn()  # warm-up
+    best = [0.0] * len(functions)
+    for _ in range(rounds):
+        for i, fn in enumerate(functions):
+            start = time.perf_counter()
+            for _ in range(steps // rounds):
+                fn()
+            best[i] = max(best[i], (steps // rounds) / (time.perf_counter() - start))
+    return best
 
 
 def bench_engine(engine: str, cameras: bool, steps: int = 200) -> SimRate:
     env = make_env(engine, "test-1-slanted", render_cameras=cameras)
     env.reset(seed=0)
     action = np.zeros(5)
-    env_rate = _rate(lambda: env.step(action), steps)
     substeps = env.scene.physics.substeps
     names = [c.name for c in env.scene.cameras] if cameras else []
 
@@ -49,7 +55,7 @@ def bench_engine(engine: str, cameras: bool, steps: int = 200) -> SimRate:
         for name in names:
             env.render_camera(name)
 
-    raw_rate = _rate(raw_step, steps)
+    env_rate, raw_rate = _best_rates([lambda: env.step(action), raw_step], steps)
     env.close()
     return SimRate(engine, cameras, env_rate, raw_rate)
 

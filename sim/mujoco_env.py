@@ -176,7 +176,7 @@ class MujocoRGBStacking(RGBStackingEnv):
             camera = self.scene.cameras[0]
             self._renderer = mujoco.Renderer(self.model, camera.height, camera.width)
         self._renderer.update_scene(self.data, camera=name)
-        return self._renderer.render().copy()
+        return self._renderer.render()  # a fresh array per call
 
     def close(self) -> None:
         if self._renderer is not None:

@@ -143,3 +143,21 @@ def test_evaluate_reports_per_triplet_with_videos(tmp_path):
     video = Path(row["videos"][0])
     assert video.is_file() and video.stat().st_size > 10_000
     assert report["overall"]["success_rate"] == 1.0
+
+
+def test_sim_eval_command_prints_a_table_and_writes_the_report(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from gato_robot.cli import app
+
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["sim", "eval", "--triplets", "test-2-holes", "--episodes", "1", "--workers", "1",
+                                      "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "test-2-holes" in result.output and "100.0%" in result.output
+    data = json.loads(report.read_text())
+    assert data["per_triplet"]["test-2-holes"]["successes"] == 1 and data["engine"] == "mujoco"
+    bad = CliRunner().invoke(app, ["sim", "eval", "--engine", "gazebo", "--episodes", "1", "--workers", "1"])
+    assert bad.exit_code == 2 and "unknown engine 'gazebo'" in bad.output
