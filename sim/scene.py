@@ -43,9 +43,23 @@ class CameraSpec:
         return right, np.cross(right, forward), forward
 
     def intrinsics(self) -> np.ndarray:
-        """3x3 OpenCV camera matrix (pixels)."""
+        """3x3 OpenCV camera matrix (pixels; pixel centres at integer coordinates)."""
         fy = self.height / 2 / np.tan(np.radians(self.fovy_deg) / 2)
-        return np.array([[fy, 0, self.width / 2], [0, fy, self.height / 2], [0, 0, 1.0]])
+        return np.array([[fy, 0, (self.width - 1) / 2], [0, fy, (self.height - 1) / 2], [0, 0, 1.0]])
+
+    @classmethod
+    def from_calibration(cls, name: str, camera_matrix: np.ndarray, image_height: int,
+                         base_from_camera: np.ndarray, width: int = 128, height: int = 128) -> "CameraSpec":
+        """A simulated camera placed where a calibrated one is: pose from the extrinsics (base <-
+        OpenCV camera), vertical field of view from fy and the calibrated image height. The
+        simulators render ideal pinholes (square pixels, centred principal point, no distortion);
+        rectify real images with the calibrated model before comparing them."""
+        fovy = float(np.degrees(2 * np.arctan(image_height / 2 / camera_matrix[1, 1])))
+        rotation, position = base_from_camera[:3, :3], base_from_camera[:3, 3]
+        forward, down = rotation[:, 2], rotation[:, 1]
+        return cls(name, position=tuple(float(v) for v in position),
+                   target=tuple(float(v) for v in position + forward), up=tuple(float(v) for v in -down),
+                   fovy_deg=fovy, width=width, height=height)
 
     def world_to_camera(self) -> np.ndarray:
         """4x4 transform from world to the OpenCV camera frame (x right, y down, z forward)."""
@@ -104,6 +118,28 @@ class SceneSpec:
         h, t, z = self.basket_half_extent_m, self.basket_wall_thickness_m / 2, self.basket_wall_height_m / 2
         return [(np.array([cx + h, cy, z]), np.array([t, h, z])), (np.array([cx - h, cy, z]), np.array([t, h, z])),
                 (np.array([cx, cy + h, z]), np.array([h, t, z])), (np.array([cx, cy - h, z]), np.array([h, t, z]))]
+
+
+def scene_with_calibrated_cameras(directory, scene: "SceneSpec | None" = None) -> "SceneSpec":
+    """The scene with each camera replaced by ``<name>.camera_info.yaml`` + ``<name>.extrinsics.yaml``
+    from ``directory`` (as `gato-robot calibrate` writes them); cameras without files stay as they are."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from calibration.files import read_camera_info, read_extrinsics
+
+    scene = scene or SceneSpec()
+    cameras = []
+    for camera in scene.cameras:
+        info_path = Path(directory) / f"{camera.name}.camera_info.yaml"
+        extrinsics_path = Path(directory) / f"{camera.name}.extrinsics.yaml"
+        if info_path.is_file() and extrinsics_path.is_file():
+            info, extrinsics = read_camera_info(info_path), read_extrinsics(extrinsics_path)
+            cameras.append(CameraSpec.from_calibration(camera.name, info.camera_matrix, info.height,
+                                                       extrinsics.transform, camera.width, camera.height))
+        else:
+            cameras.append(camera)
+    return replace(scene, cameras=tuple(cameras))
 
 
 DEFAULT_SCENE = SceneSpec()

@@ -1,0 +1,5 @@
+"""The calibration tools' error: what went wrong and what to capture next."""
+
+
+class CalibrationError(RuntimeError):
+    """Input that cannot give a trustworthy calibration. The message says what to capture next."""
