@@ -156,13 +156,22 @@ class RGBStackingEnv(gym.Env):
         self._steps, self._success_streak = 0, 0
         return self._observation(), self._info(False)
 
+    @property
+    def sim_time_s(self) -> float:
+        return self._steps * self.scene.control_period_s
+
     def step(self, action: np.ndarray):
+        """One control period driven by a 5-D action (m/s, rad/s, gripper) through the action path."""
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (5,) or not np.all(np.isfinite(action)):
             raise ValueError(f"action: expected 5 finite values (m/s x3, rad/s, gripper), got {action}")
         q, _, _ = self._arm_state()
-        command = self.mapper(self.mapper.anchor(q, self._arm_command), action)
-        self._arm_command = command.arm_positions
+        return self.step_joint_command(self.mapper(self.mapper.anchor(q, self._arm_command), action))
+
+    def step_joint_command(self, command: JointCommand):
+        """One control period driven by joint position targets (radians) and a finger width (m):
+        the real arm's interface, used when a :class:`gato_robot.control.ControlLoop` drives the sim."""
+        self._arm_command = np.asarray(command.arm_positions, dtype=np.float64)
         self._gripper_target = command.gripper_width
         self._apply_command(command)
         self._step_physics(self.scene.physics.substeps)

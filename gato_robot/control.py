@@ -1,0 +1,163 @@
+"""The control loop: one tick of the one-way flow, the same in sim, replay and on the real arm.
+
+    latest frames + joint state -> watchdog -> Observation -> tokenizer -> PolicyRunner ->
+    detokenize -> action path (Cartesian velocity -> joint targets) -> SafetyLimits -> command
+
+:class:`ControlLoop` owns no clock and no I/O: adapters (simulators, rosbag replay, the rclpy node)
+call :meth:`ControlLoop.tick` at the control rate with their latest inputs and send the command
+it returns. Nothing moves until :meth:`enable`; an e-stop latches until :meth:`disable` and a new
+:meth:`enable` (seeded from the measured position). Whenever inputs are unfit or anything fails,
+the command is the last safe one (hold) and the result says why; the next good tick resumes with a
+fresh policy context. Every decision is logged with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Mapping
+
+import numpy as np
+
+from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
+from .actions import CartesianActionMapper, JointCommand
+from .observation import Observation
+from .runtime.base import PolicyRunner
+from .safety import Frame, JointSample, SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
+from .tokenizer.errors import TokenizationError
+from .tokenizer.ids import CONTINUOUS_OFFSET
+from .tokenizer.sequence import GatoTokenizer
+
+log = logging.getLogger("gato_robot.control")
+
+
+class LoopState(str, Enum):
+    DISABLED = "disabled"
+    ACTIVE = "active"
+    HOLDING = "holding"
+    ESTOPPED = "estopped"
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    rate_hz: float = 20.0
+    instruction: str = "stack the red object on the blue object"
+    watchdog: WatchdogConfig = WatchdogConfig()
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.rate_hz
+
+
+@dataclass(frozen=True)
+class TickResult:
+    command: JointCommand | None  # None only before the loop was ever seeded (nothing to hold)
+    state: LoopState
+    reason: str
+    action: np.ndarray | None = None  # physical action the policy chose (m/s, rad/s, gripper)
+    limits_hit: tuple[str, ...] = ()
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    deadline_missed: bool = False
+
+
+@dataclass
+class LoopStatistics:
+    ticks: int = 0
+    active_ticks: int = 0
+    held_ticks: int = 0
+    deadline_misses: int = 0
+    last_reason: str = ""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class ControlLoop:
+    def __init__(self, runner: PolicyRunner, mapper: CartesianActionMapper, config: ControlConfig = ControlConfig(),
+                 limits: SafetyLimits | None = None, spec: ActionSpec = RGB_STACKING_ACTIONS):
+        self.runner, self.mapper, self.config, self.spec = runner, mapper, config, spec
+        self.tokenizer = GatoTokenizer(runner.config.timestep)
+        self.limits = limits or SafetyLimits.from_kinematics(mapper.kinematics, config.period_s,
+                                                             max_gripper_width_m=mapper.arm.max_gripper_width_m)
+        self.watchdog = Watchdog(config.watchdog, self.tokenizer.spec.camera_names)
+        self.state = LoopState.DISABLED
+        self.last_command: JointCommand | None = None
+        self.stats = LoopStatistics()
+        self._needs_fresh_context = True
+
+    # -- modes ---------------------------------------------------------------------------------------
+    def enable(self, measured: JointSample) -> None:
+        """Start acting, seeded from the measured position (the first command holds it)."""
+        if self.state is LoopState.ESTOPPED:
+            raise RuntimeError("e-stop is latched: disable, then enable again")
+        positions = np.asarray(measured.positions, dtype=np.float64)
+        if positions.shape != self.limits.lower.shape or not np.all(np.isfinite(positions)):
+            raise ValueError(f"cannot enable from an invalid joint state {positions}")
+        self.last_command = JointCommand(np.clip(positions, self.limits.lower, self.limits.upper),
+                                         float(np.clip(measured.gripper_width, 0, self.limits.max_gripper_width_m)))
+        self.state, self._needs_fresh_context = LoopState.ACTIVE, True
+        log.info("enabled at %s", np.round(positions, 4).tolist())
+
+    def disable(self) -> None:
+        """Hold; clears a latched e-stop (a new enable is needed to move)."""
+        self.state = LoopState.DISABLED
+        log.info("disabled: holding")
+
+    def estop(self, reason: str = "e-stop requested") -> None:
+        self.state = LoopState.ESTOPPED
+        log.warning("E-STOP latched: %s", reason)
+
+    # -- one tick ------------------------------------------------------------------------------------
+    def _hold(self, state: LoopState, reason: str, started: float, stages: dict) -> TickResult:
+        self.stats.held_ticks += 1
+        if reason != self.stats.last_reason:
+            log.warning("holding (%s): %s", state.value, reason)
+        self.stats.last_reason = reason
+        self._needs_fresh_context = True
+        return self._finish(TickResult(self.last_command, state, reason, stage_seconds=stages), started)
+
+    def _finish(self, result: TickResult, started: float) -> TickResult:
+        elapsed = time.perf_counter() - started
+        missed = elapsed > self.config.period_s
+        self.stats.ticks += 1
+        self.stats.deadline_misses += int(missed)
+        result.stage_seconds["total"] = elapsed
+        self.stats.stage_seconds = dict(result.stage_seconds)
+        return TickResult(result.command, result.state, result.reason, result.action, result.limits_hit,
+                          result.stage_seconds, missed)
+
+    def tick(self, now_s: float, frames: Mapping[str, Frame], joints: JointSample | None) -> TickResult:
+        started, stages = time.perf_counter(), {}
+        if self.state in (LoopState.DISABLED, LoopState.ESTOPPED):
+            return self._hold(self.state, "e-stop latched" if self.state is LoopState.ESTOPPED else "not enabled",
+                              started, stages)
+        problem = self.watchdog.joint_problem(joints, now_s) or self.watchdog.image_problem(dict(frames), now_s)
+        if problem:
+            return self._hold(LoopState.HOLDING, problem, started, stages)
+        try:
+            if self._needs_fresh_context:
+                self.runner.reset()
+                self._needs_fresh_context = False
+            q = np.asarray(joints.positions, dtype=np.float64)
+            proprio = np.concatenate([q, joints.velocities, [joints.gripper_width], self.mapper.tcp_pose(q)])
+            observation = Observation({name: frames[name].image for name in self.tokenizer.spec.camera_names},
+                                      proprio, self.config.instruction)
+            tokens = self.tokenizer.encode_observation(observation)
+            stages["tokenize"] = time.perf_counter() - started
+            bins = self.runner.act(tokens)
+            stages.update(self.runner.stage_seconds)
+            mark = time.perf_counter()
+            action = self.spec.denormalize(self.tokenizer.decode_action(bins + CONTINUOUS_OFFSET))
+            proposed = self.mapper(self.mapper.anchor(q, self.last_command.arm_positions), action)
+            command, hits = self.limits.filter(proposed, self.last_command)
+            stages["action_path"] = time.perf_counter() - mark
+        except (TokenizationError, UnsafeCommand, ValueError, FloatingPointError) as error:
+            return self._hold(LoopState.HOLDING, f"{type(error).__name__}: {error}", started, stages)
+        if hits:
+            log.info("limits applied: %s", ", ".join(hits))
+        if self.stats.last_reason:
+            log.info("resuming: inputs are fit again")
+        self.stats.last_reason = ""
+        self.stats.active_ticks += 1
+        self.last_command = command
+        return self._finish(TickResult(command, LoopState.ACTIVE, "ok", action, tuple(hits), stages), started)

@@ -1,0 +1,177 @@
+"""ControlLoop driving the real simulators as the arm, with fault injection."""
+
+import numpy as np
+import pytest
+import torch
+
+from gato_robot.actions import CartesianActionMapper, JointCommand
+from gato_robot.control import ControlLoop, LoopState
+from gato_robot.model.config import preset
+from gato_robot.model.policy import GatoPolicy
+from gato_robot.runtime.base import PolicyRunner
+from gato_robot.runtime.torch_runner import TorchRunner
+from gato_robot.safety import Frame, JointSample
+from sim.closed_loop import run_closed_loop
+from sim.rollout import make_env
+
+MAPPER = CartesianActionMapper()
+
+
+def tiny_runner(seed: int = 0) -> TorchRunner:
+    torch.manual_seed(seed)
+    return TorchRunner(GatoPolicy(preset("tiny")))
+
+
+class ExtremePolicy(PolicyRunner):
+    """Fault injection: a policy that always asks for the most extreme action it can express."""
+
+    backend = "extreme"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.count = 0
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, observation):
+        self.count += 1
+        return np.full(5, 1023 if self.count % 40 < 20 else 0, dtype=np.int64)
+
+
+@pytest.fixture(scope="module")
+def mujoco_env():
+    env = make_env("mujoco", "test-2-holes")
+    yield env
+    env.close()
+
+
+def assert_commands_are_safe(loop: ControlLoop, trace):
+    limits = loop.limits
+    previous = None
+    for result in trace.results:
+        q = result.command.arm_positions
+        assert np.all(q >= limits.lower) and np.all(q <= limits.upper)
+        assert 0.0 <= result.command.gripper_width <= limits.max_gripper_width_m
+        if previous is not None:
+            assert np.all(np.abs(q - previous) <= limits.max_step + 1e-12)
+        previous = q
+
+
+@pytest.mark.parametrize("engine", ["mujoco", "pybullet"])
+def test_policy_runs_a_full_episode_through_the_loop(engine):
+    env = make_env(engine, "train")
+    loop = ControlLoop(tiny_runner(), MAPPER)
+    trace = run_closed_loop(env, loop, steps=env.scene.episode_steps, seed=2)
+    env.close()
+    assert len(trace.results) == 400
+    assert all(r.state is LoopState.ACTIVE and r.reason == "ok" for r in trace.results)
+    assert loop.stats.active_ticks == 400 and loop.stats.ticks == 400
+    assert_commands_are_safe(loop, trace)
+    assert all({"tokenize", "prefill", "decode", "action_path", "total"} <= set(r.stage_seconds) for r in trace.results)
+    moved = np.abs(trace.measured[-1] - trace.measured[0]).max()
+    assert moved > 1e-3  # the policy's commands really drove the arm
+
+
+def _run_with_fault(env, fault, runner=None, steps=50):
+    loop = ControlLoop(runner or tiny_runner(), MAPPER)
+    return loop, run_closed_loop(env, loop, steps, seed=1, fault=fault)
+
+
+def _held_ticks(trace, text):
+    return [i for i, r in enumerate(trace.results) if r.state is LoopState.HOLDING and text in r.reason]
+
+
+def assert_hold_then_recover(trace, text, first, last):
+    held = _held_ticks(trace, text)
+    assert held and held[0] >= first and held[-1] <= last, (held, [r.reason for r in trace.results])
+    for i in held:  # holding means repeating the last safe command exactly
+        np.testing.assert_array_equal(trace.results[i].command.arm_positions, trace.results[held[0] - 1].command.arm_positions)
+    assert all(r.state is LoopState.ACTIVE for r in trace.results[last + 1:]), "loop did not recover"
+
+
+def test_frozen_camera_holds_then_recovers(mujoco_env):
+    frozen = {}
+
+    def fault(tick, frames, joints):
+        if 10 <= tick <= 30:
+            frozen.setdefault("front_left", frames["front_left"])
+            return {**frames, "front_left": frozen["front_left"]}, joints
+        return frames, joints
+
+    _, trace = _run_with_fault(mujoco_env, fault)
+    assert_hold_then_recover(trace, "camera 'front_left' is stale", 14, 30)
+
+
+def test_dropped_joint_states_hold_then_recover(mujoco_env):
+    last = {}
+
+    def fault(tick, frames, joints):
+        if 10 <= tick <= 20:
+            last.setdefault("joints", joints)
+            return frames, last["joints"]
+        return frames, joints
+
+    _, trace = _run_with_fault(mujoco_env, fault)
+    assert_hold_then_recover(trace, "joint state is stale", 12, 20)
+
+
+def test_nan_joint_state_and_bad_image_hold_then_recover(mujoco_env):
+    def fault(tick, frames, joints):
+        if 10 <= tick <= 12:
+            return frames, JointSample(np.r_[joints.positions[:6], np.nan], joints.velocities, joints.gripper_width,
+                                       joints.stamp_s)
+        if 20 <= tick <= 22:
+            return {**frames, "front_right": Frame(np.zeros((480, 640, 3), np.uint8), frames["front_right"].stamp_s)}, joints
+        return frames, joints
+
+    _, trace = _run_with_fault(mujoco_env, fault, steps=40)
+    assert _held_ticks(trace, "NaN/Inf") == [10, 11, 12]
+    assert _held_ticks(trace, "expected 128x128x3 uint8, got (480, 640, 3)") == [20, 21, 22]
+    assert all(trace.results[i].state is LoopState.ACTIVE for i in (13, 19, 23, 39))
+
+
+def test_extreme_policy_stays_inside_every_limit(mujoco_env):
+    runner = ExtremePolicy(preset("tiny"))
+    loop, trace = _run_with_fault(mujoco_env, None, runner=runner, steps=120)
+    assert_commands_are_safe(loop, trace)
+    assert all(r.state is LoopState.ACTIVE for r in trace.results)
+    assert any(r.limits_hit for r in trace.results) or np.all(np.abs(trace.results[5].action) > 0)
+    workspace = MAPPER.config.workspace
+    for q in trace.measured:
+        assert workspace.contains(MAPPER.tcp_pose(q)[:3], tolerance=0.02)
+
+
+def test_nothing_moves_until_enabled_and_estop_latches(mujoco_env):
+    observation, _ = mujoco_env.reset(seed=0)
+    frames = {c.name: Frame(observation[c.name], 0.0) for c in mujoco_env.scene.cameras}
+    joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, 0.0)
+    loop = ControlLoop(tiny_runner(), MAPPER)
+    result = loop.tick(0.0, frames, joints)
+    assert result.state is LoopState.DISABLED and result.command is None and result.reason == "not enabled"
+    loop.enable(joints)
+    assert loop.tick(0.0, frames, joints).state is LoopState.ACTIVE
+    held = loop.last_command
+    loop.estop("operator")
+    result = loop.tick(0.0, frames, joints)
+    assert result.state is LoopState.ESTOPPED and result.command is held
+    with pytest.raises(RuntimeError, match="e-stop is latched"):
+        loop.enable(joints)
+    loop.disable()
+    loop.enable(joints)
+    assert loop.tick(0.0, frames, joints).state is LoopState.ACTIVE
+    with pytest.raises(ValueError, match="invalid joint state"):
+        loop.enable(JointSample(np.full(7, np.nan), np.zeros(7), 0.0, 0.0))
+
+
+def test_safety_filter_refuses_nan_and_clamps(mujoco_env):
+    loop = ControlLoop(tiny_runner(), MAPPER)
+    previous = JointCommand(np.array(MAPPER.arm.home_joint_positions), 0.04)
+    command, hits = loop.limits.filter(JointCommand(previous.arm_positions + 1.0, 0.5), previous)
+    assert "joint velocity limit" in hits and "gripper width limit" in hits
+    np.testing.assert_allclose(command.arm_positions - previous.arm_positions,
+                               np.minimum(loop.limits.max_step, loop.limits.upper - previous.arm_positions))
+    from gato_robot.safety import UnsafeCommand
+
+    with pytest.raises(UnsafeCommand, match="non-finite"):
+        loop.limits.filter(JointCommand(np.full(7, np.nan), 0.0), previous)
