@@ -1,0 +1,251 @@
+"""The rclpy node for real (ROS 2 Jazzy wheels, Fast DDS): lifecycle, topics, e-stop, watchdog,
+parameters from --params-file, and the package/launch/params consistency."""
+
+import ast
+import os
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import State as StateMsg  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rcl_interfaces.srv import GetParameters  # noqa: E402
+from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from gato_robot.actions import CartesianActionMapper  # noqa: E402
+from gato_robot.control import ControlLoop  # noqa: E402
+from gato_robot.model.checkpoint import save_checkpoint  # noqa: E402
+from gato_robot.model.config import preset  # noqa: E402
+from gato_robot.model.policy import GatoPolicy  # noqa: E402
+from gato_robot.ros.convert import rgb_to_image_fields  # noqa: E402
+from gato_robot.ros.node import NODE_NAME, PARAMETERS, GatoStackNode  # noqa: E402
+from gato_robot.runtime.torch_runner import TorchRunner  # noqa: E402
+from gato_robot.safety import Frame, JointSample  # noqa: E402
+from sim.rollout import make_env  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "ros_ws" / "src" / "gato_robot"
+ARM = [f"panda_joint{i}" for i in range(1, 8)]
+FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
+
+
+@pytest.fixture(scope="module")
+def context():
+    # Each run on its own DDS domain, so parallel CI jobs on one host never hear each other.
+    os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_checkpoint(GatoPolicy(preset("tiny")), tmp_path_factory.mktemp("ros") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def sim_inputs():
+    env = make_env("mujoco", "test-2-holes")
+    observation, _ = env.reset(seed=3)
+    env.close()
+    return observation
+
+
+class SimSensors:
+    """A second node: publishes the sim's camera frames and joint states, records the commands."""
+
+    def __init__(self, context, observation):
+        self.node = rclpy.create_node("sim_sensors", context=context)
+        group = ReentrantCallbackGroup()
+        self.observation = observation
+        self.images = {name: self.node.create_publisher(Image, f"/{name}/image_raw", 10)
+                       for name in ("front_left", "front_right")}
+        self.joints = self.node.create_publisher(JointState, "/joint_states", 10)
+        self.commands: list[tuple[float, np.ndarray]] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        self.node.create_subscription(Float64MultiArray, "/forward_position_controller/commands",
+                                      lambda m: self.commands.append((time.monotonic(), np.array(m.data))), 10,
+                                      callback_group=group)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10, callback_group=group)
+        self.publish_joints = True
+        self.node.create_timer(0.02, self.publish, callback_group=group)
+
+    def publish(self):
+        stamp = self.node.get_clock().now().to_msg()
+        for name, publisher in self.images.items():
+            message = Image(**rgb_to_image_fields(self.observation[name]))
+            message.header.stamp = stamp
+            publisher.publish(message)
+        if self.publish_joints:
+            message = JointState(name=[*reversed(ARM), *FINGERS],  # by name, not index
+                                 position=[*self.observation["joint_positions"][::-1], 0.04, 0.04],
+                                 velocity=[*self.observation["joint_velocities"][::-1], 0.0, 0.0])
+            message.header.stamp = stamp
+            self.joints.publish(message)
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def reference_commands(checkpoint, observation, ticks):
+    loop = ControlLoop(TorchRunner.from_checkpoint(checkpoint), CartesianActionMapper())
+    frames = {name: Frame(observation[name], 0.0) for name in ("front_left", "front_right")}
+    joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, 0.0)
+    loop.enable(joints)
+    return [loop.tick(0.0, frames, joints).command.arm_positions for _ in range(ticks)]
+
+
+def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_inputs):
+    node = GatoStackNode(context=context, parameter_overrides=[
+        Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch")])
+    executor = SingleThreadedExecutor(context=context)  # as main() runs it (see gato_robot.ros.node.main)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    sim = None
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.FAILURE  # no joint state yet
+        sim = SimSensors(context, sim_inputs)
+        executor.add_node(sim.node)
+        assert wait_for(lambda: node._joints is not None and len(node._frames) == 2)
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert wait_for(lambda: len(sim.commands) >= 45, timeout=15)
+
+        # 20 Hz, and the same commands ControlLoop computes for the same inputs.
+        times = np.array([t for t, _ in sim.commands[5:45]])
+        assert 16.0 < (len(times) - 1) / (times[-1] - times[0]) < 24.0
+        expected = reference_commands(checkpoint, {**sim_inputs, "joint_positions": sim_inputs["joint_positions"]}, 30)
+        for (_, got), want in zip(sim.commands[:30], expected):
+            np.testing.assert_allclose(got, want, atol=1e-9)
+
+        # Joint states stop: the node holds the last command and says why.
+        sim.publish_joints = False
+        time.sleep(0.5)
+        count = len(sim.commands)
+        assert wait_for(lambda: len(sim.commands) >= count + 5)
+        held = [c for _, c in sim.commands[count:count + 5]]
+        assert all(np.array_equal(c, held[0]) for c in held)
+        assert wait_for(lambda: any("joint state is stale" in kv.value for d in sim.diagnostics
+                                    for s in d.status for kv in s.values), timeout=3)
+        sim.publish_joints = True
+        count = len(sim.commands)
+        assert wait_for(lambda: len(sim.commands) >= count + 10)
+        resumed = [c for _, c in sim.commands[count + 3:count + 10]]
+        assert not all(np.array_equal(c, resumed[0]) for c in resumed)
+
+        # E-stop latches until deactivate -> activate.
+        client = sim.node.create_client(Trigger, f"/{NODE_NAME}/estop")
+        assert client.wait_for_service(timeout_sec=5)
+        future = client.call_async(Trigger.Request())
+        assert wait_for(future.done) and future.result().success
+        count = len(sim.commands)
+        assert wait_for(lambda: len(sim.commands) >= count + 6)
+        stopped = [c for _, c in sim.commands[count + 1:count + 6]]
+        assert all(np.array_equal(c, stopped[0]) for c in stopped)
+        assert node.loop.state.value == "estopped"
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert node.loop.state.value == "active"
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=5)
+        node.destroy_node()
+        if sim is not None:
+            sim.node.destroy_node()
+
+
+def test_node_started_with_params_file_as_the_launch_file_does(context, checkpoint, tmp_path):
+    params = yaml.safe_load((PACKAGE / "config" / "params.yaml").read_text())
+    params[NODE_NAME]["ros__parameters"].update(model_path=str(checkpoint), backend="torch", rate_hz=10.0)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    process = subprocess.Popen([sys.executable, "-m", "gato_robot.ros.node", "--ros-args", "--params-file",
+                                str(params_file)], env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    client_node = rclpy.create_node("params_probe", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(client_node)
+
+    def call(client, request, timeout):
+        future = client.call_async(request)
+        executor.spin_until_future_complete(future, timeout_sec=timeout)
+        assert future.done(), f"no answer from {client.srv_name}"
+        return future.result()
+
+    try:
+        get = client_node.create_client(GetParameters, f"/{NODE_NAME}/get_parameters")
+        assert get.wait_for_service(timeout_sec=20), "node did not come up"
+        values = call(get, GetParameters.Request(names=["model_path", "backend", "rate_hz", "camera_topics"]), 10).values
+        assert values[0].string_value == str(checkpoint) and values[1].string_value == "torch"
+        assert values[2].double_value == 10.0
+        assert list(values[3].string_array_value) == ["/front_left/image_raw", "/front_right/image_raw"]
+        change = client_node.create_client(ChangeState, f"/{NODE_NAME}/change_state")
+        state = client_node.create_client(GetState, f"/{NODE_NAME}/get_state")
+        assert change.wait_for_service(timeout_sec=10) and state.wait_for_service(timeout_sec=10)
+        request = ChangeState.Request()
+        request.transition.id = 1  # configure
+        assert call(change, request, 30).success
+        request.transition.id = 3  # activate: refused, nobody publishes joint states
+        assert not call(change, request, 10).success
+        assert call(state, GetState.Request(), 10).current_state.id == StateMsg.PRIMARY_STATE_INACTIVE
+    finally:
+        executor.shutdown()
+        client_node.destroy_node()
+        process.terminate()
+        output = process.communicate(timeout=10)[0].decode()
+    assert "activate refused: no joint state received" in output
+
+
+def test_package_launch_and_params_are_consistent():
+    manifest = ET.parse(PACKAGE / "package.xml").getroot()
+    assert manifest.get("format") == "3" and manifest.findtext("name") == "gato_robot"
+    assert manifest.find("export/build_type").text == "ament_python"
+    depends = {e.text for e in manifest.findall("exec_depend")}
+    assert {"rclpy", "sensor_msgs", "std_msgs", "std_srvs", "trajectory_msgs", "diagnostic_msgs"} <= depends
+    assert (PACKAGE / "resource" / "gato_robot").is_file()
+    setup_cfg = (PACKAGE / "setup.cfg").read_text()
+    assert "install_scripts=$base/lib/gato_robot" in setup_cfg and "script_dir=$base/lib/gato_robot" in setup_cfg
+    setup = (PACKAGE / "setup.py").read_text()
+    assert 'glob("launch/*.launch.py")' in setup and 'glob("config/*.yaml")' in setup
+    assert "stack_node = gato_robot_ros.stack_node:main" in setup
+    assert (PACKAGE / "launch" / "stack.launch.py").resolve() == (ROOT / "launch" / "stack.launch.py").resolve()
+
+    params = yaml.safe_load((PACKAGE / "config" / "params.yaml").read_text())[NODE_NAME]["ros__parameters"]
+    assert set(params) == set(PARAMETERS)
+    for name, default in PARAMETERS.items():
+        assert type(params[name]) is type(default), name
+
+    tree = ast.parse((ROOT / "launch" / "stack.launch.py").read_text())
+    arguments = next(ast.literal_eval(node.value) for node in tree.body
+                     if isinstance(node, ast.Assign) and node.targets[0].id == "ARGUMENTS")
+    assert {"model_path", "backend", "camera_topics", "controller", "rate_hz"} <= set(arguments)
+    for argument, (parameter, default, _) in arguments.items():
+        assert parameter in PARAMETERS, f"launch argument {argument} maps to unknown parameter {parameter}"
+        assert yaml.safe_load(default) == PARAMETERS[parameter] or (default == "" and PARAMETERS[parameter] == "")
+    source = (ROOT / "launch" / "stack.launch.py").read_text()
+    assert 'FindPackageShare("gato_robot"), "config", "params.yaml"' in source
+    assert 'executable="stack_node"' in source and f'name="{NODE_NAME}"' in source
