@@ -73,16 +73,11 @@ def _run_job(job: Job) -> EpisodeResult:
         from gato_robot.data.episodes import EpisodeStore
         from .env_base import INSTRUCTION
 
-        writer = EpisodeStore(job.store, create=True).writer(job.engine, env_triplet_label(job.triplet), job.seed,
-                                                              INSTRUCTION)
+        writer = EpisodeStore(job.store, create=True).writer(job.engine, job.triplet, job.seed, INSTRUCTION)
     result = run_episode(env, agent, job.seed, writer=writer, record_frames=job.record)
     if writer is not None:
         writer.commit(result.success)
     return result
-
-
-def env_triplet_label(triplet: str) -> str:
-    return "train" if triplet == "train" else triplet
 
 
 def run_jobs(jobs: list[Job], workers: int, description: str) -> list[EpisodeResult]:

@@ -63,18 +63,20 @@ def continuous_to_bins(x: np.ndarray | float) -> np.ndarray:
     return np.minimum(bins, NUM_CONTINUOUS_BINS - 1)
 
 
+def _integers_in_range(values: np.ndarray | int, low: int, high: int, name: str) -> np.ndarray:
+    """``values`` as an int64 array, or a :class:`TokenizationError` naming ``name`` and [low, high)."""
+    array = np.asarray(values)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TokenizationError(f"{name}: expected an integer array, got dtype {array.dtype}")
+    if array.size and (array.min() < low or array.max() >= high):
+        raise TokenizationError(f"{name}: expected values in [{low}, {high}), got range [{array.min()}, {array.max()}]")
+    return array.astype(np.int64)
+
+
 def bins_to_continuous(bins: np.ndarray | int) -> np.ndarray:
     """Bin indices in [0, 1024) -> the value at each bin's centre (float64)."""
-    bins = np.asarray(bins)
-    if not np.issubdtype(bins.dtype, np.integer):
-        raise TokenizationError(f"bins: expected an integer array, got dtype {bins.dtype}")
-    if bins.size and (bins.min() < 0 or bins.max() >= NUM_CONTINUOUS_BINS):
-        raise TokenizationError(
-            f"bins: expected values in [0, {NUM_CONTINUOUS_BINS}), "
-            f"got range [{bins.min()}, {bins.max()}]"
-        )
-    centres = (2.0 * bins + 1.0) / NUM_CONTINUOUS_BINS - 1.0
-    return mu_law_decode(centres)
+    bins = _integers_in_range(bins, 0, NUM_CONTINUOUS_BINS, "bins")
+    return mu_law_decode((2.0 * bins + 1.0) / NUM_CONTINUOUS_BINS - 1.0)
 
 
 def tokenize_continuous(x: np.ndarray | float) -> np.ndarray:
@@ -84,26 +86,11 @@ def tokenize_continuous(x: np.ndarray | float) -> np.ndarray:
 
 def detokenize_continuous(token_ids: np.ndarray | int) -> np.ndarray:
     """Token ids in [32000, 33024) -> continuous values (float64). Raises on any other id."""
-    token_ids = np.asarray(token_ids)
-    if not np.issubdtype(token_ids.dtype, np.integer):
-        raise TokenizationError(f"continuous token ids: expected integers, got dtype {token_ids.dtype}")
-    low, high = CONTINUOUS_OFFSET, CONTINUOUS_OFFSET + NUM_CONTINUOUS_BINS
-    if token_ids.size and (token_ids.min() < low or token_ids.max() >= high):
-        raise TokenizationError(
-            f"continuous token ids: expected values in [{low}, {high}), "
-            f"got range [{token_ids.min()}, {token_ids.max()}]"
-        )
-    return bins_to_continuous(token_ids - CONTINUOUS_OFFSET)
+    ids = _integers_in_range(token_ids, CONTINUOUS_OFFSET, CONTINUOUS_OFFSET + NUM_CONTINUOUS_BINS,
+                             "continuous token ids")
+    return bins_to_continuous(ids - CONTINUOUS_OFFSET)
 
 
 def tokenize_discrete(values: np.ndarray | int) -> np.ndarray:
     """Discrete values (integers in [0, 1024)) -> token ids: the integers themselves, int64."""
-    array = np.asarray(values)
-    if not np.issubdtype(array.dtype, np.integer):
-        raise TokenizationError(f"discrete values: expected an integer array, got dtype {array.dtype}")
-    if array.size and (array.min() < 0 or array.max() >= DISCRETE_VOCAB_SIZE):
-        raise TokenizationError(
-            f"discrete values: expected integers in [0, {DISCRETE_VOCAB_SIZE}), "
-            f"got range [{array.min()}, {array.max()}]"
-        )
-    return array.astype(np.int64)
+    return _integers_in_range(values, 0, DISCRETE_VOCAB_SIZE, "discrete values")
