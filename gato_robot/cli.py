@@ -435,6 +435,66 @@ def replay_command(bag: Path = typer.Argument(..., help="rosbag2 directory (sqli
         console.print(f"held: {reason} ({result.reasons.count(reason)} ticks)")
 
 
+@app.command("train")
+def train_command(store: Path = typer.Option(..., help="Episode store (from `gato-robot sim generate`)."),
+                  run: Path = typer.Option(..., help="Run directory: checkpoint, learning curve; resumes if present."),
+                  preset: str = typer.Option("cpu-small", help="Model preset."),
+                  steps: int = typer.Option(2000, help="Total optimizer steps."),
+                  batch_size: int = typer.Option(8, help="Windows per batch."),
+                  window: int = typer.Option(3, help="Timesteps per training window."),
+                  lr: float = typer.Option(1e-3, help="Peak learning rate."),
+                  warmup: int = typer.Option(100, help="Warm-up steps."),
+                  checkpoint_every: int = typer.Option(200, help="Checkpoint period (steps)."),
+                  stop_at: int = typer.Option(None, help="End this session after this step (resume later)."),
+                  init_from: Path = typer.Option(None, help="Start from this checkpoint (fine-tuning)."),
+                  device: str = typer.Option("cpu", help="cpu or cuda."),
+                  seed: int = 0) -> None:
+    """Behaviour cloning of the Gato policy; exact resume after a kill; learning-curve PNG."""
+    from .train.trainer import TrainConfig, train
+
+    config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, window_timesteps=window, learning_rate=lr,
+                         min_learning_rate=lr / 10, warmup_steps=warmup, checkpoint_every=checkpoint_every, seed=seed,
+                         device=device)
+    with _clear_errors():
+        summary = train(store, run, config, init_from=init_from, stop_at=stop_at)
+    console.print(f"step {summary['steps']}: loss {summary['final_loss']:.4f}, {summary['tokens_per_s']:.0f} tokens/s; "
+                  f"checkpoint {summary['checkpoint']}, curve {run / 'learning_curve.png'}")
+
+
+@bench_app.command("data")
+def bench_data_command(store: Path = typer.Option(..., help="Episode store."),
+                       preset: str = typer.Option("cpu-small", help="Model preset for the training-step side."),
+                       batch_size: int = 8, window: int = 3, steps: int = 10) -> None:
+    """Tokens/s of the data pipeline alone vs of full training steps: loading must outpace training."""
+    import time
+
+    import torch
+
+    from .data.dataset import EpisodeWindows
+    from .data.episodes import EpisodeStore
+    from .model.config import preset as get_preset
+    from .model.policy import GatoPolicy, batch_to_torch
+
+    config = get_preset(preset)
+    with _clear_errors():
+        windows = EpisodeWindows(EpisodeStore(store), config.timestep, window)
+    start = time.perf_counter()
+    batches = [windows.batch(0, step, batch_size) for step in range(steps)]
+    data_s = time.perf_counter() - start
+    tokens = sum(b["token_ids"].size for b in batches)
+    policy = GatoPolicy(config)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-4)
+    start = time.perf_counter()
+    for arrays in batches:
+        loss = policy.loss(batch_to_torch(arrays))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model_s = time.perf_counter() - start
+    console.print(f"data pipeline: {tokens / data_s:.0f} tokens/s; training step (model only): {tokens / model_s:.0f} "
+                  f"tokens/s; ratio {model_s / data_s:.1f}x (>1: a prefetching thread keeps the trainer fed)")
+
+
 @app.command("demo")
 def demo(checkpoint: Path = typer.Option(None, help="Checkpoint directory; default: a random cpu-small policy."),
          steps: int = typer.Option(20, help="Control ticks to run."),

@@ -1,0 +1,83 @@
+"""Training windows from the episode store, tokenized exactly as at deployment.
+
+A sample is ``window_timesteps`` consecutive timesteps of one episode (Gato trains on windows of
+the context length); each timestep is its observation tokens (training-time patch position
+sampling) followed by the action the expert took, scaled to [-1, 1] by the action spec. Episodes
+are filtered as Gato does: return >= ``min_return_fraction`` of the best in the store.
+
+Sampling is a pure function of (seed, step, index in batch), so a resumed run sees exactly the
+batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
+from ..observation import Observation
+from ..tokenizer.sequence import GatoTokenizer, TimestepSpec, TokenSequence, concat_sequences, stack_sequences
+from .episodes import EpisodeMeta, EpisodeReader, EpisodeStore
+
+
+@dataclass(frozen=True)
+class WindowIndex:
+    episode: int
+    start: int
+
+
+class EpisodeWindows:
+    def __init__(self, store: EpisodeStore, spec: TimestepSpec, window_timesteps: int,
+                 min_return_fraction: float = 0.8, action_spec: ActionSpec = RGB_STACKING_ACTIONS,
+                 episodes: list[EpisodeMeta] | None = None):
+        self.episodes = episodes if episodes is not None else store.episodes(min_return_fraction)
+        if not self.episodes:
+            raise ValueError(f"no usable episodes in {store.root} (after the {min_return_fraction:.0%} return filter)")
+        self.tokenizer = GatoTokenizer(spec)
+        self.window, self.action_spec = window_timesteps, action_spec
+        self._readers: dict[int, EpisodeReader] = {}
+        lengths = np.array([m.steps for m in self.episodes])
+        self._starts_per_episode = np.maximum(lengths - window_timesteps + 1, 1)
+        self._cumulative = np.cumsum(self._starts_per_episode)
+
+    def __len__(self) -> int:
+        return int(self._cumulative[-1])
+
+    @property
+    def timesteps(self) -> int:
+        return int(sum(m.steps for m in self.episodes))
+
+    def locate(self, flat: int) -> WindowIndex:
+        episode = int(np.searchsorted(self._cumulative, flat, side="right"))
+        previous = int(self._cumulative[episode - 1]) if episode else 0
+        return WindowIndex(episode, flat - previous)
+
+    def _reader(self, episode: int) -> EpisodeReader:
+        if episode not in self._readers:
+            self._readers[episode] = EpisodeReader(self.episodes[episode].path)
+        return self._readers[episode]
+
+    def sample(self, window: WindowIndex, rng: np.random.Generator) -> TokenSequence:
+        meta = self.episodes[window.episode]
+        reader = self._reader(window.episode)
+        stop = min(window.start + self.window, meta.steps)
+        images = reader.images(window.start, stop)
+        proprio, actions = reader.proprio(window.start, stop), reader.actions(window.start, stop)
+        parts = []
+        for t in range(stop - window.start):
+            observation = Observation({name: images[name][t] for name in self.tokenizer.spec.camera_names},
+                                      proprio[t].astype(np.float64), meta.instruction)
+            parts.append(self.tokenizer.encode_timestep(observation, self.action_spec.normalize(actions[t]), rng))
+        return concat_sequences(parts)
+
+    def batch(self, seed: int, step: int, batch_size: int) -> dict[str, np.ndarray]:
+        """The batch of training step ``step``: a pure function of (seed, step)."""
+        rng = np.random.default_rng([seed, step])
+        flats = rng.integers(0, len(self), size=batch_size)
+        return stack_sequences([self.sample(self.locate(int(f)), rng) for f in flats])
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()

@@ -1,0 +1,178 @@
+"""`gato-robot train`: behaviour cloning of the Gato policy on episode-store windows.
+
+AdamW with linear warm-up and cosine decay (Gato Sec. 4: AdamW, warm-up, cosine schedule),
+gradient clipping, bf16 autocast on CUDA, the masked next-token loss (text and action targets).
+Checkpoints (``model.safetensors`` + ``config.json`` + ``training_state.pt`` with optimizer state,
+step and loss history) are written atomically every ``checkpoint_every`` steps; a run started on a
+directory that holds one resumes exactly: batches are a pure function of (seed, step), dropout is
+off, so the loss curve continues as if never interrupted. Batches are prepared by a background
+thread one step ahead, so data loading overlaps the optimizer step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.dataset import EpisodeWindows
+from ..data.episodes import EpisodeStore
+from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.config import preset
+from ..model.policy import GatoPolicy, batch_to_torch
+
+STATE_FILE = "training_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "cpu-small"
+    steps: int = 2000
+    batch_size: int = 8
+    window_timesteps: int = 3
+    learning_rate: float = 1e-3
+    min_learning_rate: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200
+    min_return_fraction: float = 0.8
+    seed: int = 0
+    device: str = "cpu"
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up to ``learning_rate``, then cosine decay to ``min_learning_rate``."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+    return config.min_learning_rate + 0.5 * (1 + math.cos(math.pi * progress)) * (
+        config.learning_rate - config.min_learning_rate)
+
+
+def _optimizer(policy: GatoPolicy, config: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for n, p in policy.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in policy.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate, betas=(0.9, 0.95))
+
+
+def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step: int, losses: list[float],
+                             config: TrainConfig) -> Path:
+    """Write the checkpoint next to the live one, then swap it in (a kill never leaves half a checkpoint)."""
+    final = run_dir / "checkpoint"
+    tmp = run_dir / f".checkpoint.{os.getpid()}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_checkpoint(policy, tmp, metadata={"step": step, "preset": config.preset, "trained": "true"})
+    torch.save({"optimizer": optimizer.state_dict(), "step": step, "losses": losses, "config": asdict(config)},
+               tmp / STATE_FILE)
+    old = run_dir / ".checkpoint.old"
+    if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+    return final
+
+
+def _prefetch(windows: EpisodeWindows, config: TrainConfig, first_step: int, stop: threading.Event) -> queue.Queue:
+    batches: queue.Queue = queue.Queue(maxsize=2)
+
+    def produce():
+        for step in range(first_step, config.steps):
+            if stop.is_set():
+                return
+            batches.put((step, windows.batch(config.seed, step, config.batch_size)))
+
+    threading.Thread(target=produce, daemon=True).start()
+    return batches
+
+
+def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path | None = None,
+          progress: bool = True, stop_at: int | None = None) -> dict:
+    """Train (or resume) into ``run_dir``; returns a summary with the loss history. ``stop_at``
+    ends this run after that step (with a checkpoint), as a time-boxed session would; the next
+    call resumes."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(config.device)
+    checkpoint = run_dir / "checkpoint"
+    if (checkpoint / STATE_FILE).is_file():
+        policy = load_checkpoint(checkpoint).to(device).train()
+        state = torch.load(checkpoint / STATE_FILE, map_location=device, weights_only=False)
+        optimizer = _optimizer(policy, config)
+        optimizer.load_state_dict(state["optimizer"])
+        start, losses = int(state["step"]), list(state["losses"])
+    else:
+        torch.manual_seed(config.seed)
+        policy = (load_checkpoint(init_from) if init_from else GatoPolicy(preset(config.preset))).to(device).train()
+        optimizer = _optimizer(policy, config)
+        start, losses = 0, []
+    (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    windows = EpisodeWindows(EpisodeStore(store_dir), policy.config.timestep, config.window_timesteps,
+                             config.min_return_fraction)
+    stop = threading.Event()
+    batches = _prefetch(windows, config, start, stop)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    bar = tqdm(range(start, config.steps), desc="train", unit="step", disable=not progress, initial=start,
+               total=config.steps)
+    tokens, started = 0, time.perf_counter()
+    try:
+        for step in bar:
+            batch_step, arrays = batches.get()
+            assert batch_step == step
+            batch = batch_to_torch(arrays, device)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step)
+            with autocast:
+                loss = policy.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip)
+            optimizer.step()
+            losses.append(float(loss.item()))
+            tokens += int(batch["token_ids"].numel())
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
+            last = step + 1 == config.steps or (stop_at is not None and step + 1 >= stop_at)
+            if (step + 1) % config.checkpoint_every == 0 or last:
+                save_training_checkpoint(run_dir, policy, optimizer, step + 1, losses, config)
+            if last:
+                break
+    finally:
+        stop.set()
+        windows.close()
+    plot_learning_curve(losses, run_dir / "learning_curve.png")
+    return {"steps": len(losses), "final_loss": losses[-1] if losses else None, "losses": losses,
+            "tokens_per_s": tokens / max(1e-9, time.perf_counter() - started), "checkpoint": str(checkpoint)}
+
+
+def plot_learning_curve(losses: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot(np.arange(1, len(losses) + 1), losses, linewidth=0.8, label="batch loss")
+    if len(losses) >= 20:
+        kernel = np.ones(20) / 20
+        axis.plot(np.arange(20, len(losses) + 1), np.convolve(losses, kernel, mode="valid"), label="20-step mean")
+    axis.set_xlabel("step")
+    axis.set_ylabel("masked cross-entropy (nats)")
+    axis.set_yscale("log")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
