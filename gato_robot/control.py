@@ -153,6 +153,9 @@ class ControlLoop:
             stages["action_path"] = time.perf_counter() - mark
         except (TokenizationError, UnsafeCommand, ValueError, FloatingPointError) as error:
             return self._hold(LoopState.HOLDING, f"{type(error).__name__}: {error}", started, stages)
+        except Exception as error:  # a crashing runtime must hold the arm, not kill the loop
+            log.exception("policy step failed")
+            return self._hold(LoopState.HOLDING, f"policy step failed: {type(error).__name__}: {error}", started, stages)
         if hits:
             log.info("limits applied: %s", ", ".join(hits))
         if self.stats.last_reason:

@@ -175,3 +175,20 @@ def test_safety_filter_refuses_nan_and_clamps(mujoco_env):
 
     with pytest.raises(UnsafeCommand, match="non-finite"):
         loop.limits.filter(JointCommand(np.full(7, np.nan), 0.0), previous)
+
+
+class CrashingPolicy(ExtremePolicy):
+    """Fault injection: a runtime that fails mid-episode (e.g. a lost GPU) and then comes back."""
+
+    def act(self, observation):
+        self.count += 1
+        if 10 <= self.count <= 12:
+            raise RuntimeError("CUDA error: device lost")
+        return np.full(5, 512, dtype=np.int64)
+
+
+def test_runtime_failure_holds_and_recovers(mujoco_env):
+    loop, trace = _run_with_fault(mujoco_env, None, runner=CrashingPolicy(preset("tiny")), steps=20)
+    held = _held_ticks(trace, "policy step failed: RuntimeError: CUDA error: device lost")
+    assert held == [9, 10, 11]
+    assert all(trace.results[i].state is LoopState.ACTIVE for i in (8, 12, 19))
