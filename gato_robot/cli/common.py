@@ -1,0 +1,22 @@
+"""Shared pieces of the command line: the console and the user-error handler."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+# Tables stay on one line when output goes to a file or CI log (rich would wrap at 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 140)
+
+
+@contextmanager
+def _clear_errors():
+    """Turn expected user errors (missing files, bad input) into one red line and exit code 2."""
+    try:
+        yield
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error

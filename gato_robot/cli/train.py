@@ -1,0 +1,38 @@
+"""`gato-robot` commands: Training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import _clear_errors, console
+
+
+def train_command(store: Path = typer.Option(..., help="Episode store (from `gato-robot sim generate`)."),
+                  run: Path = typer.Option(..., help="Run directory: checkpoint, learning curve; resumes if present."),
+                  preset: str = typer.Option("cpu-small", help="Model preset."),
+                  steps: int = typer.Option(2000, help="Total optimizer steps."),
+                  batch_size: int = typer.Option(8, help="Windows per batch."),
+                  window: int = typer.Option(3, help="Timesteps per training window."),
+                  lr: float = typer.Option(1e-3, help="Peak learning rate."),
+                  warmup: int = typer.Option(100, help="Warm-up steps."),
+                  checkpoint_every: int = typer.Option(200, help="Checkpoint period (steps)."),
+                  stop_at: int = typer.Option(None, help="End this session after this step (resume later)."),
+                  init_from: Path = typer.Option(None, help="Start from this checkpoint (fine-tuning)."),
+                  device: str = typer.Option("cpu", help="cpu or cuda."),
+                  seed: int = 0) -> None:
+    """Behaviour cloning of the Gato policy; exact resume after a kill; learning-curve PNG."""
+    from ..train.trainer import TrainConfig, train
+
+    config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, window_timesteps=window, learning_rate=lr,
+                         min_learning_rate=lr / 10, warmup_steps=warmup, checkpoint_every=checkpoint_every, seed=seed,
+                         device=device)
+    with _clear_errors():
+        summary = train(store, run, config, init_from=init_from, stop_at=stop_at)
+    console.print(f"step {summary['steps']}: loss {summary['final_loss']:.4f}, {summary['tokens_per_s']:.0f} tokens/s; "
+                  f"checkpoint {summary['checkpoint']}, curve {run / 'learning_curve.png'}")
+
+
+# Top-level commands, registered on the main app by gato_robot.cli.
+commands = [("train", train_command)]
