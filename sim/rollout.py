@@ -52,15 +52,21 @@ class ExpertAgent:
 
 
 class PolicyAgent:
-    """A trained Gato policy (any runtime backend) as a simulation agent."""
+    """A trained policy as a simulation agent: a Gato checkpoint/export (any runtime backend) or a
+    BC-IMP baseline checkpoint (recognized by its config)."""
 
     needs_cameras = True
 
     def __init__(self, path: str, backend: str = "torch"):
         from gato_robot.agent import GatoAgent
+        from gato_robot.baselines import bc_imp
+
         from .env_base import INSTRUCTION
 
-        self.agent = GatoAgent.load(path, INSTRUCTION, backend)
+        if bc_imp.is_bc_imp_checkpoint(path):
+            self.agent = bc_imp.BCIMPAgent(bc_imp.load(path))
+        else:
+            self.agent = GatoAgent.load(path, INSTRUCTION, backend)
 
     def reset(self, env: RGBStackingEnv, seed: int) -> None:
         self.agent.reset()

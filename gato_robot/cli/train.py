@@ -36,3 +36,21 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
 
 # Top-level commands, registered on the main app by gato_robot.cli.
 commands = [("train", train_command)]
+
+
+def train_baseline_command(store: Path = typer.Option(..., help="Episode store (from `gato-robot sim generate`)."),
+                           out: Path = typer.Option(..., help="Checkpoint directory to write."),
+                           steps: int = typer.Option(1500, help="Optimizer steps."),
+                           batch_size: int = typer.Option(32, help="Timesteps per batch."),
+                           lr: float = typer.Option(3e-4, help="Peak learning rate (cosine decay)."),
+                           seed: int = 0) -> None:
+    """Train the BC-IMP specialist baseline (conv encoder + MLP, behaviour cloning) on the same store."""
+    from ..baselines.bc_imp import BCIMPTrainConfig, train_bc_imp
+
+    with _clear_errors():
+        summary = train_bc_imp(store, out, BCIMPTrainConfig(steps=steps, batch_size=batch_size, learning_rate=lr,
+                                                            seed=seed))
+    console.print(f"BC-IMP: {steps} steps, final loss {summary['final_loss']:.4f}, {summary['seconds']:.0f} s -> {out}")
+
+
+commands.append(("train-baseline", train_baseline_command))

@@ -1,0 +1,169 @@
+"""The BC-IMP specialist baseline that Gato is compared with on RGB stacking (Lee et al. 2021;
+Gato Sec. 5.2 / Table 3 reports it as the specialist it matches).
+
+How it follows Lee et al.: a non-transformer, vision-based specialist that sees the same two front
+cameras and proprioception, with a convolutional image encoder (shared across cameras), an MLP
+over proprioception, and a continuous action head (tanh, actions scaled to [-1, 1] by the action
+spec), trained by behaviour cloning on the filtered successful episodes of the same store, and
+evaluated by the same harness.
+
+Where it simplifies: Lee et al.'s BC-IMP adds an offline policy-improvement step (CRR with a
+learned critic, then data collection with the improved policy) and uses a ResNet encoder with an
+LSTM over time; here the policy is feed-forward (one timestep) and the improvement step is not
+implemented, so this is the "BC" stage of BC-IMP. The dataset filter is the same 80% return rule
+Gato uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import nn
+from tqdm import tqdm
+
+from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
+from ..data.episodes import EpisodeReader, EpisodeStore
+from ..proprio import PROPRIO_DIM, proprio_vector
+
+KIND = "bc_imp"
+
+
+@dataclass(frozen=True)
+class BCIMPConfig:
+    camera_names: tuple[str, ...] = ("front_left", "front_right")
+    channels: tuple[int, ...] = (32, 64, 64, 128)
+    image_embedding: int = 128
+    hidden: int = 256
+    proprio_dim: int = PROPRIO_DIM
+    action_dim: int = 5
+    kind: str = KIND
+
+
+class ConvEncoder(nn.Module):
+    """uint8 (N, H, W, 3) -> (N, image_embedding): strided convs with GroupNorm + GELU, spatial softmax-free mean pool."""
+
+    def __init__(self, config: BCIMPConfig):
+        super().__init__()
+        layers, previous = [], 3
+        for width in config.channels:
+            layers += [nn.Conv2d(previous, width, 3, stride=2, padding=1), nn.GroupNorm(8, width), nn.GELU()]
+            previous = width
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(previous * 4, config.image_embedding)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x = self.body(x)
+        x = F.adaptive_avg_pool2d(x, 2).flatten(1)  # keeps coarse where-is-it information
+        return self.head(x)
+
+
+class BCIMPPolicy(nn.Module):
+    def __init__(self, config: BCIMPConfig = BCIMPConfig()):
+        super().__init__()
+        self.config = config
+        self.encoder = ConvEncoder(config)
+        self.proprio = nn.Sequential(nn.Linear(config.proprio_dim, 64), nn.GELU())
+        features = config.image_embedding * len(config.camera_names) + 64
+        self.head = nn.Sequential(nn.Linear(features, config.hidden), nn.GELU(), nn.Linear(config.hidden, config.hidden),
+                                  nn.GELU(), nn.Linear(config.hidden, config.action_dim))
+
+    def forward(self, images: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        """images uint8 (B, cameras, H, W, 3), proprio (B, 22) SI units -> normalized action (B, 5) in [-1, 1]."""
+        batch, cameras = images.shape[:2]
+        encoded = self.encoder(images.flatten(0, 1)).view(batch, -1)
+        scaled = torch.sign(proprio) * torch.log1p(proprio.abs())  # proprio spans rad, m and rad/s
+        return torch.tanh(self.head(torch.cat([encoded, self.proprio(scaled)], dim=1)))
+
+
+def save(policy: BCIMPPolicy, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(asdict(policy.config), indent=2))
+    save_model(policy, str(directory / "model.safetensors"))
+    return directory
+
+
+def is_bc_imp_checkpoint(directory: Path) -> bool:
+    path = Path(directory) / "config.json"
+    return path.is_file() and json.loads(path.read_text()).get("kind") == KIND
+
+
+def load(directory: Path) -> BCIMPPolicy:
+    data = json.loads((Path(directory) / "config.json").read_text())
+    config = BCIMPConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    policy = BCIMPPolicy(config)
+    load_model(policy, str(Path(directory) / "model.safetensors"))
+    return policy.eval()
+
+
+@dataclass(frozen=True)
+class BCIMPTrainConfig:
+    steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-4
+    min_return_fraction: float = 0.8
+    seed: int = 0
+    model: BCIMPConfig = field(default_factory=BCIMPConfig)
+
+
+def train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: ActionSpec = RGB_STACKING_ACTIONS,
+                 progress: bool = True) -> dict:
+    """Behaviour cloning (MSE on normalized actions) on the filtered episodes; cosine learning rate."""
+    torch.manual_seed(config.seed)
+    episodes = EpisodeStore(store_dir).episodes(config.min_return_fraction)
+    if not episodes:
+        raise ValueError(f"no usable episodes in {store_dir}")
+    readers = [EpisodeReader(m.path) for m in episodes]
+    lengths = np.array([m.steps for m in episodes])
+    policy = BCIMPPolicy(config.model).train()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    losses, started = [], time.perf_counter()
+    bar = tqdm(range(config.steps), desc="train bc-imp", unit="step", disable=not progress)
+    for step in bar:
+        rng = np.random.default_rng([config.seed, step])
+        picks = rng.integers(0, len(readers), config.batch_size)
+        times = (rng.random(config.batch_size) * lengths[picks]).astype(int)
+        images = np.stack([np.stack([readers[e].images(t, t + 1)[name][0] for name in config.model.camera_names])
+                           for e, t in zip(picks, times)])
+        proprio = np.stack([readers[e].proprio(t, t + 1)[0] for e, t in zip(picks, times)])
+        actions = np.stack([spec.normalize(readers[e].actions(t, t + 1)[0]) for e, t in zip(picks, times)])
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+        prediction = policy(torch.from_numpy(images), torch.from_numpy(proprio).float())
+        loss = F.mse_loss(prediction, torch.from_numpy(actions).float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        optimizer.step()
+        losses.append(float(loss.item()))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    for reader in readers:
+        reader.close()
+    save(policy.eval(), out)
+    return {"steps": config.steps, "final_loss": losses[-1], "losses": losses, "seconds": time.perf_counter() - started}
+
+
+class BCIMPAgent:
+    """The baseline as an agent: sensors dict -> physical action."""
+
+    def __init__(self, policy: BCIMPPolicy, spec: ActionSpec = RGB_STACKING_ACTIONS):
+        self.policy, self.spec = policy.eval(), spec
+
+    def reset(self) -> None:
+        pass
+
+    @torch.inference_mode()
+    def act(self, sensors) -> np.ndarray:
+        images = np.stack([sensors[name] for name in self.policy.config.camera_names])[None]
+        proprio = proprio_vector(sensors)[None]
+        action = self.policy(torch.from_numpy(images), torch.from_numpy(proprio).float())[0].numpy()
+        return self.spec.denormalize(action.astype(np.float64))
