@@ -21,6 +21,12 @@ from .tokenizer.ids import CONTINUOUS_OFFSET
 from .tokenizer.sequence import GatoTokenizer
 
 
+def physical_action(tokenizer: GatoTokenizer, bins: np.ndarray, spec: ActionSpec = RGB_STACKING_ACTIONS) -> np.ndarray:
+    """Action bins in [0, 1024) from a runner -> physical action (m/s, rad/s, gripper): detokenize
+    (bin centre, inverse mu-law) and scale by the action bounds, clipping anything outside them."""
+    return spec.denormalize(tokenizer.decode_action(np.asarray(bins) + CONTINUOUS_OFFSET))
+
+
 class GatoAgent:
     def __init__(self, runner: PolicyRunner, instruction: str, spec: ActionSpec = RGB_STACKING_ACTIONS):
         self.runner, self.instruction, self.spec = runner, instruction, spec
@@ -40,5 +46,4 @@ class GatoAgent:
 
     def act(self, sensors: Mapping[str, np.ndarray]) -> np.ndarray:
         tokens = self.tokenizer.encode_observation(self.observation(sensors))
-        bins = self.runner.act(tokens)
-        return self.spec.denormalize(self.tokenizer.decode_action(bins + CONTINUOUS_OFFSET))
+        return physical_action(self.tokenizer, self.runner.act(tokens), self.spec)

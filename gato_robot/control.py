@@ -23,11 +23,12 @@ import numpy as np
 
 from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from .actions import CartesianActionMapper, JointCommand
+from .agent import physical_action
 from .observation import Observation
+from .proprio import proprio_vector
 from .runtime.base import PolicyRunner
 from .safety import Frame, JointSample, SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
 from .tokenizer.errors import TokenizationError
-from .tokenizer.ids import CONTINUOUS_OFFSET
 from .tokenizer.sequence import GatoTokenizer
 
 log = logging.getLogger("gato_robot.control")
@@ -139,7 +140,8 @@ class ControlLoop:
                 self.runner.reset()
                 self._needs_fresh_context = False
             q = np.asarray(joints.positions, dtype=np.float64)
-            proprio = np.concatenate([q, joints.velocities, [joints.gripper_width], self.mapper.tcp_pose(q)])
+            proprio = proprio_vector({"joint_positions": q, "joint_velocities": joints.velocities,
+                                      "gripper_width": joints.gripper_width, "tcp_pose": self.mapper.tcp_pose(q)})
             observation = Observation({name: frames[name].image for name in self.tokenizer.spec.camera_names},
                                       proprio, self.config.instruction)
             tokens = self.tokenizer.encode_observation(observation)
@@ -147,7 +149,7 @@ class ControlLoop:
             bins = self.runner.act(tokens)
             stages.update(self.runner.stage_seconds)
             mark = time.perf_counter()
-            action = self.spec.denormalize(self.tokenizer.decode_action(bins + CONTINUOUS_OFFSET))
+            action = physical_action(self.tokenizer, bins, self.spec)
             proposed = self.mapper(self.mapper.anchor(q, self.last_command.arm_positions), action)
             command, hits = self.limits.filter(proposed, self.last_command)
             stages["action_path"] = time.perf_counter() - mark

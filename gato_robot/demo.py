@@ -11,12 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from .action_spec import RGB_STACKING_ACTIONS
+from .agent import physical_action
 from .bench.policy_latency import random_observation
 from .bench.stats import LatencyStats
 from .model.checkpoint import load_checkpoint
 from .model.config import preset
 from .model.policy import GatoPolicy, batch_to_torch
-from .tokenizer.ids import CONTINUOUS_OFFSET
 from .tokenizer.sequence import GatoTokenizer, stack_sequences
 
 
@@ -35,7 +35,7 @@ def run_demo(checkpoint: Path | None, steps: int, seed: int, console: Console) -
         start = time.perf_counter()
         tokens = tokenizer.encode_observation(random_observation(tokenizer, rng))
         bins = policy.act(batch_to_torch(stack_sequences([tokens])), cache)
-        actions.append(RGB_STACKING_ACTIONS.denormalize(tokenizer.decode_action(bins[0].numpy() + CONTINUOUS_OFFSET)))
+        actions.append(physical_action(tokenizer, bins[0].numpy()))
         latencies.append(time.perf_counter() - start)
     actions = np.stack(actions)
     spec = policy.config.timestep

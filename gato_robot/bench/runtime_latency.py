@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..action_spec import RGB_STACKING_ACTIONS
+from ..agent import physical_action
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.config import preset
 from ..model.policy import GatoPolicy
 from ..runtime.base import PolicyRunner
 from ..runtime.factory import load_runner
-from ..tokenizer.ids import CONTINUOUS_OFFSET
 from ..tokenizer.sequence import GatoTokenizer
 from .policy_latency import random_observation
 from .stats import LatencyStats
@@ -81,7 +80,7 @@ def run_backend(runner: PolicyRunner, tokenizer: GatoTokenizer, steps: int, epis
         tokenized = time.perf_counter()
         bins = runner.act(tokens)
         acted = time.perf_counter()
-        action = RGB_STACKING_ACTIONS.denormalize(tokenizer.decode_action(bins + CONTINUOUS_OFFSET))
+        action = physical_action(tokenizer, bins)
         done = time.perf_counter()
         totals.append(done - start)
         stages["tokenize"].append(tokenized - start)

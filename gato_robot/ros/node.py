@@ -74,7 +74,6 @@ class GatoStackNode(LifecycleNode):
         self._frames: dict[str, Frame] = {}
         self._joints: JointSample | None = None
         self._input_problem = ""
-        self._timer = None
         self._active = False
         self._owned: dict[str, list] = {"subscription": [], "publisher": [], "service": [], "timer": []}
         self._tick_times: list[float] = []
@@ -149,8 +148,7 @@ class GatoStackNode(LifecycleNode):
                                                 callback_group=MutuallyExclusiveCallbackGroup()))
         # The control timer runs from configure on (the executor's wait set never changes while
         # spinning); a tick does nothing until activate sets `_active`.
-        self._timer = self.create_timer(1.0 / rate, self._on_tick, callback_group=self._control_group)
-        owned["timer"].append(self._timer)
+        owned["timer"].append(self.create_timer(1.0 / rate, self._on_tick, callback_group=self._control_group))
         self.get_logger().info(f"configured: {runner.backend} policy from {model_path}, {len(names)} cameras, "
                                f"{interface} commands to /{controller}, {rate} Hz")
         return TransitionCallbackReturn.SUCCESS
@@ -169,7 +167,7 @@ class GatoStackNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._stop_timer()
+        self._active = False
         self.loop.disable()
         self._publish(self.loop.last_command)
         self.get_logger().info("inactive: holding position")
@@ -180,18 +178,13 @@ class GatoStackNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._stop_timer()
         if self.loop is not None:
             self.loop.disable()
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_timer(self) -> None:
-        self._active = False
-
     def _release(self) -> None:
-        self._stop_timer()
-        self._timer = None
+        self._active = False
         destroy = {"subscription": self.destroy_subscription, "publisher": self.destroy_publisher,
                    "service": self.destroy_service, "timer": self.destroy_timer}
         for kind, entities in self._owned.items():
