@@ -4,7 +4,10 @@ action interface the policy uses (m/s, rad/s, gripper), from privileged object p
 A phase machine with proportional control; the gripper closes across the object's y axis (the
 shapes guarantee that extent fits). If red slips out of the gripper on the way, the expert goes
 back to grasping it. Gaussian action noise (``noise_std``, in units of each action bound) makes the
-demonstrations diverse, as the benchmark's data-collecting agents are.
+demonstrations diverse, as the benchmark's data-collecting agents are. The noise is applied to the
+*executed* action only; the recorded label is the clean expert action for the state reached (DART,
+Laskey et al. 2017): the data covers the states a slightly-off policy visits, and the labels say
+how to recover from them instead of teaching the noise.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class ScriptedExpert:
         return np.array([*velocity, yaw_rate, gripper]), arrived
 
     def act(self, observation: dict, objects: dict[str, ObjectPose]) -> np.ndarray:
-        """Physical action for this tick; ``objects`` are the privileged poses from ``info``."""
+        """Clean physical action for this tick; ``objects`` are the privileged poses from ``info``."""
         cfg = self.config
         tcp = observation["tcp_pose"][:3]
         tcp_yaw = _yaw_from_quaternion(observation["tcp_pose"][3:])
@@ -124,8 +127,15 @@ class ScriptedExpert:
                 self.phase = Phase.RETREAT
         else:  # RETREAT
             action, _ = self._move(tcp, np.array([tcp[0], tcp[1], travel_z + 0.03]), tcp_yaw, tcp_yaw, -1.0)
+        return self._clip(action)
 
-        if cfg.noise_std:
-            noise = self.rng.normal(0.0, cfg.noise_std, 4) * np.asarray(RGB_STACKING_ACTIONS.bounds[:4])
-            action[:4] += noise
+    def perturb(self, action: np.ndarray) -> np.ndarray:
+        """The action to execute: ``action`` plus Gaussian noise on the four motion dimensions."""
+        if not self.config.noise_std:
+            return action
+        noise = self.rng.normal(0.0, self.config.noise_std, 4) * np.asarray(RGB_STACKING_ACTIONS.bounds[:4])
+        return self._clip(np.concatenate([action[:4] + noise, action[4:]]))
+
+    @staticmethod
+    def _clip(action: np.ndarray) -> np.ndarray:
         return np.clip(action, -np.asarray(RGB_STACKING_ACTIONS.bounds), RGB_STACKING_ACTIONS.bounds)

@@ -29,6 +29,9 @@ def make_env(engine: str, triplet="train", render_cameras: bool = True, scene: S
 
 
 class Agent(Protocol):
+    """``act`` returns the action to execute. An agent that demonstrates (the expert) also sets
+    ``last_label``: the action to record for training, when it differs from the executed one."""
+
     needs_cameras: bool
 
     def reset(self, env: RGBStackingEnv, seed: int) -> None: ...
@@ -42,13 +45,16 @@ class ExpertAgent:
     def __init__(self, config: ExpertConfig = ExpertConfig()):
         self.config = config
         self.expert: ScriptedExpert | None = None
+        self.last_label: np.ndarray | None = None
 
     def reset(self, env: RGBStackingEnv, seed: int) -> None:
         top = env.scene.action_path.workspace.high[2]
         self.expert = ScriptedExpert(env.triplet, top, self.config, np.random.default_rng([seed, 11]))
 
     def act(self, observation: dict, info: dict) -> np.ndarray:
-        return self.expert.act(observation, info["objects"])
+        """Executes the perturbed action; ``last_label`` keeps the clean one (DART)."""
+        self.last_label = self.expert.act(observation, info["objects"])
+        return self.expert.perturb(self.last_label)
 
 
 class PolicyAgent:
@@ -99,7 +105,8 @@ def run_episode(env: RGBStackingEnv, agent: Agent, seed: int, writer=None, recor
         next_observation, reward, terminated, truncated, info = env.step(action)
         if writer is not None:
             images = {c.name: observation[c.name] for c in env.scene.cameras}
-            writer.add(images, proprio_vector(observation), action, reward)
+            label = getattr(agent, "last_label", None)
+            writer.add(images, proprio_vector(observation), action if label is None else label, reward)
         total += reward
         observation = next_observation
         if terminated or truncated:

@@ -21,13 +21,15 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                   stop_at: int = typer.Option(None, help="End this session after this step (resume later)."),
                   init_from: Path = typer.Option(None, help="Start from this checkpoint (fine-tuning)."),
                   device: str = typer.Option("cpu", help="cpu or cuda."),
+                  patch_jitter: bool = typer.Option(True, help="Sample patch positions within their intervals "
+                                                               "(Gato App. C.3); off: interval means, as at evaluation."),
                   seed: int = 0) -> None:
     """Behaviour cloning of the Gato policy; exact resume after a kill; learning-curve PNG."""
     from ..train.trainer import TrainConfig, train
 
     config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, window_timesteps=window, learning_rate=lr,
                          min_learning_rate=lr / 10, warmup_steps=warmup, checkpoint_every=checkpoint_every, seed=seed,
-                         device=device)
+                         device=device, patch_position_jitter=patch_jitter)
     with _clear_errors():
         summary = train(store, run, config, init_from=init_from, stop_at=stop_at)
     console.print(f"step {summary['steps']}: loss {summary['final_loss']:.4f}, {summary['tokens_per_s']:.0f} tokens/s; "

@@ -5,6 +5,10 @@ the context length); each timestep is its observation tokens (training-time patc
 sampling) followed by the action the expert took, scaled to [-1, 1] by the action spec. Episodes
 are filtered as Gato does: return >= ``min_return_fraction`` of the best in the store.
 
+Patch positions are sampled within their intervals (Gato App. C.3) when ``patch_position_jitter``
+is on, the paper's default; off, training uses the interval means exactly as evaluation does,
+which small-data runs learn faster with (each of the 128 bins need not be learned separately).
+
 Sampling is a pure function of (seed, step, index in batch), so a resumed run sees exactly the
 batches an uninterrupted one would.
 """
@@ -30,12 +34,13 @@ class WindowIndex:
 class EpisodeWindows:
     def __init__(self, store: EpisodeStore, spec: TimestepSpec, window_timesteps: int,
                  min_return_fraction: float = 0.8, action_spec: ActionSpec = RGB_STACKING_ACTIONS,
-                 episodes: list[EpisodeMeta] | None = None):
+                 episodes: list[EpisodeMeta] | None = None, patch_position_jitter: bool = True):
         self.episodes = episodes if episodes is not None else store.episodes(min_return_fraction)
         if not self.episodes:
             raise ValueError(f"no usable episodes in {store.root} (after the {min_return_fraction:.0%} return filter)")
         self.tokenizer = GatoTokenizer(spec)
         self.window, self.action_spec = window_timesteps, action_spec
+        self.patch_position_jitter = patch_position_jitter
         self._readers: dict[int, EpisodeReader] = {}
         lengths = np.array([m.steps for m in self.episodes])
         self._starts_per_episode = np.maximum(lengths - window_timesteps + 1, 1)
@@ -64,11 +69,12 @@ class EpisodeWindows:
         stop = min(window.start + self.window, meta.steps)
         images = reader.images(window.start, stop)
         proprio, actions = reader.proprio(window.start, stop), reader.actions(window.start, stop)
-        parts = []
+        parts, position_rng = [], rng if self.patch_position_jitter else None
         for t in range(stop - window.start):
             observation = Observation({name: images[name][t] for name in self.tokenizer.spec.camera_names},
                                       proprio[t].astype(np.float64), meta.instruction)
-            parts.append(self.tokenizer.encode_timestep(observation, self.action_spec.normalize(actions[t]), rng))
+            parts.append(self.tokenizer.encode_timestep(observation, self.action_spec.normalize(actions[t]),
+                                                        position_rng))
         return concat_sequences(parts)
 
     def batch(self, seed: int, step: int, batch_size: int) -> dict[str, np.ndarray]:

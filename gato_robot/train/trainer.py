@@ -47,6 +47,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     checkpoint_every: int = 200
     min_return_fraction: float = 0.8
+    patch_position_jitter: bool = True  # Gato App. C.3; off = interval means, as at evaluation
+    max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
     seed: int = 0
     device: str = "cpu"
 
@@ -88,6 +90,16 @@ def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step:
     return final
 
 
+def select_episodes(store: EpisodeStore, config: TrainConfig) -> list:
+    """The usable episodes (return filter), in store order; the first ``max_episodes`` when set."""
+    usable = store.episodes(config.min_return_fraction)
+    if config.max_episodes is None:
+        return usable
+    if len(usable) < config.max_episodes:
+        raise ValueError(f"{store.root} has {len(usable)} usable episodes; {config.max_episodes} were asked for")
+    return usable[:config.max_episodes]
+
+
 def _prefetch(windows: EpisodeWindows, config: TrainConfig, first_step: int, stop: threading.Event) -> queue.Queue:
     batches: queue.Queue = queue.Queue(maxsize=2)
 
@@ -121,8 +133,9 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
         optimizer = _optimizer(policy, config)
         start, losses = 0, []
     (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
-    windows = EpisodeWindows(EpisodeStore(store_dir), policy.config.timestep, config.window_timesteps,
-                             config.min_return_fraction)
+    store = EpisodeStore(store_dir)
+    windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps,
+                             episodes=select_episodes(store, config), patch_position_jitter=config.patch_position_jitter)
     stop = threading.Event()
     batches = _prefetch(windows, config, start, stop)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
