@@ -147,12 +147,17 @@ def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: in
 
 def generate(store: Path, engine: str, triplets: str, episodes: int, workers: int = 1, seed: int = 0,
              expert_noise: float = 0.1) -> dict:
-    """Scripted-expert episodes into an episode store; each episode is committed atomically."""
+    """Scripted-expert episodes into an episode store; each episode is committed atomically, and
+    episodes already in the store are skipped, so a killed run continues where it stopped."""
+    from gato_robot.data.episodes import EpisodeStore
+
+    existing = EpisodeStore(store, create=True)
     names = triplet_names(triplets)
     jobs = [Job(engine, name, seed + i, "expert", "torch", False, str(store), expert_noise)
-            for name in names for i in range(episodes)]
+            for name in names for i in range(episodes) if not existing.has(engine, name, seed + i)]
     results = run_jobs(jobs, workers, f"generate {engine}")
-    return {"episodes": len(results), "successes": sum(r.success for r in results), "store": str(store)}
+    return {"episodes": len(results), "successes": sum(r.success for r in results), "store": str(store),
+            "skipped": len(names) * episodes - len(jobs)}
 
 
 def git_revision() -> str:

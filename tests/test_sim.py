@@ -128,6 +128,15 @@ def test_killing_generate_keeps_every_completed_episode(tmp_path):
         with EpisodeReader(meta.path) as reader:
             assert reader.actions().shape == (meta.steps, 5)
             assert reader.images(meta.steps - 1, meta.steps)["front_right"].shape == (1, 128, 128, 3)
+    # Running it again continues: committed seeds are skipped, only the missing ones are generated.
+    seeds = sorted(m.seed for m in metas)
+    before = {m.path: m.path.stat().st_mtime_ns for m in metas}
+    command[command.index("40")] = str(seeds[-1] + 2)
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert f"{len(seeds)} already there" in finished.stdout.replace("\n", " ")
+    assert sorted(m.seed for m in store.episodes()) == list(range(seeds[-1] + 2))
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in before.items())
 
 
 def test_wilson_interval_matches_known_values():

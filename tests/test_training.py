@@ -63,3 +63,55 @@ def test_interrupted_training_resumes_exactly(store, tmp_path):
         assert np.array_equal(x.numpy(), y.numpy()), name
     assert (tmp_path / "whole" / "learning_curve.png").stat().st_size > 5000
     assert not list((tmp_path / "split").glob(".checkpoint*"))  # no temporary checkpoint left behind
+
+
+def test_few_shot_arms_start_from_pretrained_and_from_random_weights(store, tmp_path):
+    from gato_robot.model.checkpoint import save_checkpoint
+    from gato_robot.model.policy import GatoPolicy
+    from gato_robot.train.finetune import FinetuneConfig, finetune
+
+    save_checkpoint(GatoPolicy(preset("tiny")), tmp_path / "pretrained")
+    config = FinetuneConfig(episodes=2, steps=3, batch_size=2, window_timesteps=2, warmup_steps=1, checkpoint_every=3)
+    tuned = finetune(tmp_path / "pretrained", store, tmp_path / "tuned", config, "pretrained", progress=False)
+    scratch = finetune(tmp_path / "pretrained", store, tmp_path / "scratch", config, "scratch", progress=False)
+    assert tuned["steps"] == scratch["steps"] == 3
+    pretrained = load_checkpoint(tmp_path / "pretrained").state_dict()
+    init = load_checkpoint(tmp_path / "scratch" / "init").state_dict()
+    after = load_checkpoint(tmp_path / "tuned" / "checkpoint").state_dict()
+    assert init.keys() == pretrained.keys()
+    assert not np.allclose(init["embed.token.weight"].numpy(), pretrained["embed.token.weight"].numpy())  # a fresh init
+    assert not np.allclose(after["embed.token.weight"].numpy(), pretrained["embed.token.weight"].numpy())  # it trained
+    assert tuned["losses"][0] != scratch["losses"][0]
+    with pytest.raises(ValueError, match="3 usable episodes; 5 were asked for"):
+        finetune(tmp_path / "pretrained", store, tmp_path / "too-many", FinetuneConfig(episodes=5, steps=1),
+                 progress=False)
+    with pytest.raises(ValueError, match="unknown fine-tuning arm"):
+        finetune(tmp_path / "pretrained", store, tmp_path / "x", config, "frozen", progress=False)
+
+
+def test_expert_data_records_clean_labels_while_executing_noisy_actions(tmp_path):
+    from sim.expert import ExpertConfig
+
+    class Recording(ExpertAgent):
+        def act(self, observation, info):
+            executed = super().act(observation, info)
+            self.pairs.append((executed, self.last_label.copy()))
+            return executed
+
+    agent = Recording(ExpertConfig(noise_std=0.2))
+    agent.pairs = []
+    store = EpisodeStore(tmp_path / "dart", create=True)
+    env = make_env("mujoco", "train")
+    writer = store.writer("mujoco", "train", 5, "stack the red object on the blue object")
+    result = run_episode(env, agent, 5, writer=writer)
+    writer.commit(result.success)
+    env.close()
+    meta = store.episodes()[0]
+    from gato_robot.data.episodes import EpisodeReader
+
+    recorded = EpisodeReader(meta.path).actions(0, meta.steps)
+    executed = np.array([e for e, _ in agent.pairs])
+    labels = np.array([label for _, label in agent.pairs])
+    np.testing.assert_allclose(recorded, labels, atol=1e-6)
+    assert np.abs(executed[:, :4] - labels[:, :4]).mean() > 0.005  # the noise was executed, not recorded
+    np.testing.assert_array_equal(executed[:, 4], labels[:, 4])  # the gripper command is never perturbed

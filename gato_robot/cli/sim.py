@@ -91,4 +91,25 @@ def sim_generate(out: Path = typer.Option(..., help="Episode store directory (cr
 
     with _clear_errors():
         summary = generate(out, engine, triplets, episodes, workers, seed, noise)
-    console.print(f"wrote {summary['episodes']} episodes ({summary['successes']} successful) to {summary['store']}")
+    console.print(f"wrote {summary['episodes']} episodes ({summary['successes']} successful) to {summary['store']}"
+                  f"; {summary['skipped']} already there")
+
+
+@sim_app.command("table")
+def sim_table(column: list[str] = typer.Option(..., help="HEADER=REPORT.json, once per column."),
+              out: Path = typer.Option(None, help="Also write the Markdown table here.")) -> None:
+    """Evaluation reports side by side (Markdown): success per triplet with 95% CIs."""
+    from sim.report import comparison_table
+
+    columns = {}
+    for item in column:
+        header, sep, path = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"expected HEADER=REPORT.json, got {item!r}")
+        columns[header] = Path(path)
+    with _clear_errors():
+        table = comparison_table(columns)
+    print(table)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table + "\n")

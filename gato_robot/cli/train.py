@@ -56,3 +56,46 @@ def train_baseline_command(store: Path = typer.Option(..., help="Episode store (
 
 
 commands.append(("train-baseline", train_baseline_command))
+
+
+def finetune_command(pretrained: Path = typer.Option(..., help="Pretrained checkpoint directory."),
+                     store: Path = typer.Option(..., help="Episode store of the held-out task or triplet."),
+                     episodes: int = typer.Option(..., help="Fine-tune on the first N usable episodes."),
+                     run: Path = typer.Option(..., help="Run directory (resumes if present)."),
+                     scratch: bool = typer.Option(False, help="Control arm: same architecture, random init."),
+                     steps: int = typer.Option(300, help="Optimizer steps."),
+                     lr: float = typer.Option(3e-4, help="Peak learning rate."),
+                     device: str = typer.Option("cpu", help="cpu or cuda."),
+                     seed: int = 0) -> None:
+    """Few-episode fine-tuning of a pretrained checkpoint (or the from-scratch control)."""
+    from ..train.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(episodes=episodes, steps=steps, learning_rate=lr, seed=seed, device=device)
+    with _clear_errors():
+        summary = finetune(pretrained, store, run, config, "scratch" if scratch else "pretrained")
+    console.print(f"{'scratch' if scratch else 'fine-tuned'} on {episodes} episodes: loss {summary['final_loss']:.4f} "
+                  f"after {summary['steps']} steps -> {summary['checkpoint']}")
+
+
+def finetune_sweep_command(pretrained: Path = typer.Option(..., help="Pretrained checkpoint directory."),
+                           store: Path = typer.Option(..., help="Episode store of the held-out triplet."),
+                           triplet: str = typer.Option(..., help="The held-out triplet evaluated (e.g. test-3-prism)."),
+                           out: Path = typer.Option(Path("results/fewshot"), help="CSV, PNG and run directories."),
+                           counts: str = typer.Option("10,25,50,100", help="Episode counts, comma-separated."),
+                           steps: int = typer.Option(300, help="Optimizer steps per run (both arms)."),
+                           eval_episodes: int = typer.Option(20, help="Evaluation episodes per run."),
+                           engine: str = typer.Option("mujoco", help="Evaluation engine."),
+                           workers: int = typer.Option(2, help="Evaluation processes.")) -> None:
+    """Few-shot curves: pretrained vs scratch for each N, evaluated in sim; CSV + PNG; resumable."""
+    from sim.fewshot import SweepConfig, run_sweep
+
+    from ..train.finetune import FinetuneConfig
+
+    config = SweepConfig(pretrained, store, out, triplet, tuple(int(c) for c in counts.split(",")), engine,
+                         eval_episodes, workers=workers, finetune=FinetuneConfig(steps=steps))
+    with _clear_errors():
+        csv_path = run_sweep(config)
+    console.print(f"few-shot curve: {csv_path} and {csv_path.with_suffix('.png')}")
+
+
+commands += [("finetune", finetune_command), ("finetune-sweep", finetune_sweep_command)]

@@ -59,7 +59,7 @@ class EpisodeWriter:
     def commit(self, success: bool) -> EpisodeMeta:
         if not self.actions:
             raise ValueError("cannot commit an empty episode")
-        path = self.store.root / f"episode-{self.engine}-{self.triplet}-{self.seed:08d}{SUFFIX}"
+        path = self.store.episode_path(self.engine, self.triplet, self.seed)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with h5py.File(tmp, "w") as f:
             for name, frames in self.images.items():
@@ -87,6 +87,13 @@ class EpisodeStore:
             self.root.mkdir(parents=True, exist_ok=True)
         elif not self.root.is_dir():
             raise FileNotFoundError(f"episode store not found: {self.root} (create it with `gato-robot sim generate`)")
+
+    def episode_path(self, engine: str, triplet: str, seed: int) -> Path:
+        return self.root / f"episode-{engine}-{triplet}-{seed:08d}{SUFFIX}"
+
+    def has(self, engine: str, triplet: str, seed: int) -> bool:
+        """Whether that episode is committed (a resumed `sim generate` skips it)."""
+        return self.episode_path(engine, triplet, seed).is_file()
 
     def writer(self, engine: str, triplet: str, seed: int, instruction: str) -> EpisodeWriter:
         return EpisodeWriter(self, engine, triplet, seed, instruction)
