@@ -40,6 +40,8 @@ KIND = "bc_imp"
 class BCIMPConfig:
     camera_names: tuple[str, ...] = ("front_left", "front_right")
     channels: tuple[int, ...] = (32, 64, 64, 128)
+    keypoint_channels: int = 32
+    image_size: int = 128  # pixels, square
     image_embedding: int = 128
     hidden: int = 256
     proprio_dim: int = PROPRIO_DIM
@@ -48,7 +50,9 @@ class BCIMPConfig:
 
 
 class ConvEncoder(nn.Module):
-    """uint8 (N, H, W, 3) -> (N, image_embedding): strided convs with GroupNorm + GELU, spatial softmax-free mean pool."""
+    """uint8 (N, H, W, 3) -> (N, image_embedding): strided convs with GroupNorm + GELU, then a 1x1
+    conv to ``keypoint_channels`` and a linear layer over the whole (flattened) feature map, so
+    where an object is in the image survives to the action head (pooling would discard it)."""
 
     def __init__(self, config: BCIMPConfig):
         super().__init__()
@@ -56,14 +60,14 @@ class ConvEncoder(nn.Module):
         for width in config.channels:
             layers += [nn.Conv2d(previous, width, 3, stride=2, padding=1), nn.GroupNorm(8, width), nn.GELU()]
             previous = width
+        layers += [nn.Conv2d(previous, config.keypoint_channels, 1), nn.GELU()]
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(previous * 4, config.image_embedding)
+        side = config.image_size // 2 ** len(config.channels)
+        self.head = nn.Linear(config.keypoint_channels * side * side, config.image_embedding)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        x = self.body(x)
-        x = F.adaptive_avg_pool2d(x, 2).flatten(1)  # keeps coarse where-is-it information
-        return self.head(x)
+        return self.head(self.body(x).flatten(1))
 
 
 class BCIMPPolicy(nn.Module):
