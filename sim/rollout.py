@@ -66,9 +66,11 @@ class PolicyAgent:
     def __init__(self, path: str, backend: str = "torch"):
         from gato_robot.agent import GatoAgent
         from gato_robot.baselines import bc_imp
+        from gato_robot.policies import resolve_policy
 
         from .env_base import INSTRUCTION
 
+        path = resolve_policy(path)
         if bc_imp.is_bc_imp_checkpoint(path):
             self.agent = bc_imp.BCIMPAgent(bc_imp.load(path))
         else:

@@ -12,14 +12,17 @@ export_app = typer.Typer(help="Compile a checkpoint: ONNX graphs, TensorRT engin
 
 
 @export_app.command("onnx")
-def export_onnx_command(checkpoint: Path = typer.Argument(..., help="Checkpoint directory."),
+def export_onnx_command(checkpoint: Path = typer.Argument(..., help="Checkpoint directory or shipped policy name."),
                         out: Path = typer.Option(None, help="Output directory (default: CHECKPOINT/onnx)."),
                         verify: int = typer.Option(100, help="Random observations to check against PyTorch (0: skip).")) -> None:
     """Export prefill + decode ONNX graphs (KV cache as explicit inputs/outputs) and verify them."""
     from ..runtime.export import OPSET, export_checkpoint
     from ..runtime.verify import verify_export
 
+    from ..policies import resolve_policy
+
     with _clear_errors():
+        checkpoint = Path(resolve_policy(str(checkpoint)))
         out = out or checkpoint / "onnx"
         exported = export_checkpoint(checkpoint, out)
         console.print(f"wrote {exported.prefill} and {exported.decode} (opset {OPSET})")

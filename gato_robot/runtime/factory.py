@@ -10,8 +10,12 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
 def load_runner(backend: str, path: str | Path, device: str = "cpu", threads: int = 0) -> PolicyRunner:
-    """torch: a checkpoint directory; onnxruntime: an ONNX export directory; tensorrt: an engine directory."""
+    """torch: a checkpoint directory (or a shipped policy's name); onnxruntime: an ONNX export
+    directory; tensorrt: an engine directory."""
     if backend == "torch":
+        from ..policies import resolve_policy
+
+        path = resolve_policy(str(path))
         from .torch_runner import TorchRunner
 
         return TorchRunner.from_checkpoint(path, device)
