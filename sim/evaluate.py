@@ -35,10 +35,14 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
 
 
 def triplet_names(which: str) -> list[str]:
-    """"test" -> the five test triplets; "train" -> training triplets (one per seed); else a name."""
-    if which == "test":
-        return [t.name for t in TEST_TRIPLETS]
-    return [which]
+    """"test" -> the five test triplets; "train" -> training triplets (a fresh one per seed); else a
+    triplet name; comma-separated lists combine them ("train,test")."""
+    names: list[str] = []
+    for part in which.split(","):
+        for name in ([t.name for t in TEST_TRIPLETS] if part.strip() == "test" else [part.strip()]):
+            if name not in names:
+                names.append(name)
+    return names
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,8 @@ def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: in
     results = run_jobs(jobs, workers, f"eval {engine} {policy if policy == 'expert' else Path(policy).name}")
     per_triplet = {}
     for name in names:
-        mine = sorted((r for r in results if (r.triplet == name or name == "train")), key=lambda r: r.seed)
+        mine = sorted((r for r in results if r.triplet == name or (name == "train" and r.triplet.startswith("train-"))),
+                      key=lambda r: r.seed)
         wins = sum(r.success for r in mine)
         low, high = wilson_interval(wins, len(mine))
         per_triplet[name] = {"episodes": len(mine), "successes": wins, "success_rate": wins / max(1, len(mine)),

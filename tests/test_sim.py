@@ -145,6 +145,13 @@ def test_wilson_interval_matches_known_values():
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
 
 
+def test_evaluate_combines_training_and_test_triplets():
+    report = evaluate("mujoco", "expert", "train,test-4-flat", 2, workers=1)
+    assert list(report["per_triplet"]) == ["train", "test-4-flat"]
+    assert [row["episodes"] for row in report["per_triplet"].values()] == [2, 2]
+    assert sum(row["successes"] for row in report["per_triplet"].values()) == round(4 * report["overall"]["success_rate"])
+
+
 def test_evaluate_reports_per_triplet_with_videos(tmp_path):
     report = evaluate("mujoco", "expert", "test-4-flat", 2, workers=1, video_dir=tmp_path / "videos")
     row = report["per_triplet"]["test-4-flat"]

@@ -49,6 +49,24 @@ def model_init(out: Path = typer.Option(..., help="Checkpoint directory to write
     console.print(f"wrote {out} ({policy.num_parameters() / 1e6:.1f}M parameters, preset {preset}, random weights)")
 
 
+@model_app.command("ship")
+def model_ship(checkpoint: Path = typer.Argument(..., help="Trained checkpoint directory."),
+               name: str = typer.Option(..., help="Name of the shipped policy (gato_robot/policies/NAME)."),
+               card: Path = typer.Option(..., help="Model card (Markdown): data, command, results."),
+               dtype: str = typer.Option("float16", help="Stored weight dtype: float16, bfloat16 or float32.")) -> None:
+    """Ship a checkpoint inside the package (safetensors, smaller dtype) so commands accept its name."""
+    from ..model.checkpoint import load_checkpoint
+    from ..policies import ship
+
+    with _clear_errors():
+        load_checkpoint(checkpoint)
+        if dtype not in ("float16", "bfloat16", "float32"):
+            raise ValueError(f"unsupported dtype {dtype!r}; use float16, bfloat16 or float32")
+        target = ship(checkpoint, name, card.read_text(), dtype)
+        load_checkpoint(target)  # it loads back (weights cast to float32)
+    console.print(f"shipped {checkpoint} as {name}: {target}")
+
+
 @tokenizer_app.command("build-text")
 def tokenizer_build_text(output: Path = typer.Option(None, help="Where to write the SentencePiece model."),
                          vocab_size: int = typer.Option(256, help="Target vocabulary size.")) -> None:
