@@ -53,4 +53,4 @@ step "6. few-shot fine-tuning on $FEWSHOT_TRIPLET (held out of pretraining)"
 $G sim generate --out "data/mujoco-$FEWSHOT_TRIPLET" --engine mujoco --triplets "$FEWSHOT_TRIPLET" --episodes 120 \
   --seed 2000000 --noise 0.2
 $G finetune-sweep --pretrained runs/gato-cpu-small/checkpoint --store "data/mujoco-$FEWSHOT_TRIPLET" \
-  --triplet "$FEWSHOT_TRIPLET" --out results/fewshot --counts 10,25,50,100 --steps 300 --eval-episodes 20
+  --triplet "$FEWSHOT_TRIPLET" --out results/fewshot --counts 0,10,25,50,100 --steps 300 --eval-episodes 20

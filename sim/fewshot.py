@@ -1,6 +1,7 @@
 """The few-shot fine-tuning sweep (Gato Sec. 5.2, Fig. 10): for each episode count N, fine-tune the
 pretrained checkpoint and train the scratch control on the same N episodes of a held-out triplet,
-evaluate both in simulation, and write the curve as CSV + PNG.
+evaluate both in simulation, and write the curve as CSV + PNG. N = 0 evaluates the pretrained
+policy as it is (zero-shot) and the untrained initialization.
 
 Resumable: every finished (N, arm) row is in the CSV before the next starts, and each training run
 resumes from its own checkpoint, so a killed sweep continues where it stopped.
@@ -12,7 +13,7 @@ import csv
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from gato_robot.train.finetune import ARMS, FinetuneConfig, finetune
+from gato_robot.train.finetune import ARMS, FinetuneConfig, finetune, scratch_initialization
 
 from .evaluate import evaluate, git_revision
 
@@ -26,7 +27,7 @@ class SweepConfig:
     store: Path  # episodes of the held-out triplet
     out: Path
     triplet: str
-    episode_counts: tuple[int, ...] = (10, 25, 50, 100)
+    episode_counts: tuple[int, ...] = (0, 10, 25, 50, 100)
     engine: str = "mujoco"
     eval_episodes: int = 20
     eval_seed: int = 0
@@ -61,9 +62,16 @@ def run_sweep(config: SweepConfig) -> Path:
             if (count, arm) in finished:
                 continue
             run_dir = config.out / f"{arm}-{count}"
-            summary = finetune(config.pretrained, config.store, run_dir, replace(config.finetune, episodes=count), arm)
-            report = evaluate(config.engine, str(run_dir / "checkpoint"), config.triplet, config.eval_episodes,
-                              config.workers, seed=config.eval_seed)
+            if count == 0:  # zero-shot reference: the pretrained policy as is, or the random initialization
+                checkpoint = (config.pretrained if arm == "pretrained"
+                              else scratch_initialization(config.pretrained, run_dir, config.finetune.seed))
+                summary = {"final_loss": "", "steps": 0}
+            else:
+                checkpoint = run_dir / "checkpoint"
+                summary = finetune(config.pretrained, config.store, run_dir, replace(config.finetune, episodes=count),
+                                   arm)
+            report = evaluate(config.engine, str(checkpoint), config.triplet, config.eval_episodes, config.workers,
+                              seed=config.eval_seed)
             result = report["per_triplet"][config.triplet]
             rows.append({"episodes": count, "arm": arm, "success_rate": result["success_rate"],
                          "ci95_low": result["ci95"][0], "ci95_high": result["ci95"][1],
@@ -77,7 +85,7 @@ def run_sweep(config: SweepConfig) -> Path:
 
 
 def plot_curves(rows: list[dict], path: Path, config: SweepConfig) -> Path:
-    """Success rate vs fine-tuning episodes (log x), one line per arm, 95% CI bands."""
+    """Success rate vs fine-tuning episodes (log x; 0 = no fine-tuning), one line per arm, 95% CI bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,7 +101,7 @@ def plot_curves(rows: list[dict], path: Path, config: SweepConfig) -> Path:
         axis.plot(x, y, "o-", color=colour, label=f"{arm}")
         axis.fill_between(x, [100 * float(r["ci95_low"]) for r in mine], [100 * float(r["ci95_high"]) for r in mine],
                           color=colour, alpha=0.15)
-    axis.set_xscale("log")
+    axis.set_xscale("symlog", linthresh=1)  # 0 = zero-shot
     axis.set_xlabel("fine-tuning episodes")
     axis.set_ylabel("success (%)")
     axis.set_ylim(-2, 102)

@@ -111,6 +111,19 @@ def test_episode_store_round_trip_and_filter(tmp_path):
         EpisodeStore(tmp_path / "missing")
 
 
+def test_return_filter_is_relative_to_the_typical_expert_return(tmp_path):
+    store = EpisodeStore(tmp_path / "returns", create=True)
+    image = {"front_left": np.zeros((8, 8, 3), np.uint8)}
+    for seed, rewards in enumerate([[1.0] * 10, [1.0] * 10, [1.0] * 19, [0.0] * 10, [1.0] * 9, [1.0] * 7]):
+        writer = store.writer("mujoco", "train", seed, "stack")
+        for reward in rewards:
+            writer.add(image, np.zeros(PROPRIO_DIM), np.zeros(5), reward)
+        writer.commit(success=sum(rewards) > 0)
+    # Median return 9.5: one long-held success (19) must not raise the bar above the others.
+    assert [m.seed for m in store.episodes(min_return_fraction=0.8)] == [0, 1, 2, 4]
+    assert len(store.episodes()) == 6
+
+
 def test_killing_generate_keeps_every_completed_episode(tmp_path):
     out = tmp_path / "store"
     command = [sys.executable, "-m", "gato_robot.cli", "sim", "generate", "--out", str(out), "--episodes", "40",

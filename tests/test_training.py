@@ -40,6 +40,14 @@ def test_windows_are_tokenized_like_deployment_and_deterministic(store):
     windows.close()
 
 
+def test_training_window_must_fit_the_preset_context():
+    from gato_robot.train.trainer import model_config
+
+    assert model_config(TrainConfig(preset="gato-79m", window_timesteps=6)).context_tokens == 6 * 164
+    with pytest.raises(ValueError, match="exceed the 1024-token context"):
+        model_config(TrainConfig(preset="gato-79m", window_timesteps=7))
+
+
 def test_schedule_warms_up_then_decays():
     config = TrainConfig(steps=100, warmup_steps=10, learning_rate=1e-3, min_learning_rate=1e-4)
     assert learning_rate(config, 0) == pytest.approx(1e-4)
@@ -62,6 +70,7 @@ def test_interrupted_training_resumes_exactly(store, tmp_path):
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert np.array_equal(x.numpy(), y.numpy()), name
     assert (tmp_path / "whole" / "learning_curve.png").stat().st_size > 5000
+    assert a.config.context_tokens == 2 * a.config.timestep.timestep_tokens  # deployment context = training window
     assert not list((tmp_path / "split").glob(".checkpoint*"))  # no temporary checkpoint left behind
 
 
@@ -115,3 +124,25 @@ def test_expert_data_records_clean_labels_while_executing_noisy_actions(tmp_path
     np.testing.assert_allclose(recorded, labels, atol=1e-6)
     assert np.abs(executed[:, :4] - labels[:, :4]).mean() > 0.005  # the noise was executed, not recorded
     np.testing.assert_array_equal(executed[:, 4], labels[:, 4])  # the gripper command is never perturbed
+
+
+def test_few_shot_sweep_writes_curve_and_resumes(store, tmp_path):
+    import csv
+
+    from gato_robot.model.checkpoint import save_checkpoint
+    from gato_robot.model.policy import GatoPolicy
+    from gato_robot.train.finetune import FinetuneConfig
+    from sim.fewshot import SweepConfig, run_sweep
+
+    save_checkpoint(GatoPolicy(preset("tiny")), tmp_path / "pretrained")
+    config = SweepConfig(tmp_path / "pretrained", store, tmp_path / "sweep", "test-4-flat", episode_counts=(1,),
+                         eval_episodes=1, workers=1,
+                         finetune=FinetuneConfig(steps=2, batch_size=2, window_timesteps=2, warmup_steps=1))
+    csv_path = run_sweep(config)
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [(r["episodes"], r["arm"]) for r in rows] == [("1", "pretrained"), ("1", "scratch")]
+    assert all(r["eval_episodes"] == "1" and r["steps"] == "2" and 0 <= float(r["success_rate"]) <= 1 for r in rows)
+    assert csv_path.with_suffix(".png").stat().st_size > 5000
+    mtime = csv_path.stat().st_mtime_ns
+    run_sweep(config)  # everything is done: nothing is retrained or re-evaluated
+    assert csv_path.stat().st_mtime_ns == mtime

@@ -81,7 +81,7 @@ def finetune_sweep_command(pretrained: Path = typer.Option(..., help="Pretrained
                            store: Path = typer.Option(..., help="Episode store of the held-out triplet."),
                            triplet: str = typer.Option(..., help="The held-out triplet evaluated (e.g. test-3-prism)."),
                            out: Path = typer.Option(Path("results/fewshot"), help="CSV, PNG and run directories."),
-                           counts: str = typer.Option("10,25,50,100", help="Episode counts, comma-separated."),
+                           counts: str = typer.Option("0,10,25,50,100", help="Episode counts, comma-separated (0: no fine-tuning)."),
                            steps: int = typer.Option(300, help="Optimizer steps per run (both arms)."),
                            eval_episodes: int = typer.Option(20, help="Evaluation episodes per run."),
                            engine: str = typer.Option("mujoco", help="Evaluation engine."),

@@ -111,12 +111,15 @@ class EpisodeStore:
         return sorted(p for p in self.root.glob(f"episode-*{SUFFIX}"))
 
     def episodes(self, min_return_fraction: float = 0.0) -> list[EpisodeMeta]:
-        """Metadata of every committed episode; with ``min_return_fraction`` = 0.8, Gato's recipe:
-        only episodes whose return is at least 80% of the best return in the store."""
+        """Metadata of every committed episode; with ``min_return_fraction`` = 0.8, Gato's recipe
+        (Sec. 3, "filtered to episodes with returns of at least 80% of the expert return"): only
+        episodes with a positive return of at least that fraction of the expert return, which is
+        the store's median episode return (the store holds the expert's episodes; the median, not
+        the maximum, so one unusually long-held success does not filter out everything else)."""
         metas = [self.meta(p) for p in self.paths()]
         if min_return_fraction and metas:
-            best = max(m.episode_return for m in metas)
-            metas = [m for m in metas if m.episode_return >= min_return_fraction * best and m.episode_return > 0]
+            expert_return = float(np.median([m.episode_return for m in metas]))
+            metas = [m for m in metas if m.episode_return >= min_return_fraction * expert_return and m.episode_return > 0]
         return metas
 
     def __len__(self) -> int:

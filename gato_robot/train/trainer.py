@@ -18,7 +18,7 @@ import queue
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ..data.dataset import EpisodeWindows
 from ..data.episodes import EpisodeStore
 from ..model.checkpoint import load_checkpoint, save_checkpoint
-from ..model.config import preset
+from ..model.config import GatoConfig, preset
 from ..model.policy import GatoPolicy, batch_to_torch
 
 STATE_FILE = "training_state.pt"
@@ -90,6 +90,18 @@ def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step:
     return final
 
 
+def model_config(config: TrainConfig) -> GatoConfig:
+    """The preset with its attention context set to the training window: the policy then attends
+    over exactly as many timesteps (and rotary positions) at deployment as it was trained on. With
+    windows of the full context, as in Gato, this is the preset unchanged."""
+    base = preset(config.preset)
+    window_tokens = config.window_timesteps * base.timestep.timestep_tokens
+    if window_tokens > base.context_tokens:
+        raise ValueError(f"{config.window_timesteps} timesteps ({window_tokens} tokens) exceed the "
+                         f"{base.context_tokens}-token context of preset {config.preset!r}")
+    return replace(base, context_tokens=window_tokens)
+
+
 def select_episodes(store: EpisodeStore, config: TrainConfig) -> list:
     """The usable episodes (return filter), in store order; the first ``max_episodes`` when set."""
     usable = store.episodes(config.min_return_fraction)
@@ -129,13 +141,20 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
         start, losses = int(state["step"]), list(state["losses"])
     else:
         torch.manual_seed(config.seed)
-        policy = (load_checkpoint(init_from) if init_from else GatoPolicy(preset(config.preset))).to(device).train()
+        policy = (load_checkpoint(init_from) if init_from else GatoPolicy(model_config(config))).to(device).train()
         optimizer = _optimizer(policy, config)
         start, losses = 0, []
+    window_tokens = config.window_timesteps * policy.config.timestep.timestep_tokens
+    if window_tokens > policy.config.context_tokens:
+        raise ValueError(f"training windows of {config.window_timesteps} timesteps ({window_tokens} tokens) exceed the "
+                         f"model's {policy.config.context_tokens}-token context")
     (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     store = EpisodeStore(store_dir)
     windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps,
                              episodes=select_episodes(store, config), patch_position_jitter=config.patch_position_jitter)
+    if progress:
+        tqdm.write(f"training on {len(windows.episodes)} of {len(store)} episodes in {store_dir} "
+                   f"({windows.timesteps} timesteps) after the return filter")
     stop = threading.Event()
     batches = _prefetch(windows, config, start, stop)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -168,6 +187,7 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
         windows.close()
     plot_learning_curve(losses, run_dir / "learning_curve.png")
     return {"steps": len(losses), "final_loss": losses[-1] if losses else None, "losses": losses,
+            "episodes": len(windows.episodes),
             "tokens_per_s": tokens / max(1e-9, time.perf_counter() - started), "checkpoint": str(checkpoint)}
 
 
