@@ -3,54 +3,70 @@
 #   (a) skill generalization: Gato vs the BC-IMP specialist on the held-out test triplets,
 #       MuJoCo and PyBullet, plus cross-engine (trained in MuJoCo, evaluated in PyBullet);
 #   (b) few-shot fine-tuning curves on a held-out triplet, pretrained vs from scratch.
-# Sized for a 2-core CPU (about 2.5 hours end to end). Every step is resumable: data generation
+# Sized for a 2-core CPU (about 2 hours end to end). Every step is resumable: data generation
 # skips committed episodes, training resumes from its checkpoint, finished evaluations and sweep
-# rows are kept. Run it again after an interruption and it continues.
+# rows are kept. Run it again after an interruption and it continues. Never run two of these
+# steps at once on 2 cores: they share the cores and each slows the other several-fold.
 #
-#   bash scripts/reproduce.sh            # everything
-#   STEPS=12000 DEVICE=cuda bash scripts/reproduce.sh   # the same recipe, longer, on a GPU
+#   bash scripts/reproduce.sh                               # the recorded configuration
+#   STEPS=20000 DEVICE=cuda bash scripts/reproduce.sh       # the same recipe, longer, on a GPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
-STEPS=${STEPS:-6000}
+GENERATE=${GENERATE:-1}                  # 0: use data/mujoco-dart as it is
+STEPS=${STEPS:-5000}                     # Gato optimizer steps (batch 8 x 3 timesteps)
+BC_STEPS=${BC_STEPS:-1500}               # BC-IMP optimizer steps (batch 32 timesteps)
 DEVICE=${DEVICE:-cpu}
-EVAL_EPISODES=${EVAL_EPISODES:-20}   # per test triplet
+TRAIN_EPISODES=${TRAIN_EPISODES:-100}    # training-distribution evaluation
+MUJOCO_EPISODES=${MUJOCO_EPISODES:-20}   # per test triplet
+PYBULLET_EPISODES=${PYBULLET_EPISODES:-10}  # per test triplet (TinyRenderer: ~30 steps/s)
 FEWSHOT_TRIPLET=${FEWSHOT_TRIPLET:-test-3-prism}
+FEWSHOT_COUNTS=${FEWSHOT_COUNTS:-0,10,25,50,100}
+FEWSHOT_STEPS=${FEWSHOT_STEPS:-300}
+FEWSHOT_EVAL=${FEWSHOT_EVAL:-20}
+GATO=runs/gato-cpu-small/checkpoint
+BC=runs/bc-imp
 mkdir -p results runs
 
 step() { printf '\n== %s\n' "$*"; }
 have() { [ -s "$1" ]; }
+evaluate() {  # evaluate NAME POLICY ENGINE TRIPLETS EPISODES [extra args]
+  local name=$1 policy=$2 engine=$3 triplets=$4 episodes=$5; shift 5
+  have "results/$name.json" || $G sim eval --engine "$engine" --policy "$policy" --triplets "$triplets" \
+    --episodes "$episodes" --report "results/$name.json" "$@" | tee "results/$name.txt"
+}
 
-step "1. expert data: 600 MuJoCo episodes on training triplets (DART noise 0.2; seeds disjoint from evaluation)"
-$G sim generate --out data/mujoco-dart --engine mujoco --triplets train --episodes 600 --seed 1000000 --noise 0.2
+if [ "$GENERATE" = 1 ]; then
+  step "1. expert data: 600 MuJoCo episodes on training triplets (DART noise 0.2; seeds disjoint from evaluation)"
+  $G sim generate --out data/mujoco-dart --engine mujoco --triplets train --episodes 600 --seed 1000000 --noise 0.2
+fi
 
 step "2. Gato (cpu-small) behaviour cloning"
 $G train --store data/mujoco-dart --run runs/gato-cpu-small --preset cpu-small --steps "$STEPS" --batch-size 8 \
   --window 3 --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter --device "$DEVICE"
+cp runs/gato-cpu-small/learning_curve.png results/gato-cpu-small-learning-curve.png
 
 step "3. BC-IMP specialist on the same episodes"
-have runs/bc-imp/model.safetensors || $G train-baseline --store data/mujoco-dart --out runs/bc-imp --steps 1500
+have "$BC/model.safetensors" || $G train-baseline --store data/mujoco-dart --out "$BC" --steps "$BC_STEPS"
 
-step "4. evaluations (training distribution: seeds 0.., never used for data)"
-have results/gato-mujoco-train.json || $G sim eval --engine mujoco --policy runs/gato-cpu-small/checkpoint \
-  --triplets train --episodes 100 --report results/gato-mujoco-train.json --videos results/videos/gato
-for engine in mujoco pybullet; do
-  have "results/gato-$engine-test.json" || $G sim eval --engine "$engine" --policy runs/gato-cpu-small/checkpoint \
-    --triplets test --episodes "$EVAL_EPISODES" --report "results/gato-$engine-test.json"
-  have "results/bc-imp-$engine-test.json" || $G sim eval --engine "$engine" --policy runs/bc-imp \
-    --triplets test --episodes "$EVAL_EPISODES" --report "results/bc-imp-$engine-test.json"
-done
-have results/bc-imp-mujoco-train.json || $G sim eval --engine mujoco --policy runs/bc-imp --triplets train \
-  --episodes 100 --report results/bc-imp-mujoco-train.json
+step "4. evaluations (evaluation seeds start at 0; training data used seeds from 1000000)"
+evaluate gato-mujoco-train "$GATO" mujoco train "$TRAIN_EPISODES" --videos results/videos/gato
+evaluate bc-imp-mujoco-train "$BC" mujoco train "$TRAIN_EPISODES"
+evaluate gato-mujoco-test "$GATO" mujoco test "$MUJOCO_EPISODES" --videos results/videos/gato
+evaluate bc-imp-mujoco-test "$BC" mujoco test "$MUJOCO_EPISODES"
+evaluate gato-pybullet-test "$GATO" pybullet test "$PYBULLET_EPISODES"
+evaluate bc-imp-pybullet-test "$BC" pybullet test "$PYBULLET_EPISODES"
 
 step "5. skill-generalization table"
 $G sim table --out results/skill-generalization.md \
   --column "Gato, MuJoCo=results/gato-mujoco-test.json" --column "BC-IMP, MuJoCo=results/bc-imp-mujoco-test.json" \
   --column "Gato, MuJoCo->PyBullet=results/gato-pybullet-test.json" \
   --column "BC-IMP, MuJoCo->PyBullet=results/bc-imp-pybullet-test.json"
+$G sim table --out results/training-distribution.md \
+  --column "Gato=results/gato-mujoco-train.json" --column "BC-IMP=results/bc-imp-mujoco-train.json"
 
 step "6. few-shot fine-tuning on $FEWSHOT_TRIPLET (held out of pretraining)"
 $G sim generate --out "data/mujoco-$FEWSHOT_TRIPLET" --engine mujoco --triplets "$FEWSHOT_TRIPLET" --episodes 120 \
   --seed 2000000 --noise 0.2
-$G finetune-sweep --pretrained runs/gato-cpu-small/checkpoint --store "data/mujoco-$FEWSHOT_TRIPLET" \
-  --triplet "$FEWSHOT_TRIPLET" --out results/fewshot --counts 0,10,25,50,100 --steps 300 --eval-episodes 20
+$G finetune-sweep --pretrained "$GATO" --store "data/mujoco-$FEWSHOT_TRIPLET" --triplet "$FEWSHOT_TRIPLET" \
+  --out results/fewshot --counts "$FEWSHOT_COUNTS" --steps "$FEWSHOT_STEPS" --eval-episodes "$FEWSHOT_EVAL"

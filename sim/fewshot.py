@@ -33,6 +33,7 @@ class SweepConfig:
     eval_seed: int = 0
     workers: int = 2
     finetune: FinetuneConfig = FinetuneConfig()
+    runs_dir: Path | None = None  # training runs (checkpoints); default OUT/runs
 
 
 def _done(csv_path: Path) -> list[dict]:
@@ -61,7 +62,7 @@ def run_sweep(config: SweepConfig) -> Path:
         for arm in ARMS:
             if (count, arm) in finished:
                 continue
-            run_dir = config.out / f"{arm}-{count}"
+            run_dir = (config.runs_dir or config.out / "runs") / f"{arm}-{count}"
             if count == 0:  # zero-shot reference: the pretrained policy as is, or the random initialization
                 checkpoint = (config.pretrained if arm == "pretrained"
                               else scratch_initialization(config.pretrained, run_dir, config.finetune.seed))

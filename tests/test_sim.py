@@ -182,8 +182,8 @@ def test_sim_eval_command_prints_a_table_and_writes_the_report(tmp_path):
     from gato_robot.cli import app
 
     report = tmp_path / "report.json"
-    result = CliRunner().invoke(app, ["sim", "eval", "--triplets", "test-2-holes", "--episodes", "1", "--workers", "1",
-                                      "--report", str(report)])
+    result = CliRunner().invoke(app, ["sim", "eval", "--policy", "expert", "--triplets", "test-2-holes", "--episodes",
+                                      "1", "--workers", "1", "--report", str(report)])
     assert result.exit_code == 0, result.output
     assert "test-2-holes" in result.output and "100.0%" in result.output
     data = json.loads(report.read_text())

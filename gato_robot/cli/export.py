@@ -12,7 +12,7 @@ export_app = typer.Typer(help="Compile a checkpoint: ONNX graphs, TensorRT engin
 
 
 @export_app.command("onnx")
-def export_onnx_command(checkpoint: Path = typer.Argument(..., help="Checkpoint directory or shipped policy name."),
+def export_onnx_command(checkpoint: Path = typer.Argument(..., help="Checkpoint directory or shipped policy."),
                         out: Path = typer.Option(None, help="Output directory (default: CHECKPOINT/onnx)."),
                         verify: int = typer.Option(100, help="Random observations to check against PyTorch (0: skip).")) -> None:
     """Export prefill + decode ONNX graphs (KV cache as explicit inputs/outputs) and verify them."""

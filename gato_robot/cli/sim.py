@@ -16,8 +16,10 @@ sim_app = typer.Typer(help="RGB-stacking simulation: data generation and headles
 
 @sim_app.command("eval")
 def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
-             policy: str = typer.Option("expert", help="'expert' or a checkpoint directory (or ONNX export with --backend)."),
-             triplets: str = typer.Option("test", help="test (the 5 held-out triplets), train, or one triplet name."),
+             policy: str = typer.Option("gato-cpu-small", help="A shipped policy (gato-cpu-small), a checkpoint "
+                                        "directory (or ONNX export with --backend), or 'expert'."),
+             triplets: str = typer.Option("test", help="test (the 5 held-out triplets), train, a triplet name, "
+                                          "or a comma-separated list (train,test)."),
              episodes: int = typer.Option(50, help="Episodes per triplet."),
              workers: int = typer.Option(2, help="Parallel processes."),
              backend: str = typer.Option("torch", help="Policy backend: torch, onnxruntime, tensorrt."),

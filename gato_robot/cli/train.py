@@ -22,7 +22,7 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                   init_from: Path = typer.Option(None, help="Start from this checkpoint (fine-tuning)."),
                   device: str = typer.Option("cpu", help="cpu or cuda."),
                   patch_jitter: bool = typer.Option(True, help="Sample patch positions within their intervals "
-                                                               "(Gato App. C.3); off: interval means, as at evaluation."),
+                                                    "(Gato App. C.3); off: interval means, as at evaluation."),
                   seed: int = 0) -> None:
     """Behaviour cloning of the Gato policy; exact resume after a kill; learning-curve PNG."""
     from ..train.trainer import TrainConfig, train
@@ -80,8 +80,10 @@ def finetune_command(pretrained: Path = typer.Option(..., help="Pretrained check
 def finetune_sweep_command(pretrained: Path = typer.Option(..., help="Pretrained checkpoint directory."),
                            store: Path = typer.Option(..., help="Episode store of the held-out triplet."),
                            triplet: str = typer.Option(..., help="The held-out triplet evaluated (e.g. test-3-prism)."),
-                           out: Path = typer.Option(Path("results/fewshot"), help="CSV, PNG and run directories."),
-                           counts: str = typer.Option("0,10,25,50,100", help="Episode counts, comma-separated (0: no fine-tuning)."),
+                           out: Path = typer.Option(Path("results/fewshot"), help="CSV and PNG."),
+                           runs: Path = typer.Option(Path("runs/fewshot"), help="Training run directories."),
+                           counts: str = typer.Option("0,10,25,50,100",
+                                                      help="Episode counts, comma-separated (0: no fine-tuning)."),
                            steps: int = typer.Option(300, help="Optimizer steps per run (both arms)."),
                            eval_episodes: int = typer.Option(20, help="Evaluation episodes per run."),
                            engine: str = typer.Option("mujoco", help="Evaluation engine."),
@@ -92,7 +94,7 @@ def finetune_sweep_command(pretrained: Path = typer.Option(..., help="Pretrained
     from ..train.finetune import FinetuneConfig
 
     config = SweepConfig(pretrained, store, out, triplet, tuple(int(c) for c in counts.split(",")), engine,
-                         eval_episodes, workers=workers, finetune=FinetuneConfig(steps=steps))
+                         eval_episodes, workers=workers, finetune=FinetuneConfig(steps=steps), runs_dir=runs)
     with _clear_errors():
         csv_path = run_sweep(config)
     console.print(f"few-shot curve: {csv_path} and {csv_path.with_suffix('.png')}")

@@ -119,7 +119,8 @@ class EpisodeStore:
         metas = [self.meta(p) for p in self.paths()]
         if min_return_fraction and metas:
             expert_return = float(np.median([m.episode_return for m in metas]))
-            metas = [m for m in metas if m.episode_return >= min_return_fraction * expert_return and m.episode_return > 0]
+            threshold = min_return_fraction * expert_return
+            metas = [m for m in metas if m.episode_return >= threshold and m.episode_return > 0]
         return metas
 
     def __len__(self) -> int:
