@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 GENERATE=${GENERATE:-1}                  # 0: use data/mujoco-dart as it is
 STEPS=${STEPS:-5000}                     # Gato optimizer steps (batch 8 x 3 timesteps)
-BC_STEPS=${BC_STEPS:-1500}               # BC-IMP optimizer steps (batch 32 timesteps)
+BC_STEPS=${BC_STEPS:-3750}               # BC-IMP steps of 32 timesteps: as many samples as Gato sees
 DEVICE=${DEVICE:-cpu}
 TRAIN_EPISODES=${TRAIN_EPISODES:-100}    # training-distribution evaluation
 MUJOCO_EPISODES=${MUJOCO_EPISODES:-20}   # per test triplet

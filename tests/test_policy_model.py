@@ -154,3 +154,21 @@ def test_context_overflow_is_an_error(tokenizer, rng):
     batch = batch_to_torch(stack_sequences([episode(tokenizer, rng, 4)]))  # 656 > 512 tokens
     with pytest.raises(ValueError, match="exceeds the context of 512 tokens"):
         policy(*(batch[n] for n in INPUT_NAMES))
+
+
+def test_patch_embedding_keeps_colour_of_uniform_patches():
+    """A uniformly red patch and a uniformly grey one must embed differently: the block may not
+    normalize a patch's colour away."""
+    import torch
+
+    from gato_robot.model.config import preset
+    from gato_robot.model.embedding import PatchResNetV2Block
+
+    torch.manual_seed(0)
+    block = PatchResNetV2Block(preset("cpu-small"))
+    red = torch.zeros(1, 3, 16, 16)
+    red[:, 0] = 0.25  # pixel 255 -> +1 / sqrt(16)
+    grey = torch.zeros(1, 3, 16, 16)
+    with torch.no_grad():
+        difference = (block(red) - block(grey)).abs().max().item()
+    assert difference > 1e-2

@@ -20,7 +20,12 @@ GROUPNORM_GROUPS = 32
 
 
 class PatchResNetV2Block(nn.Module):
-    """(N, 3, 16, 16) normalized pixels -> (N, n_embd): stem conv, one pre-activation residual block."""
+    """(N, 3, 16, 16) normalized pixels -> (N, n_embd): stem conv, one pre-activation residual block.
+
+    Pre-activation (ResNet v2, He et al. 2016): GroupNorm -> GELU -> conv inside the residual
+    branch only; the identity path from the stem is left unnormalized, so a patch's colour reaches
+    the projection. (Normalizing after the sum, with one channel per group on a 4x4 map, would
+    subtract every channel's mean: a red patch and a grey one would embed alike.)"""
 
     def __init__(self, config: GatoConfig):
         super().__init__()
@@ -30,7 +35,6 @@ class PatchResNetV2Block(nn.Module):
         self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
         self.norm2 = nn.GroupNorm(GROUPNORM_GROUPS, channels)
         self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
-        self.out_norm = nn.GroupNorm(GROUPNORM_GROUPS, channels)
         side = config.patch_size // stride
         self.proj = nn.Linear(channels * side * side, config.n_embd)
 
@@ -38,8 +42,7 @@ class PatchResNetV2Block(nn.Module):
         h = self.stem(patches)
         residual = self.conv1(F.gelu(self.norm1(h)))
         residual = self.conv2(F.gelu(self.norm2(residual)))
-        h = F.gelu(self.out_norm(h + residual))
-        return self.proj(h.flatten(1))
+        return self.proj((h + residual).flatten(1))
 
 
 class GatoEmbedding(nn.Module):
