@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .expert import ExpertConfig
-from .rollout import EpisodeResult, ExpertAgent, PolicyAgent, make_env, run_episode
+from .rollout import ENGINES, EpisodeResult, ExpertAgent, PolicyAgent, make_env, run_episode
 from .triplets import TEST_TRIPLETS
 
 
@@ -124,6 +124,8 @@ def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: in
              backend: str = "torch", video_dir: Path | None = None, videos_per_triplet: int = 1,
              expert_noise: float = 0.0) -> dict:
     """Success per triplet with 95% CIs. ``triplets="train"`` draws a fresh training triplet per seed."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     names = triplet_names(triplets)
     jobs = [Job(engine, name, seed + i, policy, backend, video_dir is not None and i < videos_per_triplet, None,
                 expert_noise) for name in names for i in range(episodes)]

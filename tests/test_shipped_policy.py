@@ -1,0 +1,37 @@
+"""The policy shipped in the package (the README main command's default)."""
+
+import numpy as np
+import torch
+
+from gato_robot.action_spec import RGB_STACKING_ACTIONS
+from gato_robot.agent import GatoAgent
+from gato_robot.model.checkpoint import load_checkpoint
+from gato_robot.policies import DEFAULT_POLICY, resolve_policy, shipped_policies
+from sim.env_base import INSTRUCTION
+from sim.rollout import make_env
+
+
+def test_default_policy_is_shipped_small_and_loads_as_float32():
+    assert DEFAULT_POLICY in shipped_policies()
+    directory = resolve_policy(DEFAULT_POLICY)
+    weights = f"{directory}/model.safetensors"
+    import os
+
+    assert os.path.getsize(weights) < 15 * 2**20  # stored as float16
+    policy = load_checkpoint(directory)
+    assert all(p.dtype == torch.float32 for p in policy.parameters())
+    # Trained on 3-timestep windows: it attends over exactly that much at deployment.
+    assert policy.config.context_tokens == 3 * policy.config.timestep.timestep_tokens
+    card = open(f"{directory}/README.md").read()
+    assert "gato-robot train" in card and "success" in card
+
+
+def test_default_policy_acts_on_a_simulated_observation():
+    env = make_env("mujoco", "train")
+    observation, _ = env.reset(seed=0)
+    agent = GatoAgent.load(DEFAULT_POLICY, INSTRUCTION)
+    agent.reset()
+    actions = np.array([agent.act(observation) for _ in range(3)])
+    env.close()
+    bounds = np.asarray(RGB_STACKING_ACTIONS.bounds)
+    assert np.all(np.isfinite(actions)) and np.all(np.abs(actions) <= bounds + 1e-9)
