@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .expert import ExpertConfig
 from .rollout import ENGINES, EpisodeResult, ExpertAgent, PolicyAgent, make_env, run_episode
-from .triplets import TEST_TRIPLETS
+from .triplets import TEST_TRIPLETS, test_triplet
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -39,7 +39,9 @@ def triplet_names(which: str) -> list[str]:
     triplet name; comma-separated lists combine them ("train,test")."""
     names: list[str] = []
     for part in which.split(","):
-        for name in ([t.name for t in TEST_TRIPLETS] if part.strip() == "test" else [part.strip()]):
+        part = part.strip()
+        for name in ([t.name for t in TEST_TRIPLETS] if part == "test" else
+                     [part if part == "train" else test_triplet(part).name]):  # "test-1" -> "test-1-slanted"
             if name not in names:
                 names.append(name)
     return names

@@ -73,7 +73,7 @@ def run_sweep(config: SweepConfig) -> Path:
                                    arm)
             report = evaluate(config.engine, str(checkpoint), config.triplet, config.eval_episodes, config.workers,
                               seed=config.eval_seed)
-            result = report["per_triplet"][config.triplet]
+            (result,) = report["per_triplet"].values()
             rows.append({"episodes": count, "arm": arm, "success_rate": result["success_rate"],
                          "ci95_low": result["ci95"][0], "ci95_high": result["ci95"][1],
                          "eval_episodes": result["episodes"], "final_loss": summary["final_loss"],
