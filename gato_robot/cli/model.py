@@ -59,9 +59,9 @@ def model_ship(checkpoint: Path = typer.Argument(..., help="Trained checkpoint d
     from ..policies import ship
 
     with _clear_errors():
-        load_checkpoint(checkpoint)
         if dtype not in ("float16", "bfloat16", "float32"):
             raise ValueError(f"unsupported dtype {dtype!r}; use float16, bfloat16 or float32")
+        load_checkpoint(checkpoint)
         target = ship(checkpoint, name, card.read_text(), dtype)
         load_checkpoint(target)  # it loads back (weights cast to float32)
     console.print(f"shipped {checkpoint} as {name}: {target}")

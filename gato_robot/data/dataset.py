@@ -3,7 +3,8 @@
 A sample is ``window_timesteps`` consecutive timesteps of one episode (Gato trains on windows of
 the context length); each timestep is its observation tokens (training-time patch position
 sampling) followed by the action the expert took, scaled to [-1, 1] by the action spec. Episodes
-are filtered as Gato does: return >= ``min_return_fraction`` of the best in the store.
+are filtered as Gato does: return >= ``min_return_fraction`` of the expert return (the store's
+median; see :meth:`EpisodeStore.episodes`).
 
 Patch positions are sampled within their intervals (Gato App. C.3) when ``patch_position_jitter``
 is on, the paper's default; off, training uses the interval means exactly as evaluation does,

@@ -90,16 +90,21 @@ def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step:
     return final
 
 
+def check_window_fits(config: TrainConfig, model: GatoConfig) -> None:
+    """Training windows must fit the model's attention context (preset, resumed or fine-tuned)."""
+    window_tokens = config.window_timesteps * model.timestep.timestep_tokens
+    if window_tokens > model.context_tokens:
+        raise ValueError(f"training windows of {config.window_timesteps} timesteps ({window_tokens} tokens) exceed the "
+                         f"{model.context_tokens}-token context of the model")
+
+
 def model_config(config: TrainConfig) -> GatoConfig:
     """The preset with its attention context set to the training window: the policy then attends
     over exactly as many timesteps (and rotary positions) at deployment as it was trained on. With
     windows of the full context, as in Gato, this is the preset unchanged."""
     base = preset(config.preset)
-    window_tokens = config.window_timesteps * base.timestep.timestep_tokens
-    if window_tokens > base.context_tokens:
-        raise ValueError(f"{config.window_timesteps} timesteps ({window_tokens} tokens) exceed the "
-                         f"{base.context_tokens}-token context of preset {config.preset!r}")
-    return replace(base, context_tokens=window_tokens)
+    check_window_fits(config, base)
+    return replace(base, context_tokens=config.window_timesteps * base.timestep.timestep_tokens)
 
 
 def select_episodes(store: EpisodeStore, config: TrainConfig) -> list:
@@ -144,10 +149,7 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
         policy = (load_checkpoint(init_from) if init_from else GatoPolicy(model_config(config))).to(device).train()
         optimizer = _optimizer(policy, config)
         start, losses = 0, []
-    window_tokens = config.window_timesteps * policy.config.timestep.timestep_tokens
-    if window_tokens > policy.config.context_tokens:
-        raise ValueError(f"training windows of {config.window_timesteps} timesteps ({window_tokens} tokens) exceed the "
-                         f"model's {policy.config.context_tokens}-token context")
+    check_window_fits(config, policy.config)
     (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     store = EpisodeStore(store_dir)
     windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps,
