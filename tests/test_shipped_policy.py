@@ -1,5 +1,7 @@
 """The policy shipped in the package (the README main command's default)."""
 
+import json
+
 import numpy as np
 import torch
 
@@ -22,6 +24,8 @@ def test_default_policy_is_shipped_small_and_loads_as_float32():
     assert all(p.dtype == torch.float32 for p in policy.parameters())
     # Trained on 3-timestep windows: it attends over exactly that much at deployment.
     assert policy.config.context_tokens == 3 * policy.config.timestep.timestep_tokens
+    # Portable: the tokenizer's text model is named, not a path on the machine that trained it.
+    assert json.loads(open(f"{directory}/config.json").read())["timestep"]["text_model"] == "instructions.model"
     card = open(f"{directory}/README.md").read()
     assert "gato-robot train" in card and "success" in card
 

@@ -32,3 +32,12 @@ def test_missing_model_and_bad_input_fail_clearly(tmp_path: Path):
         TextTokenizer(tmp_path / "nope.model")
     with pytest.raises(TokenizationError, match="expected str"):
         TextTokenizer().encode(42)
+
+
+def test_shipped_text_model_is_stored_by_name_and_other_models_by_absolute_path(tmp_path):
+    from gato_robot.tokenizer.sequence import TimestepSpec
+
+    assert TimestepSpec(text_model=str(DEFAULT_TEXT_MODEL)).text_model == "instructions.model"
+    assert TextTokenizer("instructions.model").model_path == DEFAULT_TEXT_MODEL
+    own = build(tmp_path / "own.model")
+    assert TimestepSpec(text_model=str(own)).text_model == str(own.resolve())

@@ -80,7 +80,8 @@ def test_few_shot_arms_start_from_pretrained_and_from_random_weights(store, tmp_
     from gato_robot.train.finetune import FinetuneConfig, finetune
 
     save_checkpoint(GatoPolicy(preset("tiny")), tmp_path / "pretrained")
-    config = FinetuneConfig(episodes=2, steps=3, batch_size=2, window_timesteps=2, warmup_steps=1, checkpoint_every=3)
+    config = FinetuneConfig(episodes=2, steps=3, timesteps_per_batch=4, window_timesteps=2, warmup_steps=1,
+                            checkpoint_every=3)
     tuned = finetune(tmp_path / "pretrained", store, tmp_path / "tuned", config, "pretrained", progress=False)
     scratch = finetune(tmp_path / "pretrained", store, tmp_path / "scratch", config, "scratch", progress=False)
     assert tuned["steps"] == scratch["steps"] == 3
@@ -137,7 +138,7 @@ def test_few_shot_sweep_writes_curve_and_resumes(store, tmp_path):
     save_checkpoint(GatoPolicy(preset("tiny")), tmp_path / "pretrained")
     config = SweepConfig(tmp_path / "pretrained", store, tmp_path / "sweep", "test-4-flat", episode_counts=(1,),
                          eval_episodes=1, workers=1,
-                         finetune=FinetuneConfig(steps=2, batch_size=2, window_timesteps=2, warmup_steps=1))
+                         finetune=FinetuneConfig(steps=2, timesteps_per_batch=4, window_timesteps=2, warmup_steps=1))
     csv_path = run_sweep(config)
     rows = list(csv.DictReader(csv_path.open()))
     assert [(r["episodes"], r["arm"]) for r in rows] == [("1", "pretrained"), ("1", "scratch")]
@@ -146,3 +147,32 @@ def test_few_shot_sweep_writes_curve_and_resumes(store, tmp_path):
     mtime = csv_path.stat().st_mtime_ns
     run_sweep(config)  # everything is done: nothing is retrained or re-evaluated
     assert csv_path.stat().st_mtime_ns == mtime
+
+
+def test_history_probe_measures_each_window_position_like_the_training_loss(store):
+    import torch
+    import torch.nn.functional as F
+
+    from gato_robot.model.policy import GatoPolicy, batch_to_torch
+    from gato_robot.train.diagnostics import action_loss_by_window_position
+
+    torch.manual_seed(0)
+    policy = GatoPolicy(preset("tiny")).eval()
+    spec = policy.config.timestep
+    windows = EpisodeWindows(EpisodeStore(store), spec, window_timesteps=2, patch_position_jitter=False)
+    rows = action_loss_by_window_position(policy, windows, batches=1, batch_size=3, seed=7)
+    assert [(r.position, r.targets) for r in rows] == [(0, 3 * spec.action_dim), (1, 3 * spec.action_dim)]
+    # Independently: full-vocabulary logits of the forward pass, restricted to the 1024 bins.
+    batch = batch_to_torch(windows.batch(7, 0, 3))
+    with torch.no_grad():
+        logits = policy(*(batch[n] for n in ("token_ids", "obs_positions", "patch_rows", "patch_cols", "image_index",
+                                             "patches")))
+    for row in rows:
+        first = row.position * spec.timestep_tokens + spec.observation_tokens
+        targets = batch["token_ids"][:, first:first + spec.action_dim] - 32000
+        bins = logits[:, first - 1:first - 1 + spec.action_dim, 32000:33024]
+        expected = F.cross_entropy(bins.reshape(-1, 1024), targets.reshape(-1)).item()
+        assert row.cross_entropy == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="exceed the policy's context"):
+        action_loss_by_window_position(policy, EpisodeWindows(EpisodeStore(store), spec, window_timesteps=4), 1)
+    windows.close()

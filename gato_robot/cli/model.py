@@ -67,6 +67,33 @@ def model_ship(checkpoint: Path = typer.Argument(..., help="Trained checkpoint d
     console.print(f"shipped {checkpoint} as {name}: {target}")
 
 
+@model_app.command("history-probe")
+def model_history_probe(checkpoint: Path = typer.Argument(..., help="Checkpoint directory or shipped policy name."),
+                        store: Path = typer.Option(..., help="Episode store to measure on (held-out seeds ideally)."),
+                        window: int = typer.Option(None, help="Timesteps per window; default the policy's context."),
+                        episodes: int = typer.Option(40, help="Use the last N usable episodes of the store."),
+                        batches: int = typer.Option(12, help="Batches of 8 windows.")) -> None:
+    """Action-token loss per window position: does the policy read the images or copy its history?"""
+    from ..data.dataset import EpisodeWindows
+    from ..data.episodes import EpisodeStore
+    from ..model.checkpoint import load_checkpoint
+    from ..policies import resolve_policy
+    from ..train.diagnostics import action_loss_by_window_position
+
+    with _clear_errors():
+        policy = load_checkpoint(Path(resolve_policy(str(checkpoint))))
+        episode_store = EpisodeStore(store)
+        windows = EpisodeWindows(episode_store, policy.config.timestep, window or policy.config.timesteps_in_context,
+                                 episodes=episode_store.episodes()[-episodes:], patch_position_jitter=False)
+        rows = action_loss_by_window_position(policy, windows, batches)
+    table = Table(title=f"{checkpoint}: action tokens by window position ({windows.window} timesteps)")
+    for column in ("position", "cross-entropy (nats)", "|bin error|", "targets"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(str(row.position), f"{row.cross_entropy:.3f}", f"{row.bin_error:.1f}", str(row.targets))
+    console.print(table)
+
+
 @tokenizer_app.command("build-text")
 def tokenizer_build_text(output: Path = typer.Option(None, help="Where to write the SentencePiece model."),
                          vocab_size: int = typer.Option(256, help="Target vocabulary size.")) -> None:

@@ -30,7 +30,7 @@ from .errors import TokenizationError
 from .ids import IMAGE_PLACEHOLDER_ID, PAD_ID, SEPARATOR_ID
 from .image import PATCH_SIZE, image_to_patches, patch_position_intervals, sample_patch_positions, validate_image
 from .mulaw import detokenize_continuous, tokenize_continuous
-from .text import DEFAULT_TEXT_MODEL, load_text_tokenizer
+from .text import DEFAULT_TEXT_MODEL, load_text_tokenizer, portable_text_model
 
 
 class Modality(IntEnum):
@@ -61,7 +61,10 @@ class TimestepSpec:
     proprio_dim: int = 22
     action_dim: int = 5
     text_tokens: int = 8
-    text_model: str = str(DEFAULT_TEXT_MODEL)
+    text_model: str = DEFAULT_TEXT_MODEL.name  # a name in tokenizer/assets, or an absolute path
+
+    def __post_init__(self):
+        object.__setattr__(self, "text_model", portable_text_model(self.text_model))
 
     @property
     def patches_per_image(self) -> int:

@@ -18,14 +18,31 @@ import sentencepiece as spm
 from .errors import TokenizationError
 from .ids import TEXT_VOCAB_SIZE
 
-DEFAULT_TEXT_MODEL = Path(__file__).parent / "assets" / "instructions.model"
+TEXT_MODEL_ASSETS = Path(__file__).parent / "assets"
+DEFAULT_TEXT_MODEL = TEXT_MODEL_ASSETS / "instructions.model"
+
+
+def resolve_text_model(model_path: str | Path) -> Path:
+    """A shipped model by name (``instructions.model``), else a path (relative to the working directory)."""
+    path = Path(model_path)
+    if path.is_absolute():
+        return path
+    shipped = TEXT_MODEL_ASSETS / path
+    return shipped if shipped.is_file() else path.resolve()
+
+
+def portable_text_model(model_path: str | Path) -> str:
+    """The name to store in a checkpoint config: shipped models by name (a checkpoint then loads on
+    any machine, wherever the package is installed), other models by absolute path."""
+    path = resolve_text_model(model_path)
+    return path.name if path.parent.resolve() == TEXT_MODEL_ASSETS.resolve() else str(path.resolve())
 
 
 class TextTokenizer:
     """SentencePiece text <-> ids in [0, 32000)."""
 
     def __init__(self, model_path: str | Path = DEFAULT_TEXT_MODEL):
-        model_path = Path(model_path)
+        model_path = resolve_text_model(model_path)
         if not model_path.is_file():
             raise FileNotFoundError(
                 f"SentencePiece model not found at {model_path}; build it with "

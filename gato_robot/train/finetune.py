@@ -20,12 +20,14 @@ ARMS = ("pretrained", "scratch")
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Defaults are sized for the 2-core CPU machine: a few hundred steps at a lower peak rate."""
+    """Defaults are sized for the 2-core CPU machine: a few hundred steps at a lower peak rate.
+    Windows default to the pretrained model's context, batches hold ``timesteps_per_batch``
+    timesteps whatever the window."""
 
     episodes: int = 10
     steps: int = 300
-    batch_size: int = 8
-    window_timesteps: int = 3
+    timesteps_per_batch: int = 24
+    window_timesteps: int | None = None
     learning_rate: float = 3e-4
     warmup_steps: int = 30
     checkpoint_every: int = 100
@@ -33,8 +35,10 @@ class FinetuneConfig:
     seed: int = 0
     device: str = "cpu"
 
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(steps=self.steps, batch_size=self.batch_size, window_timesteps=self.window_timesteps,
+    def train_config(self, pretrained_window: int) -> TrainConfig:
+        """The trainer's config; ``pretrained_window`` (timesteps) applies unless ``window_timesteps`` is set."""
+        window = self.window_timesteps or pretrained_window
+        return TrainConfig(steps=self.steps, batch_size=max(1, self.timesteps_per_batch // window), window_timesteps=window,
                            learning_rate=self.learning_rate, min_learning_rate=self.learning_rate / 10,
                            warmup_steps=self.warmup_steps, checkpoint_every=self.checkpoint_every,
                            patch_position_jitter=self.patch_position_jitter, max_episodes=self.episodes,
@@ -55,6 +59,6 @@ def finetune(pretrained: Path, store: Path, run_dir: Path, config: FinetuneConfi
     on the first ``config.episodes`` usable episodes of ``store``; resumes like ``train``."""
     if arm not in ARMS:
         raise ValueError(f"unknown fine-tuning arm {arm!r}; choose one of {ARMS}")
-    load_checkpoint(pretrained)  # fail early, with the checkpoint's own error, if it is missing or broken
+    window = load_checkpoint(pretrained).config.timesteps_in_context  # fails early if missing or broken
     init = pretrained if arm == "pretrained" else scratch_initialization(pretrained, run_dir / "init", config.seed)
-    return train(store, run_dir, config.train_config(), init_from=init, progress=progress)
+    return train(store, run_dir, config.train_config(window), init_from=init, progress=progress)
