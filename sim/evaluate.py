@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .expert import ExpertConfig
-from .rollout import ENGINES, EpisodeResult, ExpertAgent, PolicyAgent, make_env, run_episode
+from .rollout import ENGINES, EpisodeResult, make_agent, make_env, run_episode
 from .triplets import TEST_TRIPLETS, test_triplet
 
 
@@ -66,8 +65,7 @@ _AGENTS: dict = {}
 def _run_job(job: Job) -> EpisodeResult:
     agent = _AGENTS.get((job.policy, job.expert_noise))
     if agent is None:
-        agent = (ExpertAgent(ExpertConfig(noise_std=job.expert_noise)) if job.policy == "expert"
-                 else PolicyAgent(job.policy, job.backend))
+        agent = make_agent(job.policy, job.backend, job.expert_noise)
         _AGENTS[(job.policy, job.expert_noise)] = agent
     cameras = agent.needs_cameras or job.record or job.store is not None
     key = (job.engine, job.triplet, cameras)

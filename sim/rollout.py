@@ -83,6 +83,13 @@ class PolicyAgent:
         return self.agent.act(observation)
 
 
+def make_agent(policy: str, backend: str = "torch", expert_noise: float = 0.0) -> Agent:
+    """'expert' (the scripted expert, with ``expert_noise`` as a fraction of the bounds) or a policy."""
+    if policy == "expert":
+        return ExpertAgent(ExpertConfig(noise_std=expert_noise))
+    return PolicyAgent(policy, backend)
+
+
 @dataclass
 class EpisodeResult:
     engine: str

@@ -190,3 +190,33 @@ def test_sim_eval_command_prints_a_table_and_writes_the_report(tmp_path):
     assert data["per_triplet"]["test-2-holes"]["successes"] == 1 and data["engine"] == "mujoco"
     bad = CliRunner().invoke(app, ["sim", "eval", "--engine", "gazebo", "--episodes", "1", "--workers", "1"])
     assert bad.exit_code == 2 and "unknown engine 'gazebo'" in bad.output
+
+
+def test_relabelling_the_expert_with_itself_agrees_everywhere_and_a_frozen_policy_does_not():
+    from sim.relabel import RelabellingAgent, agreement
+    from sim.rollout import ExpertAgent, make_env, run_episode
+
+    env = make_env("mujoco", "train", render_cameras=False)
+    relabeller = RelabellingAgent(ExpertAgent())
+    result = run_episode(env, relabeller, seed=3)
+    stats = agreement(relabeller.steps)
+    assert result.success and len(relabeller.steps) == result.steps
+    assert all(stats[f"{axis}_sign_agreement"] == 1.0 for axis in ("tcp_vx", "tcp_vy", "tcp_vz"))
+    assert stats["gripper_agreement"] == 1.0
+    assert stats["final_red_distance_xy"] < 0.02  # it ends above the stacked red object
+
+    class Frozen:  # holds still with the gripper open: the expert wants to move and, later, to close
+        needs_cameras = False
+
+        def reset(self, env, seed):
+            pass
+
+        def act(self, observation, info):
+            return np.array([0.0, 0.0, 0.0, 0.0, -1.0])
+
+    relabeller = RelabellingAgent(Frozen())
+    run_episode(env, relabeller, seed=3)
+    env.close()
+    stats = agreement(relabeller.steps)
+    assert stats["tcp_vz_sign_agreement"] == 0.0  # sign(0) never matches a moving expert
+    assert stats["final_red_distance_xy"] == pytest.approx(np.linalg.norm(relabeller.steps[0].red_offset[:2]), abs=1e-3)

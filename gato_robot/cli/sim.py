@@ -9,6 +9,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from ..action_spec import RGB_STACKING_ACTIONS
 from .common import _clear_errors, console
 
 sim_app = typer.Typer(help="RGB-stacking simulation: data generation and headless evaluation.", no_args_is_help=True)
@@ -48,6 +49,57 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
     for row in result["per_triplet"].values():
         for video in row.get("videos", []):
             console.print(f"video: {video}")
+
+
+@sim_app.command("relabel")
+def sim_relabel(policy: str = typer.Option("gato-cpu-small", help="Shipped policy, checkpoint directory or 'expert'."),
+                engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
+                triplet: str = typer.Option("train", help="train or a test triplet name."),
+                episodes: int = typer.Option(4, help="Episodes (consecutive seeds)."),
+                seed: int = typer.Option(0, help="First episode seed."),
+                trace_every: int = typer.Option(20, help="Print every Kth step of the first episode (0: none)."),
+                csv_out: Path = typer.Option(None, "--csv", help="Write every relabelled step here.")) -> None:
+    """Let the policy drive and the scripted expert say what it would do in each state (DAgger's
+    labelling step): per-axis sign agreement, gripper agreement and distance to the red object."""
+    import csv
+
+    from sim.rollout import make_agent
+    from sim.relabel import RelabellingAgent, agreement
+    from sim.rollout import make_env, run_episode
+
+    with _clear_errors():
+        env = make_env(engine, triplet)
+        relabeller = RelabellingAgent(make_agent(policy))
+        rows = []
+        for episode_seed in range(seed, seed + episodes):
+            result = run_episode(env, relabeller, episode_seed)
+            rows.append((episode_seed, result.success, agreement(relabeller.steps), list(relabeller.steps)))
+        env.close()
+    summary = Table(title=f"{engine}: {policy} relabelled by the expert on {triplet}")
+    keys = list(rows[0][2])
+    for column in ("seed", "success", *keys):
+        summary.add_column(column.replace("_", " "), justify="right")
+    for episode_seed, success, stats, _ in rows:
+        summary.add_row(str(episode_seed), str(success), *(f"{stats[k]:.2f}" for k in keys))
+    console.print(summary)
+    if trace_every:
+        trace = Table(title=f"seed {rows[0][0]}: policy action vs expert label (velocities / bound)")
+        for column in ("step", "expert phase", "red - TCP (m)", "policy", "expert"):
+            trace.add_column(column)
+        bounds = np.asarray(RGB_STACKING_ACTIONS.bounds)
+        for step in rows[0][3][::trace_every]:
+            trace.add_row(str(step.step), step.phase, str(np.round(step.red_offset, 3)),
+                          str(np.round(step.action / bounds, 2)), str(np.round(step.label / bounds, 2)))
+        console.print(trace)
+    if csv_out:
+        with csv_out.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["seed", "step", "phase", "red_dx", "red_dy", "red_dz", *(f"policy_{n}" for n in
+                             RGB_STACKING_ACTIONS.names), *(f"expert_{n}" for n in RGB_STACKING_ACTIONS.names)])
+            for episode_seed, _, _, steps in rows:
+                for step in steps:
+                    writer.writerow([episode_seed, step.step, step.phase, *step.red_offset, *step.action, *step.label])
+        console.print(f"steps: {csv_out}")
 
 
 @sim_app.command("closed-loop")

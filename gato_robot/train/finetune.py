@@ -38,7 +38,8 @@ class FinetuneConfig:
     def train_config(self, pretrained_window: int) -> TrainConfig:
         """The trainer's config; ``pretrained_window`` (timesteps) applies unless ``window_timesteps`` is set."""
         window = self.window_timesteps or pretrained_window
-        return TrainConfig(steps=self.steps, batch_size=max(1, self.timesteps_per_batch // window), window_timesteps=window,
+        return TrainConfig(steps=self.steps, batch_size=max(1, self.timesteps_per_batch // window),
+                           window_timesteps=window,
                            learning_rate=self.learning_rate, min_learning_rate=self.learning_rate / 10,
                            warmup_steps=self.warmup_steps, checkpoint_every=self.checkpoint_every,
                            patch_position_jitter=self.patch_position_jitter, max_episodes=self.episodes,

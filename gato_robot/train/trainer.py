@@ -144,6 +144,10 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
         optimizer = _optimizer(policy, config)
         optimizer.load_state_dict(state["optimizer"])
         start, losses = int(state["step"]), list(state["losses"])
+        planned = state.get("config", {}).get("steps", config.steps)
+        if planned != config.steps and progress:
+            tqdm.write(f"resuming at step {start}: the run was planned for {planned} steps, now {config.steps}; "
+                       "the cosine schedule is recomputed for the new length (a warm restart)")
     else:
         torch.manual_seed(config.seed)
         policy = (load_checkpoint(init_from) if init_from else GatoPolicy(model_config(config))).to(device).train()
