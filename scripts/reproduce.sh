@@ -10,11 +10,14 @@
 #
 #   bash scripts/reproduce.sh                               # the recorded configuration
 #   STEPS=20000 DEVICE=cuda bash scripts/reproduce.sh       # the same recipe, longer, on a GPU
+#   WINDOW=1 RUN=runs/gato-w1 STEPS=16000 bash scripts/reproduce.sh   # no history; results/diagnostics.md
+#       ran STEPS=6000 first, then STEPS=16000 on the same RUN (a warm restart of the schedule)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 GENERATE=${GENERATE:-1}                  # 0: use data/mujoco-dart as it is
-STEPS=${STEPS:-5000}                     # Gato optimizer steps (batch 8 x 3 timesteps)
+STEPS=${STEPS:-5000}                     # Gato optimizer steps (24 timesteps each)
+WINDOW=${WINDOW:-3}                      # timesteps per training window (1: no history, results/diagnostics.md)
 BC_STEPS=${BC_STEPS:-3750}               # BC-IMP steps of 32 timesteps: as many samples as Gato sees
 DEVICE=${DEVICE:-cpu}
 TRAIN_EPISODES=${TRAIN_EPISODES:-100}    # training-distribution evaluation
@@ -24,7 +27,8 @@ FEWSHOT_TRIPLET=${FEWSHOT_TRIPLET:-test-3-prism}
 FEWSHOT_COUNTS=${FEWSHOT_COUNTS:-0,10,25,50,100}
 FEWSHOT_STEPS=${FEWSHOT_STEPS:-300}
 FEWSHOT_EVAL=${FEWSHOT_EVAL:-20}
-GATO=runs/gato-cpu-small/checkpoint
+RUN=${RUN:-runs/gato-cpu-small}          # a new run directory for another WINDOW
+GATO=$RUN/checkpoint
 BC=runs/bc-imp
 mkdir -p results runs
 
@@ -42,9 +46,9 @@ if [ "$GENERATE" = 1 ]; then
 fi
 
 step "2. Gato (cpu-small) behaviour cloning"
-$G train --store data/mujoco-dart --run runs/gato-cpu-small --preset cpu-small --steps "$STEPS" --batch-size 8 \
-  --window 3 --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter --device "$DEVICE"
-cp runs/gato-cpu-small/learning_curve.png results/gato-cpu-small-learning-curve.png
+$G train --store data/mujoco-dart --run "$RUN" --preset cpu-small --steps "$STEPS" --batch-size $((24 / WINDOW)) \
+  --window "$WINDOW" --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter --device "$DEVICE"
+cp "$RUN/learning_curve.png" results/gato-cpu-small-learning-curve.png
 
 step "3. BC-IMP specialist on the same episodes"
 have "$BC/model.safetensors" || $G train-baseline --store data/mujoco-dart --out "$BC" --steps "$BC_STEPS"
