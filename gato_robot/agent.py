@@ -33,11 +33,15 @@ class GatoAgent:
         self.tokenizer = GatoTokenizer(runner.config.timestep)
 
     @classmethod
-    def load(cls, path: str | Path, instruction: str, backend: str = "torch") -> "GatoAgent":
-        return cls(load_runner(backend, path), instruction)
+    def load(cls, path: str | Path, instruction: str, backend: str = "torch", temperature: float = 0.0) -> "GatoAgent":
+        """``temperature`` 0 decodes action tokens greedily; > 0 samples them, as Gato deploys."""
+        return cls(load_runner(backend, path, temperature=temperature), instruction)
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
+        """New episode: forget past timesteps; ``seed`` reseeds action sampling."""
         self.runner.reset()
+        if seed is not None:
+            self.runner.seed(seed)
 
     def observation(self, sensors: Mapping[str, np.ndarray]) -> Observation:
         cameras = self.tokenizer.spec.camera_names

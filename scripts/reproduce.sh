@@ -10,14 +10,16 @@
 #
 #   bash scripts/reproduce.sh                               # the recorded configuration
 #   STEPS=20000 DEVICE=cuda bash scripts/reproduce.sh       # the same recipe, longer, on a GPU
-#   WINDOW=1 RUN=runs/gato-w1 STEPS=16000 bash scripts/reproduce.sh   # no history; results/diagnostics.md
-#       ran STEPS=6000 first, then STEPS=16000 on the same RUN (a warm restart of the schedule)
+#   WINDOW=3 FIRST_STEPS=5000 STEPS=5000 RUN=runs/gato-cpu-small TAG= bash scripts/reproduce.sh
+#       the previous recipe (3-timestep windows; it copies its own actions, results/diagnostics.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 GENERATE=${GENERATE:-1}                  # 0: use data/mujoco-dart as it is
-STEPS=${STEPS:-5000}                     # Gato optimizer steps (24 timesteps each)
-WINDOW=${WINDOW:-3}                      # timesteps per training window (1: no history, results/diagnostics.md)
+FIRST_STEPS=${FIRST_STEPS:-6000}         # Gato: a first cosine cycle of this many steps (24 timesteps each),
+STEPS=${STEPS:-16000}                    # then resumed to STEPS (the schedule restarts for the new length)
+WINDOW=${WINDOW:-1}                      # timesteps per training window (1: no history, results/diagnostics.md)
+TAG=${TAG:--sampled}                     # Gato report names: results/gato-ENGINE-SPLIT$TAG.json
 BC_STEPS=${BC_STEPS:-3750}               # BC-IMP steps of 32 timesteps: as many samples as Gato sees
 DEVICE=${DEVICE:-cpu}
 TRAIN_EPISODES=${TRAIN_EPISODES:-100}    # training-distribution evaluation
@@ -27,7 +29,7 @@ FEWSHOT_TRIPLET=${FEWSHOT_TRIPLET:-test-3-prism}
 FEWSHOT_COUNTS=${FEWSHOT_COUNTS:-0,10,25,50,100}
 FEWSHOT_STEPS=${FEWSHOT_STEPS:-300}
 FEWSHOT_EVAL=${FEWSHOT_EVAL:-20}
-RUN=${RUN:-runs/gato-cpu-small}          # a new run directory for another WINDOW
+RUN=${RUN:-runs/gato-w1}                 # a new run directory for another WINDOW
 GATO=$RUN/checkpoint
 BC=runs/bc-imp
 mkdir -p results runs
@@ -46,31 +48,33 @@ if [ "$GENERATE" = 1 ]; then
 fi
 
 step "2. Gato (cpu-small) behaviour cloning"
-$G train --store data/mujoco-dart --run "$RUN" --preset cpu-small --steps "$STEPS" --batch-size $((24 / WINDOW)) \
-  --window "$WINDOW" --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter --device "$DEVICE"
+for steps in "$FIRST_STEPS" "$STEPS"; do
+  $G train --store data/mujoco-dart --run "$RUN" --preset cpu-small --steps "$steps" --batch-size $((24 / WINDOW)) \
+    --window "$WINDOW" --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter --device "$DEVICE"
+done
 cp "$RUN/learning_curve.png" results/gato-cpu-small-learning-curve.png
 
 step "3. BC-IMP specialist on the same episodes"
 have "$BC/model.safetensors" || $G train-baseline --store data/mujoco-dart --out "$BC" --steps "$BC_STEPS"
 
 step "4. evaluations (evaluation seeds start at 0; training data used seeds from 1000000)"
-evaluate gato-mujoco-train "$GATO" mujoco train "$TRAIN_EPISODES" --videos results/videos/gato
+evaluate "gato-mujoco-train$TAG" "$GATO" mujoco train "$TRAIN_EPISODES" --videos results/videos/gato
 evaluate bc-imp-mujoco-train "$BC" mujoco train "$TRAIN_EPISODES"
-evaluate gato-mujoco-test "$GATO" mujoco test "$MUJOCO_EPISODES" --videos results/videos/gato
+evaluate "gato-mujoco-test$TAG" "$GATO" mujoco test "$MUJOCO_EPISODES" --videos results/videos/gato
 evaluate bc-imp-mujoco-test "$BC" mujoco test "$MUJOCO_EPISODES"
-evaluate gato-pybullet-test "$GATO" pybullet test "$PYBULLET_EPISODES"
+evaluate "gato-pybullet-test$TAG" "$GATO" pybullet test "$PYBULLET_EPISODES"
 evaluate bc-imp-pybullet-test "$BC" pybullet test "$PYBULLET_EPISODES"
 
 step "5. skill-generalization table"
 $G sim table --out results/skill-generalization.md \
-  --column "Gato, MuJoCo=results/gato-mujoco-test.json" --column "BC-IMP, MuJoCo=results/bc-imp-mujoco-test.json" \
-  --column "Gato, MuJoCo->PyBullet=results/gato-pybullet-test.json" \
+  --column "Gato, MuJoCo=results/gato-mujoco-test$TAG.json" --column "BC-IMP, MuJoCo=results/bc-imp-mujoco-test.json" \
+  --column "Gato, MuJoCo->PyBullet=results/gato-pybullet-test$TAG.json" \
   --column "BC-IMP, MuJoCo->PyBullet=results/bc-imp-pybullet-test.json"
 $G sim table --out results/training-distribution.md \
-  --column "Gato=results/gato-mujoco-train.json" --column "BC-IMP=results/bc-imp-mujoco-train.json"
+  --column "Gato=results/gato-mujoco-train$TAG.json" --column "BC-IMP=results/bc-imp-mujoco-train.json"
 
 step "6. few-shot fine-tuning on $FEWSHOT_TRIPLET (held out of pretraining)"
 $G sim generate --out "data/mujoco-$FEWSHOT_TRIPLET" --engine mujoco --triplets "$FEWSHOT_TRIPLET" --episodes 120 \
   --seed 2000000 --noise 0.2
 $G finetune-sweep --pretrained "$GATO" --store "data/mujoco-$FEWSHOT_TRIPLET" --triplet "$FEWSHOT_TRIPLET" \
-  --out results/fewshot --counts "$FEWSHOT_COUNTS" --steps "$FEWSHOT_STEPS" --eval-episodes "$FEWSHOT_EVAL"
+  --out "results/fewshot$TAG" --runs "runs/fewshot$TAG" --counts "$FEWSHOT_COUNTS" --steps "$FEWSHOT_STEPS" --eval-episodes "$FEWSHOT_EVAL"

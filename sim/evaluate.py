@@ -56,6 +56,7 @@ class Job:
     record: bool
     store: str | None
     expert_noise: float
+    temperature: float = 0.0  # policy action decoding: 0 greedy, > 0 sampled (seeded by the episode seed)
 
 
 _ENVS: dict = {}
@@ -63,10 +64,11 @@ _AGENTS: dict = {}
 
 
 def _run_job(job: Job) -> EpisodeResult:
-    agent = _AGENTS.get((job.policy, job.expert_noise))
+    key = (job.policy, job.expert_noise, job.temperature)
+    agent = _AGENTS.get(key)
     if agent is None:
-        agent = make_agent(job.policy, job.backend, job.expert_noise)
-        _AGENTS[(job.policy, job.expert_noise)] = agent
+        agent = make_agent(job.policy, job.backend, job.expert_noise, job.temperature)
+        _AGENTS[key] = agent
     cameras = agent.needs_cameras or job.record or job.store is not None
     key = (job.engine, job.triplet, cameras)
     if key not in _ENVS:
@@ -122,13 +124,14 @@ def save_video(frames: list[np.ndarray], path: Path, fps: int = 20) -> Path:
 
 def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: int = 1, seed: int = 0,
              backend: str = "torch", video_dir: Path | None = None, videos_per_triplet: int = 1,
-             expert_noise: float = 0.0) -> dict:
-    """Success per triplet with 95% CIs. ``triplets="train"`` draws a fresh training triplet per seed."""
+             expert_noise: float = 0.0, temperature: float = 0.0) -> dict:
+    """Success per triplet with 95% CIs. ``triplets="train"`` draws a fresh training triplet per seed.
+    ``temperature`` > 0 samples the policy's action tokens (seeded per episode) instead of argmax."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     names = triplet_names(triplets)
     jobs = [Job(engine, name, seed + i, policy, backend, video_dir is not None and i < videos_per_triplet, None,
-                expert_noise) for name in names for i in range(episodes)]
+                expert_noise, temperature) for name in names for i in range(episodes)]
     start = time.time()
     results = run_jobs(jobs, workers, f"eval {engine} {policy if policy == 'expert' else Path(policy).name}")
     per_triplet = {}
@@ -146,7 +149,8 @@ def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: in
                     str(save_video(r.frames, video_dir / f"{engine}-{name}-seed{r.seed}-{outcome}.mp4")))
     total = sum(v["successes"] for v in per_triplet.values())
     count = sum(v["episodes"] for v in per_triplet.values())
-    return {"engine": engine, "policy": policy, "backend": backend, "triplets": triplets, "episodes_per_triplet": episodes,
+    return {"engine": engine, "policy": policy, "backend": backend, "temperature": temperature, "triplets": triplets,
+            "episodes_per_triplet": episodes,
             "seed": seed, "per_triplet": per_triplet, "overall": {"success_rate": total / max(1, count),
                                                                   "ci95": list(wilson_interval(total, count))},
             "wall_time_s": time.time() - start, "git_revision": git_revision()}

@@ -32,6 +32,7 @@ class SweepConfig:
     eval_episodes: int = 20
     eval_seed: int = 0
     workers: int = 2
+    temperature: float = 1.0  # action-token sampling at evaluation, as Gato deploys; 0 = argmax
     finetune: FinetuneConfig = FinetuneConfig()
     runs_dir: Path | None = None  # training runs (checkpoints); default OUT/runs
 
@@ -72,7 +73,7 @@ def run_sweep(config: SweepConfig) -> Path:
                 summary = finetune(config.pretrained, config.store, run_dir, replace(config.finetune, episodes=count),
                                    arm)
             report = evaluate(config.engine, str(checkpoint), config.triplet, config.eval_episodes, config.workers,
-                              seed=config.eval_seed)
+                              seed=config.eval_seed, temperature=config.temperature)
             (result,) = report["per_triplet"].values()
             rows.append({"episodes": count, "arm": arm, "success_rate": result["success_rate"],
                          "ci95_low": result["ci95"][0], "ci95_high": result["ci95"][1],

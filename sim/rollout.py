@@ -63,7 +63,7 @@ class PolicyAgent:
 
     needs_cameras = True
 
-    def __init__(self, path: str, backend: str = "torch"):
+    def __init__(self, path: str, backend: str = "torch", temperature: float = 0.0):
         from gato_robot.agent import GatoAgent
         from gato_robot.baselines import bc_imp
         from gato_robot.policies import resolve_policy
@@ -74,20 +74,21 @@ class PolicyAgent:
         if bc_imp.is_bc_imp_checkpoint(path):
             self.agent = bc_imp.BCIMPAgent(bc_imp.load(path))
         else:
-            self.agent = GatoAgent.load(path, INSTRUCTION, backend)
+            self.agent = GatoAgent.load(path, INSTRUCTION, backend, temperature)
 
     def reset(self, env: RGBStackingEnv, seed: int) -> None:
-        self.agent.reset()
+        self.agent.reset(seed)
 
     def act(self, observation: dict, info: dict) -> np.ndarray:
         return self.agent.act(observation)
 
 
-def make_agent(policy: str, backend: str = "torch", expert_noise: float = 0.0) -> Agent:
-    """'expert' (the scripted expert, with ``expert_noise`` as a fraction of the bounds) or a policy."""
+def make_agent(policy: str, backend: str = "torch", expert_noise: float = 0.0, temperature: float = 0.0) -> Agent:
+    """'expert' (the scripted expert, with ``expert_noise`` as a fraction of the bounds) or a policy
+    (decoding its action tokens greedily, or sampled at ``temperature`` > 0)."""
     if policy == "expert":
         return ExpertAgent(ExpertConfig(noise_std=expert_noise))
-    return PolicyAgent(policy, backend)
+    return PolicyAgent(policy, backend, temperature)
 
 
 @dataclass

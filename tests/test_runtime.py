@@ -122,3 +122,40 @@ def test_bench_runtime_compares_backends_side_by_side(exported):
     assert "torch" in result.output and "onnxr" in result.output
     assert "roofline:" in result.output and "ms floor per action" in result.output
     assert "backends chose identical actions on every step: True" in result.output
+
+
+def test_choose_bin_is_argmax_at_zero_temperature_and_samples_the_softmax_above():
+    from gato_robot.runtime.base import choose_bin
+
+    logits = np.array([0.0, 1.0, 2.0, -1.0])
+    rng = np.random.default_rng(0)
+    assert choose_bin(logits, 0.0, rng) == 2
+    assert choose_bin(logits, 1e-6, rng) == 2
+    draws = np.bincount([choose_bin(logits, 1.0, rng) for _ in range(4000)], minlength=4) / 4000
+    softmax = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(draws, softmax, atol=0.03)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        choose_bin(logits, -1.0, rng)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_sampled_actions_are_reproducible_per_episode_seed_and_differ_from_greedy(exported, backend):
+    checkpoint, export = exported
+    path = checkpoint if backend == "torch" else export.directory
+    sampler, greedy = load_runner(backend, path, temperature=3.0), load_runner(backend, path)
+    tokenizer = GatoTokenizer(sampler.config.timestep)
+    observations = [tokenizer.encode_observation(random_observation(tokenizer, np.random.default_rng(i)))
+                    for i in range(4)]
+
+    def episode(runner, seed):
+        runner.reset()
+        runner.seed(seed)
+        return np.array([runner.act(tokens) for tokens in observations])
+
+    first, again, other = episode(sampler, 7), episode(sampler, 7), episode(sampler, 8)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert not np.array_equal(first, episode(greedy, 7))
+    assert first.min() >= 0 and first.max() < 1024
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        load_runner(backend, path, temperature=-0.5)

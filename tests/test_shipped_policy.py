@@ -22,8 +22,8 @@ def test_default_policy_is_shipped_small_and_loads_as_float32():
     assert os.path.getsize(weights) < 15 * 2**20  # stored as float16
     policy = load_checkpoint(directory)
     assert all(p.dtype == torch.float32 for p in policy.parameters())
-    # Trained on 3-timestep windows: it attends over exactly that much at deployment.
-    assert policy.config.context_tokens == 3 * policy.config.timestep.timestep_tokens
+    # Trained on 1-timestep windows (no history, results/diagnostics.md): it attends over exactly that.
+    assert policy.config.context_tokens == policy.config.timestep.timestep_tokens
     # Portable: the tokenizer's text model is named, not a path on the machine that trained it.
     assert json.loads(open(f"{directory}/config.json").read())["timestep"]["text_model"] == "instructions.model"
     card = open(f"{directory}/README.md").read()

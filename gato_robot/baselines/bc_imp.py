@@ -162,8 +162,8 @@ class BCIMPAgent:
     def __init__(self, policy: BCIMPPolicy, spec: ActionSpec = RGB_STACKING_ACTIONS):
         self.policy, self.spec = policy.eval(), spec
 
-    def reset(self) -> None:
-        pass
+    def reset(self, seed: int | None = None) -> None:
+        """Nothing to forget: the policy is deterministic and memoryless."""
 
     @torch.inference_mode()
     def act(self, sensors) -> np.ndarray:

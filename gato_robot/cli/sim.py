@@ -27,13 +27,17 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
              seed: int = typer.Option(0, help="First episode seed (seeds are consecutive)."),
              report: Path = typer.Option(None, help="Write the JSON report here."),
              videos: Path = typer.Option(None, help="Write one episode video per triplet here (both cameras)."),
-             expert_noise: float = typer.Option(0.0, help="Action noise of the scripted expert (fraction of bounds).")) -> None:
+             expert_noise: float = typer.Option(0.0, help="Action noise of the scripted expert (fraction of bounds)."),
+             temperature: float = typer.Option(1.0, help="Gato action tokens: sampled at this temperature, as "
+                                               "Gato deploys (seeded by the episode seed); 0 = argmax.")) -> None:
     """Success rate per triplet with 95% confidence intervals, headless."""
     from sim.evaluate import evaluate, write_report
 
     with _clear_errors():
-        result = evaluate(engine, policy, triplets, episodes, workers, seed, backend, videos, 1, expert_noise)
-    table = Table(title=f"{engine}: {policy} on {triplets} triplets, {episodes} episodes each (rev {result['git_revision']})")
+        result = evaluate(engine, policy, triplets, episodes, workers, seed, backend, videos, 1, expert_noise, temperature)
+    decoding = f"sampled at T={temperature}" if temperature else "greedy"
+    table = Table(title=f"{engine}: {policy} ({decoding}) on {triplets} triplets, {episodes} episodes each "
+                        f"(rev {result['git_revision']})")
     for column in ("triplet", "success", "95% CI", "episodes", "mean steps"):
         table.add_column(column, justify="right" if column != "triplet" else "left")
     for name, row in result["per_triplet"].items():

@@ -2,7 +2,9 @@
 
 All backends hold the same per-episode state (a KV cache of past timesteps, evicted a whole
 timestep at a time), take the same :class:`TokenSequence` of one observation and decode one token
-per action dimension greedily, so they choose the same actions for the same weights.
+per action dimension: greedily by default (the backends then choose the same actions for the same
+weights), or by sampling at ``temperature`` > 0 as Gato deploys (Sec. 3: action tokens are sampled
+autoregressively), from a generator reseeded per episode (:meth:`PolicyRunner.seed`).
 """
 
 from __future__ import annotations
@@ -20,13 +22,28 @@ from ..tokenizer.ids import CONTINUOUS_OFFSET
 from ..tokenizer.sequence import TokenSequence
 
 
+def choose_bin(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """Greedy (``temperature`` 0) or sampled from softmax(logits / temperature)."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if temperature == 0:
+        return int(np.argmax(logits))
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    probabilities = np.exp(scaled - scaled.max())
+    return int(rng.choice(len(probabilities), p=probabilities / probabilities.sum()))
+
+
 class PolicyRunner(ABC):
     """Backend-neutral policy: ``reset()`` at episode start, ``act()`` once per control tick."""
 
     backend: str = "abstract"
 
-    def __init__(self, config: GatoConfig):
+    def __init__(self, config: GatoConfig, temperature: float = 0.0):
         self.config = config
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        self.temperature = temperature
+        self.rng = np.random.default_rng(0)
         self.stage_seconds: dict[str, float] = {"prefill": 0.0, "decode": 0.0}
         """Wall time of the last act()'s stages, for the benchmarks."""
 
@@ -37,6 +54,10 @@ class PolicyRunner(ABC):
     @abstractmethod
     def act(self, observation: TokenSequence) -> np.ndarray:
         """Observation tokens of this timestep -> action bins (action_dim,) int64 in [0, 1024)."""
+
+    def seed(self, seed: int) -> None:
+        """Reseed action sampling (an episode's seed makes its actions reproducible)."""
+        self.rng = np.random.default_rng(seed)
 
     def check_observation(self, observation: TokenSequence) -> None:
         expected = self.config.timestep.observation_tokens
@@ -51,9 +72,9 @@ class GraphRunner(PolicyRunner):
     tokens it added and the runner appends them. Subclasses implement the two graph calls.
     """
 
-    def __init__(self, config: GatoConfig, device: str | torch.device | None = None):
+    def __init__(self, config: GatoConfig, device: str | torch.device | None = None, temperature: float = 0.0):
         """``device`` None: the cache is numpy (CPU backends); otherwise torch tensors on ``device``."""
-        super().__init__(config)
+        super().__init__(config, temperature)
         c = config
         rotary = RotaryEmbedding(c.head_dim, c.context_tokens, c.rope_base)
         shape = (c.n_layer, 1, c.n_head, c.context_tokens, c.head_dim)
@@ -82,7 +103,11 @@ class GraphRunner(PolicyRunner):
         prefilled = time.perf_counter()
         bins = np.empty(spec.action_dim, dtype=np.int64)
         for i in range(spec.action_dim):
-            bins[i] = int(logits.argmax())
+            if self.temperature == 0:  # argmax where the logits are (no device copy on the GPU)
+                bins[i] = int(logits.argmax())
+            else:
+                host = logits if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
+                bins[i] = choose_bin(host, self.temperature, self.rng)
             logits, keys, values = self._decode(int(bins[i]) + CONTINUOUS_OFFSET)
             self.cache.append(keys, values)
         self.stage_seconds["prefill"] = prefilled - start

@@ -33,13 +33,13 @@ def _require_onnxruntime():
 class OnnxRunner(GraphRunner):
     backend = "onnxruntime"
 
-    def __init__(self, export_dir: str | Path, threads: int = 0):
+    def __init__(self, export_dir: str | Path, threads: int = 0, temperature: float = 0.0):
         export_dir = Path(export_dir)
         for name in (PREFILL_FILE, DECODE_FILE):
             if not (export_dir / name).is_file():
                 raise FileNotFoundError(f"ONNX export incomplete: expected {export_dir / name} "
                                         "(run `gato-robot export onnx CHECKPOINT`)")
-        super().__init__(load_config(export_dir))
+        super().__init__(load_config(export_dir), temperature=temperature)
         ort = _require_onnxruntime()
         # The prefill (hundreds of tokens) parallelizes over ``threads`` (default: all cores); the
         # decode step (one token) is overhead-bound and runs on the calling thread alone, so the

@@ -16,15 +16,19 @@ from .base import PolicyRunner
 class TorchRunner(PolicyRunner):
     backend = "torch"
 
-    def __init__(self, policy: GatoPolicy, device: str | torch.device = "cpu"):
-        super().__init__(policy.config)
+    def __init__(self, policy: GatoPolicy, device: str | torch.device = "cpu", temperature: float = 0.0):
+        super().__init__(policy.config, temperature)
         self.device = torch.device(device)
         self.policy = policy.to(self.device).eval()
         self.cache = self.policy.new_cache(device=self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(0)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu") -> "TorchRunner":
-        return cls(load_checkpoint(checkpoint), device)
+    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", temperature: float = 0.0) -> "TorchRunner":
+        return cls(load_checkpoint(checkpoint), device, temperature)
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
 
     def reset(self) -> None:
         self.cache.reset()
@@ -32,4 +36,5 @@ class TorchRunner(PolicyRunner):
     def act(self, observation: TokenSequence) -> np.ndarray:
         self.check_observation(observation)
         batch = batch_to_torch(stack_sequences([observation]), self.device)
-        return self.policy.act(batch, self.cache, stage_seconds=self.stage_seconds)[0].cpu().numpy()
+        return self.policy.act(batch, self.cache, sample=self.temperature > 0, temperature=self.temperature or 1.0,
+                               generator=self.generator, stage_seconds=self.stage_seconds)[0].cpu().numpy()
