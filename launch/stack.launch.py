@@ -22,6 +22,7 @@ from lifecycle_msgs.msg import Transition
 ARGUMENTS = {
     "model_path": ("model_path", "", "ONNX export / TensorRT engine directory or PyTorch checkpoint"),
     "backend": ("backend", "onnxruntime", "policy runtime: onnxruntime, tensorrt or torch"),
+    "action_temperature": ("action_temperature", "0.0", "0 = argmax; 1.0 samples action tokens as Gato does"),
     "camera_topics": ("camera_topics", "[/front_left/image_raw, /front_right/image_raw]",
                       "image topics, in the order of camera_names"),
     "joint_states_topic": ("joint_states_topic", "/joint_states", "sensor_msgs/JointState topic"),

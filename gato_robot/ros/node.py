@@ -47,6 +47,7 @@ NODE_NAME = "gato_robot_stack"
 PARAMETERS: dict[str, object] = {
     "model_path": "",  # checkpoint dir (torch) or export dir (onnxruntime / tensorrt)
     "backend": "onnxruntime",
+    "action_temperature": 0.0,  # 0 = argmax (replayable from a bag); 1.0 samples as Gato and `sim eval` do
     "camera_names": ["front_left", "front_right"],
     "camera_topics": ["/front_left/image_raw", "/front_right/image_raw"],
     "joint_states_topic": "/joint_states",
@@ -110,7 +111,8 @@ class GatoStackNode(LifecycleNode):
                                                   float(self._param("max_joint_state_age_s")),
                                                   joint_count=len(self.arm.arm_joints)))
             mapper = CartesianActionMapper(self.arm, ActionPathConfig(control_period_s=1.0 / rate))
-            runner = load_runner(str(self._param("backend")), model_path)
+            runner = load_runner(str(self._param("backend")), model_path,
+                                 temperature=float(self._param("action_temperature")))
             self.loop = ControlLoop(runner, mapper, config)
             expected = set(self.loop.tokenizer.spec.camera_names)
             if set(names) != expected:
