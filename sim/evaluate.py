@@ -64,11 +64,11 @@ _AGENTS: dict = {}
 
 
 def _run_job(job: Job) -> EpisodeResult:
-    key = (job.policy, job.expert_noise, job.temperature)
-    agent = _AGENTS.get(key)
+    agent_key = (job.policy, job.expert_noise, job.temperature)
+    agent = _AGENTS.get(agent_key)
     if agent is None:
         agent = make_agent(job.policy, job.backend, job.expert_noise, job.temperature)
-        _AGENTS[key] = agent
+        _AGENTS[agent_key] = agent
     cameras = agent.needs_cameras or job.record or job.store is not None
     key = (job.engine, job.triplet, cameras)
     if key not in _ENVS:

@@ -71,7 +71,7 @@ def model_ship(checkpoint: Path = typer.Argument(..., help="Trained checkpoint d
 def model_history_probe(checkpoint: Path = typer.Argument(..., help="Checkpoint directory or shipped policy name."),
                         store: Path = typer.Option(..., help="Episode store to measure on (held-out seeds ideally)."),
                         window: int = typer.Option(None, help="Timesteps per window; default the policy's context."),
-                        episodes: int = typer.Option(40, help="Use the last N usable episodes of the store."),
+                        episodes: int = typer.Option(40, help="Use the last N committed episodes of the store."),
                         batches: int = typer.Option(12, help="Batches of 8 windows.")) -> None:
     """Action-token loss per window position: does the policy read the images or copy its history?"""
     from ..data.dataset import EpisodeWindows

@@ -67,9 +67,8 @@ def sim_relabel(policy: str = typer.Option("gato-cpu-small", help="Shipped polic
     labelling step): per-axis sign agreement, gripper agreement and distance to the red object."""
     import csv
 
-    from sim.rollout import make_agent
     from sim.relabel import RelabellingAgent, agreement
-    from sim.rollout import make_env, run_episode
+    from sim.rollout import make_agent, make_env, run_episode
 
     with _clear_errors():
         env = make_env(engine, triplet)

@@ -22,11 +22,15 @@ from ..tokenizer.ids import CONTINUOUS_OFFSET
 from ..tokenizer.sequence import TokenSequence
 
 
-def choose_bin(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """Greedy (``temperature`` 0) or sampled from softmax(logits / temperature)."""
+def check_temperature(temperature: float) -> float:
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if temperature == 0:
+    return temperature
+
+
+def choose_bin(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """Greedy (``temperature`` 0) or sampled from softmax(logits / temperature)."""
+    if check_temperature(temperature) == 0:
         return int(np.argmax(logits))
     scaled = np.asarray(logits, dtype=np.float64) / temperature
     probabilities = np.exp(scaled - scaled.max())
@@ -40,9 +44,7 @@ class PolicyRunner(ABC):
 
     def __init__(self, config: GatoConfig, temperature: float = 0.0):
         self.config = config
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-        self.temperature = temperature
+        self.temperature = check_temperature(temperature)
         self.rng = np.random.default_rng(0)
         self.stage_seconds: dict[str, float] = {"prefill": 0.0, "decode": 0.0}
         """Wall time of the last act()'s stages, for the benchmarks."""
