@@ -33,15 +33,19 @@ class GatoAgent:
         self.tokenizer = GatoTokenizer(runner.config.timestep)
 
     @classmethod
-    def load(cls, path: str | Path, instruction: str, backend: str = "torch", temperature: float = 0.0) -> "GatoAgent":
-        """``temperature`` 0 decodes action tokens greedily; > 0 samples them, as Gato deploys."""
-        return cls(load_runner(backend, path, temperature=temperature), instruction)
+    def load(cls, path: str | Path, instruction: str, backend: str = "torch", temperature: float = 0.0,
+             expectation: bool = False, batch_size: int = 1) -> "GatoAgent":
+        """``temperature`` 0 decodes action tokens greedily; > 0 samples them, as Gato deploys;
+        ``expectation`` decodes the motion dimensions by their expected bin. ``batch_size`` > 1
+        (torch only) acts for that many episodes at once (:meth:`act_batch`)."""
+        return cls(load_runner(backend, path, temperature=temperature, expectation=expectation,
+                               batch_size=batch_size), instruction)
 
-    def reset(self, seed: int | None = None) -> None:
-        """New episode: forget past timesteps; ``seed`` reseeds action sampling."""
+    def reset(self, *seeds: int) -> None:
+        """New episode (one per batch row): forget past timesteps; ``seeds`` reseed action sampling."""
         self.runner.reset()
-        if seed is not None:
-            self.runner.seed(seed)
+        if seeds:
+            self.runner.seed(*seeds)
 
     def observation(self, sensors: Mapping[str, np.ndarray]) -> Observation:
         cameras = self.tokenizer.spec.camera_names
@@ -51,3 +55,8 @@ class GatoAgent:
     def act(self, sensors: Mapping[str, np.ndarray]) -> np.ndarray:
         tokens = self.tokenizer.encode_observation(self.observation(sensors))
         return physical_action(self.tokenizer, self.runner.act(tokens), self.spec)
+
+    def act_batch(self, sensors: list[Mapping[str, np.ndarray]]) -> np.ndarray:
+        """One sensors dict per episode of a batched runner -> physical actions (B, action_dim)."""
+        tokens = [self.tokenizer.encode_observation(self.observation(s)) for s in sensors]
+        return physical_action(self.tokenizer, self.runner.act_batch(tokens), self.spec)

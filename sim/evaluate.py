@@ -1,5 +1,10 @@
 """Headless evaluation and data generation, parallel over processes, with progress bars.
 
+Policy episodes run in batches: each worker steps ``batch_size`` environments in lockstep and
+makes one batched policy call per control tick (:func:`sim.rollout.run_episodes_batched`), which
+amortizes the per-call overhead of a small model over the batch. Every episode keeps its own env
+seed and sampling seed, so its result does not depend on the batch it ran in.
+
 Success rates carry 95% Wilson score intervals. Reports are JSON; selected episodes become videos
 (both cameras side by side; GIF, or MP4 when ffmpeg is available).
 """
@@ -18,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .rollout import ENGINES, EpisodeResult, make_agent, make_env, run_episode
+from .rollout import ENGINES, EpisodeResult, make_agent, make_env, run_episode, run_episodes_batched
 from .triplets import TEST_TRIPLETS, test_triplet
 
 
@@ -57,23 +62,62 @@ class Job:
     store: str | None
     expert_noise: float
     temperature: float = 0.0  # policy action decoding: 0 greedy, > 0 sampled (seeded by the episode seed)
+    gripper_noise: float = 0.0  # expert: per-tick probability of a gripper flip (recovery data)
+    expectation: bool = False  # policy: motion dimensions decoded by their expected bin
 
 
 _ENVS: dict = {}
 _AGENTS: dict = {}
 
 
-def _run_job(job: Job) -> EpisodeResult:
-    agent_key = (job.policy, job.expert_noise, job.temperature)
-    agent = _AGENTS.get(agent_key)
-    if agent is None:
-        agent = make_agent(job.policy, job.backend, job.expert_noise, job.temperature)
-        _AGENTS[agent_key] = agent
-    cameras = agent.needs_cameras or job.record or job.store is not None
-    key = (job.engine, job.triplet, cameras)
+def _agent(job: Job, batch_size: int = 1):
+    key = (job.policy, job.backend, job.expert_noise, job.temperature, job.gripper_noise, job.expectation, batch_size)
+    if key not in _AGENTS:
+        _AGENTS[key] = make_agent(job.policy, job.backend, job.expert_noise, job.temperature, job.gripper_noise,
+                                  job.expectation, batch_size)
+    return _AGENTS[key]
+
+
+def _env(job: Job, cameras: bool, index: int = 0):
+    key = (job.engine, job.triplet, cameras, index)
     if key not in _ENVS:
         _ENVS[key] = make_env(job.engine, job.triplet, render_cameras=cameras)
-    env = _ENVS[key]
+    return _ENVS[key]
+
+
+def _run_chunk(jobs: tuple[Job, ...]) -> list[EpisodeResult]:
+    """Episodes of one policy on one triplet kind, in lockstep (one batched policy call per tick)."""
+    if len(jobs) == 1:
+        return [_run_job(jobs[0])]
+    envs = [_env(jobs[0], True, index) for index in range(len(jobs))]
+    results = run_episodes_batched(envs, _agent(jobs[0], len(jobs)), [job.seed for job in jobs],
+                                   record_frames=any(job.record for job in jobs))
+    for job, result in zip(jobs, results):
+        if not job.record:
+            result.frames = []
+    return results
+
+
+def chunk_jobs(jobs: list[Job], batch_size: int, workers: int) -> list[tuple[Job, ...]]:
+    """Group policy episodes of the same engine, triplet and decoding into batches of at most
+    ``batch_size``, small enough that every worker gets work; expert and data-writing episodes
+    stay alone."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        alone = job.policy == "expert" or job.store is not None or job.backend != "torch"
+        key = (id(job),) if alone else (job.engine, job.triplet, job.policy, job.temperature, job.expectation)
+        groups.setdefault(key, []).append(job)
+    chunks = []
+    for group in groups.values():
+        size = max(1, min(batch_size, math.ceil(len(group) / max(1, workers))))
+        chunks += [tuple(group[i:i + size]) for i in range(0, len(group), size)]
+    return chunks
+
+
+def _run_job(job: Job) -> EpisodeResult:
+    agent = _agent(job)
+    cameras = agent.needs_cameras or job.record or job.store is not None
+    env = _env(job, cameras)
     writer = None
     if job.store is not None:
         from gato_robot.data.episodes import EpisodeStore
@@ -94,17 +138,22 @@ def _single_threaded_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_jobs(jobs: list[Job], workers: int, description: str) -> list[EpisodeResult]:
-    """Run episodes over ``workers`` processes (each keeps its environments), with a progress bar."""
-    results = []
-    if workers <= 1:
-        for job in tqdm(jobs, desc=description, unit="episode"):
-            results.append(_run_job(job))
-        return results
-    context = mp.get_context("spawn")
-    with context.Pool(workers, initializer=_single_threaded_worker) as pool:
-        for result in tqdm(pool.imap_unordered(_run_job, jobs), total=len(jobs), desc=description, unit="episode"):
-            results.append(result)
+def run_jobs(jobs: list[Job], workers: int, description: str, batch_size: int = 1) -> list[EpisodeResult]:
+    """Run episodes over ``workers`` processes (each keeps its environments), policy episodes in
+    lockstep batches of up to ``batch_size``, with a progress bar counting episodes."""
+    chunks = chunk_jobs(jobs, batch_size, workers)
+    results: list[EpisodeResult] = []
+    with tqdm(total=len(jobs), desc=description, unit="episode") as bar:
+        if workers <= 1:
+            for chunk in chunks:
+                results += _run_chunk(chunk)
+                bar.update(len(chunk))
+            return results
+        context = mp.get_context("spawn")
+        with context.Pool(workers, initializer=_single_threaded_worker) as pool:
+            for chunk_results in pool.imap_unordered(_run_chunk, chunks):
+                results += chunk_results
+                bar.update(len(chunk_results))
     return results
 
 
@@ -124,16 +173,21 @@ def save_video(frames: list[np.ndarray], path: Path, fps: int = 20) -> Path:
 
 def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: int = 1, seed: int = 0,
              backend: str = "torch", video_dir: Path | None = None, videos_per_triplet: int = 1,
-             expert_noise: float = 0.0, temperature: float = 0.0) -> dict:
+             expert_noise: float = 0.0, temperature: float = 0.0, expectation: bool = False,
+             batch_size: int = 8) -> dict:
     """Success per triplet with 95% CIs. ``triplets="train"`` draws a fresh training triplet per seed.
-    ``temperature`` > 0 samples the policy's action tokens (seeded per episode) instead of argmax."""
+    ``temperature`` > 0 samples the policy's action tokens (seeded per episode) instead of argmax.
+    ``batch_size``: policy episodes per lockstep batch in a worker (1: one episode at a time)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+    if episodes < 1 or workers < 1 or batch_size < 1:
+        raise ValueError(f"episodes, workers and batch size must be >= 1; got {episodes}, {workers}, {batch_size}")
     names = triplet_names(triplets)
     jobs = [Job(engine, name, seed + i, policy, backend, video_dir is not None and i < videos_per_triplet, None,
-                expert_noise, temperature) for name in names for i in range(episodes)]
+                expert_noise, temperature, expectation=expectation) for name in names for i in range(episodes)]
     start = time.time()
-    results = run_jobs(jobs, workers, f"eval {engine} {policy if policy == 'expert' else Path(policy).name}")
+    results = run_jobs(jobs, workers, f"eval {engine} {policy if policy == 'expert' else Path(policy).name}",
+                       batch_size)
     per_triplet = {}
     for name in names:
         mine = sorted((r for r in results if r.triplet == name or (name == "train" and r.triplet.startswith("train-"))),
@@ -149,7 +203,8 @@ def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: in
                     str(save_video(r.frames, video_dir / f"{engine}-{name}-seed{r.seed}-{outcome}.mp4")))
     total = sum(v["successes"] for v in per_triplet.values())
     count = sum(v["episodes"] for v in per_triplet.values())
-    return {"engine": engine, "policy": policy, "backend": backend, "temperature": temperature, "triplets": triplets,
+    return {"engine": engine, "policy": policy, "backend": backend, "temperature": temperature,
+            "expectation": expectation, "batch_size": batch_size, "triplets": triplets,
             "episodes_per_triplet": episodes,
             "seed": seed, "per_triplet": per_triplet, "overall": {"success_rate": total / max(1, count),
                                                                   "ci95": list(wilson_interval(total, count))},
@@ -157,14 +212,14 @@ def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: in
 
 
 def generate(store: Path, engine: str, triplets: str, episodes: int, workers: int = 1, seed: int = 0,
-             expert_noise: float = 0.1) -> dict:
+             expert_noise: float = 0.1, gripper_noise: float = 0.0) -> dict:
     """Scripted-expert episodes into an episode store; each episode is committed atomically, and
     episodes already in the store are skipped, so a killed run continues where it stopped."""
     from gato_robot.data.episodes import EpisodeStore
 
     existing = EpisodeStore(store, create=True)
     names = triplet_names(triplets)
-    jobs = [Job(engine, name, seed + i, "expert", "torch", False, str(store), expert_noise)
+    jobs = [Job(engine, name, seed + i, "expert", "torch", False, str(store), expert_noise, gripper_noise=gripper_noise)
             for name in names for i in range(episodes) if not existing.has(engine, name, seed + i)]
     results = run_jobs(jobs, workers, f"generate {engine}")
     return {"episodes": len(results), "successes": sum(r.success for r in results), "store": str(store),

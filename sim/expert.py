@@ -44,6 +44,8 @@ class ExpertConfig:
     grasp_steps: int = 8
     release_steps: int = 6
     noise_std: float = 0.0
+    gripper_flip_probability: float = 0.0  # per tick: start executing the opposite gripper command
+    gripper_flip_steps: int = 4  # ticks each gripper perturbation lasts (0.2 s at 20 Hz)
 
 
 def _yaw_from_quaternion(quaternion: np.ndarray) -> float:
@@ -63,6 +65,7 @@ class ScriptedExpert:
         self.phase = Phase.APPROACH
         self._timer = 0
         self._grasp_offset = np.zeros(3)
+        self._flip_left = 0
 
     def _move(self, tcp: np.ndarray, target: np.ndarray, target_yaw: float, tcp_yaw: float, gripper: float):
         cfg, bound = self.config, RGB_STACKING_ACTIONS.bounds
@@ -130,11 +133,21 @@ class ScriptedExpert:
         return self._clip(action)
 
     def perturb(self, action: np.ndarray) -> np.ndarray:
-        """The action to execute: ``action`` plus Gaussian noise on the four motion dimensions."""
-        if not self.config.noise_std:
-            return action
-        noise = self.rng.normal(0.0, self.config.noise_std, 4) * np.asarray(RGB_STACKING_ACTIONS.bounds[:4])
-        return self._clip(np.concatenate([action[:4] + noise, action[4:]]))
+        """The action to execute: ``action`` plus Gaussian noise on the four motion dimensions and,
+        with ``gripper_flip_probability`` per tick, the opposite gripper command for
+        ``gripper_flip_steps`` ticks (a missed or dropped grasp the expert then recovers from; the
+        recorded label stays the clean action, DART)."""
+        cfg = self.config
+        executed = np.array(action, dtype=np.float64)
+        if cfg.noise_std:
+            executed[:4] += self.rng.normal(0.0, cfg.noise_std, 4) * np.asarray(RGB_STACKING_ACTIONS.bounds[:4])
+        if cfg.gripper_flip_probability:
+            if self._flip_left == 0 and self.rng.random() < cfg.gripper_flip_probability:
+                self._flip_left = cfg.gripper_flip_steps
+            if self._flip_left:
+                executed[4] = -action[4]
+                self._flip_left -= 1
+        return self._clip(executed)
 
     @staticmethod
     def _clip(action: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -63,7 +64,8 @@ class PolicyAgent:
 
     needs_cameras = True
 
-    def __init__(self, path: str, backend: str = "torch", temperature: float = 0.0):
+    def __init__(self, path: str, backend: str = "torch", temperature: float = 0.0, expectation: bool = False,
+                 batch_size: int = 1):
         from gato_robot.agent import GatoAgent
         from gato_robot.baselines import bc_imp
         from gato_robot.policies import resolve_policy
@@ -74,7 +76,7 @@ class PolicyAgent:
         if bc_imp.is_bc_imp_checkpoint(path):
             self.agent = bc_imp.BCIMPAgent(bc_imp.load(path))
         else:
-            self.agent = GatoAgent.load(path, INSTRUCTION, backend, temperature)
+            self.agent = GatoAgent.load(path, INSTRUCTION, backend, temperature, expectation, batch_size)
 
     def reset(self, env: RGBStackingEnv, seed: int) -> None:
         self.agent.reset(seed)
@@ -82,13 +84,21 @@ class PolicyAgent:
     def act(self, observation: dict, info: dict) -> np.ndarray:
         return self.agent.act(observation)
 
+    def reset_batch(self, seeds: list[int]) -> None:
+        self.agent.reset(*seeds)
 
-def make_agent(policy: str, backend: str = "torch", expert_noise: float = 0.0, temperature: float = 0.0) -> Agent:
-    """'expert' (the scripted expert, with ``expert_noise`` as a fraction of the bounds) or a policy
+    def act_batch(self, observations: list[dict]) -> np.ndarray:
+        return self.agent.act_batch(observations)
+
+
+def make_agent(policy: str, backend: str = "torch", expert_noise: float = 0.0, temperature: float = 0.0,
+               gripper_noise: float = 0.0, expectation: bool = False, batch_size: int = 1) -> Agent:
+    """'expert' (the scripted expert, with ``expert_noise`` as a fraction of the bounds and
+    ``gripper_noise`` as its per-tick probability of a gripper flip) or a policy
     (decoding its action tokens greedily, or sampled at ``temperature`` > 0)."""
     if policy == "expert":
-        return ExpertAgent(ExpertConfig(noise_std=expert_noise))
-    return PolicyAgent(policy, backend, temperature)
+        return ExpertAgent(ExpertConfig(noise_std=expert_noise, gripper_flip_probability=gripper_noise))
+    return PolicyAgent(policy, backend, temperature, expectation, batch_size)
 
 
 @dataclass
@@ -122,3 +132,40 @@ def run_episode(env: RGBStackingEnv, agent: Agent, seed: int, writer=None, recor
         if terminated or truncated:
             break
     return EpisodeResult(env.engine, env.triplet.name, seed, bool(terminated), env._steps, total, frames)
+
+
+def run_episodes_batched(envs: list[RGBStackingEnv], agent: PolicyAgent, seeds: list[int],
+                         record_frames: bool = False, timing: dict[str, float] | None = None) -> list[EpisodeResult]:
+    """``len(seeds)`` episodes in lockstep, one per env, with one batched policy call per control
+    tick. Each episode sees exactly what :func:`run_episode` would give it (same env seed, same
+    sampling seed); an episode that has ended keeps its row in the batch on its last observation
+    (its action is discarded) until the last one ends. ``timing``, if given, accumulates the
+    seconds spent in the policy ("policy_s") and in the environments ("env_s")."""
+    timing = {} if timing is None else timing
+    timing.setdefault("policy_s", 0.0)
+    timing.setdefault("env_s", 0.0)
+    if len(envs) != len(seeds):
+        raise ValueError(f"{len(envs)} environments for {len(seeds)} seeds")
+    observations = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]
+    agent.reset_batch(list(seeds))
+    live, totals = [True] * len(envs), [0.0] * len(envs)
+    terminated, frames = [False] * len(envs), [[] for _ in envs]
+    for _ in range(envs[0].scene.episode_steps):
+        if record_frames:
+            for row in (r for r in range(len(envs)) if live[r]):
+                frames[row].append(np.concatenate([observations[row][c.name] for c in envs[row].scene.cameras], axis=1))
+        started = time.perf_counter()
+        actions = agent.act_batch(observations)
+        acted = time.perf_counter()
+        for row, env in enumerate(envs):
+            if not live[row]:
+                continue
+            observations[row], reward, terminated[row], truncated, _ = env.step(actions[row])
+            totals[row] += reward
+            live[row] = not (terminated[row] or truncated)
+        timing["policy_s"] += acted - started
+        timing["env_s"] += time.perf_counter() - acted
+        if not any(live):
+            break
+    return [EpisodeResult(env.engine, env.triplet.name, seed, bool(done), env._steps, total, episode_frames)
+            for env, seed, done, total, episode_frames in zip(envs, seeds, terminated, totals, frames)]

@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
+from ..data.dataset import random_shift
 from ..data.episodes import EpisodeReader, EpisodeStore
 from ..proprio import PROPRIO_DIM, proprio_vector
 
@@ -115,6 +116,7 @@ class BCIMPTrainConfig:
     learning_rate: float = 3e-4
     weight_decay: float = 1e-4
     min_return_fraction: float = 0.8
+    random_shift_px: int = 0  # DrQ random shift of each camera image, as for Gato (0: off)
     seed: int = 0
     model: BCIMPConfig = field(default_factory=BCIMPConfig)
 
@@ -138,6 +140,9 @@ def train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Act
         times = (rng.random(config.batch_size) * lengths[picks]).astype(int)
         images = np.stack([np.stack([readers[e].images(t, t + 1)[name][0] for name in config.model.camera_names])
                            for e, t in zip(picks, times)])
+        if config.random_shift_px:
+            images = np.stack([np.concatenate([random_shift(camera[None], config.random_shift_px, rng)
+                                               for camera in cameras]) for cameras in images])  # per camera
         proprio = np.stack([readers[e].proprio(t, t + 1)[0] for e, t in zip(picks, times)])
         actions = np.stack([spec.normalize(readers[e].actions(t, t + 1)[0]) for e, t in zip(picks, times)])
         for group in optimizer.param_groups:
@@ -162,12 +167,16 @@ class BCIMPAgent:
     def __init__(self, policy: BCIMPPolicy, spec: ActionSpec = RGB_STACKING_ACTIONS):
         self.policy, self.spec = policy.eval(), spec
 
-    def reset(self, seed: int | None = None) -> None:
+    def reset(self, *seeds: int) -> None:
         """Nothing to forget: the policy is deterministic and memoryless."""
 
-    @torch.inference_mode()
     def act(self, sensors) -> np.ndarray:
-        images = np.stack([sensors[name] for name in self.policy.config.camera_names])[None]
-        proprio = proprio_vector(sensors)[None]
-        action = self.policy(torch.from_numpy(images), torch.from_numpy(proprio).float())[0].numpy()
+        return self.act_batch([sensors])[0]
+
+    @torch.inference_mode()
+    def act_batch(self, sensors: list) -> np.ndarray:
+        """One sensors dict per episode -> physical actions (B, 5), one forward pass."""
+        images = np.stack([np.stack([s[name] for name in self.policy.config.camera_names]) for s in sensors])
+        proprio = np.stack([proprio_vector(s) for s in sensors])
+        action = self.policy(torch.from_numpy(images), torch.from_numpy(proprio).float()).numpy()
         return self.spec.denormalize(action.astype(np.float64))

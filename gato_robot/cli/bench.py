@@ -66,6 +66,30 @@ def bench_runtime_command(
         console.print(f"backends chose identical actions on every step: {agree}")
 
 
+@bench_app.command("eval")
+def bench_eval_command(policy: str = typer.Option("gato-cpu-small", help="Shipped policy or checkpoint directory."),
+                       batch_size: list[int] = typer.Option([1, 4, 8, 16], help="Lockstep batch sizes (torch)."),
+                       backend: list[str] = typer.Option(["torch", "onnxruntime"], help="Backends."),
+                       steps: int = typer.Option(40, help="Control ticks measured per configuration.")) -> None:
+    """Evaluation episodes per minute per backend and batch size (one worker, one thread), as
+    ratios to torch at batch 1 measured in the same run, with the policy/environment time split."""
+    from sim.bench_eval import bench_eval
+
+    with _clear_errors():
+        rates = bench_eval(policy, tuple(batch_size), tuple(backend), steps)
+    reference = next(r for r in rates if r.backend == "torch" and r.batch_size == 1) if any(
+        r.backend == "torch" and r.batch_size == 1 for r in rates) else rates[0]
+    table = Table(title=f"evaluation throughput, {policy}, {steps} ticks per row, 1 thread (episodes of 400 ticks)")
+    for column in ("backend", "batch", "episodes/min", f"vs {reference.backend} x{reference.batch_size}",
+                   "policy ms/tick", "env ms/tick"):
+        table.add_column(column, justify="right")
+    for r in rates:
+        table.add_row(r.backend, str(r.batch_size), f"{r.episodes_per_minute():.2f}",
+                      f"{r.episodes_per_minute() / reference.episodes_per_minute():.2f}x",
+                      f"{1e3 * r.policy_s / r.ticks:.1f}", f"{1e3 * r.env_s / r.ticks:.1f}")
+    console.print(table)
+
+
 @bench_app.command("sim")
 def bench_sim_command(engine: list[str] = typer.Option(None, help="Engines (default: mujoco and pybullet)."),
                       steps: int = typer.Option(200, help="Steps per measurement.")) -> None:

@@ -29,13 +29,20 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
              videos: Path = typer.Option(None, help="Write one episode video per triplet here (both cameras)."),
              expert_noise: float = typer.Option(0.0, help="Action noise of the scripted expert (fraction of bounds)."),
              temperature: float = typer.Option(1.0, help="Gato action tokens: sampled at this temperature, as "
-                                               "Gato deploys (seeded by the episode seed); 0 = argmax.")) -> None:
+                                               "Gato deploys (seeded by the episode seed); 0 = argmax."),
+             expectation: bool = typer.Option(False, help="Decode the motion dimensions by the expectation of "
+                                              "their bin distribution (the gripper by --temperature)."),
+             batch_size: int = typer.Option(8, help="Policy episodes stepped in lockstep per worker, one batched "
+                                            "policy call per tick (torch backend; 1 = one at a time).")) -> None:
     """Success rate per triplet with 95% confidence intervals, headless."""
     from sim.evaluate import evaluate, write_report
 
     with _clear_errors():
-        result = evaluate(engine, policy, triplets, episodes, workers, seed, backend, videos, 1, expert_noise, temperature)
+        result = evaluate(engine, policy, triplets, episodes, workers, seed, backend, videos, 1, expert_noise, temperature,
+                          expectation, batch_size)
     decoding = f"sampled at T={temperature}" if temperature else "greedy"
+    if expectation:
+        decoding = f"motion by expectation, gripper {decoding}"
     table = Table(title=f"{engine}: {policy} ({decoding}) on {triplets} triplets, {episodes} episodes each "
                         f"(rev {result['git_revision']})")
     for column in ("triplet", "success", "95% CI", "episodes", "mean steps"):
@@ -142,12 +149,15 @@ def sim_generate(out: Path = typer.Option(..., help="Episode store directory (cr
                  episodes: int = typer.Option(100, help="Episodes (per triplet for 'test')."),
                  workers: int = typer.Option(2, help="Parallel processes."),
                  seed: int = typer.Option(0, help="First episode seed."),
-                 noise: float = typer.Option(0.1, help="Expert action noise (fraction of each bound).")) -> None:
+                 noise: float = typer.Option(0.1, help="Expert action noise (fraction of each bound)."),
+                 gripper_noise: float = typer.Option(0.0, help="Per-tick probability that the expert executes the "
+                                                     "opposite gripper command for 4 ticks (recovery data; the "
+                                                     "label stays clean).")) -> None:
     """Scripted-expert episodes (cameras + proprioception + actions) into an episode store."""
     from sim.evaluate import generate
 
     with _clear_errors():
-        summary = generate(out, engine, triplets, episodes, workers, seed, noise)
+        summary = generate(out, engine, triplets, episodes, workers, seed, noise, gripper_noise)
     console.print(f"wrote {summary['episodes']} episodes ({summary['successes']} successful) to {summary['store']}"
                   f"; {summary['skipped']} already there")
 

@@ -23,13 +23,23 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                   device: str = typer.Option("cpu", help="cpu or cuda."),
                   patch_jitter: bool = typer.Option(True, help="Sample patch positions within their intervals "
                                                     "(Gato App. C.3); off: interval means, as at evaluation."),
+                  image_encoder: str = typer.Option("patch_resnet", help="patch_resnet (Gato: one ResNet v2 block "
+                                                    "per patch) or conv_stem (convolutions across patch borders)."),
+                  action_loss: str = typer.Option("vocab_ce", help="vocab_ce (Gato Eq. 2: one-hot over the vocabulary, "
+                                                  "text + actions) or hl_gauss (ordinal, over the 1024 action bins)."),
+                  hl_gauss_sigma: float = typer.Option(2.0, help="HL-Gauss standard deviation, in bins."),
+                  standardize_proprio: bool = typer.Option(False, help="Standardize proprioception per dimension "
+                                                           "before mu-law (statistics stored in the checkpoint)."),
+                  random_shift: int = typer.Option(0, help="DrQ random shift of the images, in pixels (0: off)."),
                   seed: int = 0) -> None:
     """Behaviour cloning of the Gato policy; exact resume after a kill; learning-curve PNG."""
     from ..train.trainer import TrainConfig, train
 
     config = TrainConfig(preset=preset, steps=steps, batch_size=batch_size, window_timesteps=window, learning_rate=lr,
                          min_learning_rate=lr / 10, warmup_steps=warmup, checkpoint_every=checkpoint_every, seed=seed,
-                         device=device, patch_position_jitter=patch_jitter)
+                         device=device, patch_position_jitter=patch_jitter, image_encoder=image_encoder,
+                         action_loss=action_loss, hl_gauss_sigma_bins=hl_gauss_sigma,
+                         standardize_proprio=standardize_proprio, random_shift_px=random_shift)
     with _clear_errors():
         summary = train(store, run, config, init_from=init_from, stop_at=stop_at)
     console.print(f"step {summary['steps']}: loss {summary['final_loss']:.4f}, {summary['tokens_per_s']:.0f} tokens/s; "
@@ -45,13 +55,14 @@ def train_baseline_command(store: Path = typer.Option(..., help="Episode store (
                            steps: int = typer.Option(1500, help="Optimizer steps."),
                            batch_size: int = typer.Option(32, help="Timesteps per batch."),
                            lr: float = typer.Option(3e-4, help="Peak learning rate (cosine decay)."),
+                           random_shift: int = typer.Option(0, help="DrQ random shift of the images, in pixels (0: off)."),
                            seed: int = 0) -> None:
     """Train the BC-IMP specialist baseline (conv encoder + MLP, behaviour cloning) on the same store."""
     from ..baselines.bc_imp import BCIMPTrainConfig, train_bc_imp
 
     with _clear_errors():
         summary = train_bc_imp(store, out, BCIMPTrainConfig(steps=steps, batch_size=batch_size, learning_rate=lr,
-                                                            seed=seed))
+                                                            random_shift_px=random_shift, seed=seed))
     console.print(f"BC-IMP: {steps} steps, final loss {summary['final_loss']:.4f}, {summary['seconds']:.0f} s -> {out}")
 
 

@@ -10,6 +10,10 @@ Patch positions are sampled within their intervals (Gato App. C.3) when ``patch_
 is on, the paper's default; off, training uses the interval means exactly as evaluation does,
 which small-data runs learn faster with (each of the 128 bins need not be learned separately).
 
+Random shift (``random_shift_px`` > 0; DrQ, Kostrikov et al. 2020): each camera image of a window
+is padded by that many pixels (edge replicated) and cropped back to its size at a random offset,
+the same offset for every timestep of the window.
+
 Sampling is a pure function of (seed, step, index in batch), so a resumed run sees exactly the
 batches an uninterrupted one would.
 """
@@ -35,13 +39,17 @@ class WindowIndex:
 class EpisodeWindows:
     def __init__(self, store: EpisodeStore, spec: TimestepSpec, window_timesteps: int,
                  min_return_fraction: float = 0.8, action_spec: ActionSpec = RGB_STACKING_ACTIONS,
-                 episodes: list[EpisodeMeta] | None = None, patch_position_jitter: bool = True):
+                 episodes: list[EpisodeMeta] | None = None, patch_position_jitter: bool = True,
+                 random_shift_px: int = 0):
         self.episodes = episodes if episodes is not None else store.episodes(min_return_fraction)
         if not self.episodes:
             raise ValueError(f"no usable episodes in {store.root} (after the {min_return_fraction:.0%} return filter)")
         self.tokenizer = GatoTokenizer(spec)
         self.window, self.action_spec = window_timesteps, action_spec
         self.patch_position_jitter = patch_position_jitter
+        if random_shift_px < 0:
+            raise ValueError(f"random_shift_px must be >= 0, got {random_shift_px}")
+        self.random_shift_px = random_shift_px
         self._readers: dict[int, EpisodeReader] = {}
         lengths = np.array([m.steps for m in self.episodes])
         self._starts_per_episode = np.maximum(lengths - window_timesteps + 1, 1)
@@ -69,6 +77,8 @@ class EpisodeWindows:
         reader = self._reader(window.episode)
         stop = min(window.start + self.window, meta.steps)
         images = reader.images(window.start, stop)
+        if self.random_shift_px:
+            images = {name: random_shift(frames, self.random_shift_px, rng) for name, frames in images.items()}
         proprio, actions = reader.proprio(window.start, stop), reader.actions(window.start, stop)
         parts, position_rng = [], rng if self.patch_position_jitter else None
         for t in range(stop - window.start):
@@ -88,3 +98,24 @@ class EpisodeWindows:
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()
+
+
+def random_shift(frames: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames -> the same frames padded by ``pad`` px (edge) and cropped back to
+    H x W at one random offset (DrQ's random shift)."""
+    height, width = frames.shape[1:3]
+    padded = np.pad(frames, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    top, left = rng.integers(0, 2 * pad + 1, size=2)
+    return np.ascontiguousarray(padded[:, top:top + height, left:left + width])
+
+
+def proprio_statistics(episodes: list[EpisodeMeta], min_std: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation of proprioception over ``episodes`` (SI units);
+    deviations are floored at ``min_std`` so a nearly constant dimension (a quaternion component)
+    is not blown up into noise."""
+    values = []
+    for meta in episodes:
+        with EpisodeReader(meta.path) as reader:
+            values.append(reader.proprio(0, meta.steps))
+    values = np.concatenate(values)
+    return values.mean(axis=0), np.maximum(values.std(axis=0), min_std)

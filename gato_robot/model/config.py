@@ -14,6 +14,9 @@ from ..tokenizer.ids import VOCAB_SIZE
 from ..tokenizer.image import NUM_POSITION_BINS, PATCH_SIZE
 from ..tokenizer.sequence import TimestepSpec
 
+IMAGE_ENCODERS = ("patch_resnet", "conv_stem")
+ACTION_LOSSES = ("vocab_ce", "hl_gauss")
+
 
 @dataclass(frozen=True)
 class GatoConfig:
@@ -23,6 +26,16 @@ class GatoConfig:
     (patch_channels, 16/stride, 16/stride) feature map; GroupNorm uses 32 groups (Gato App. C.3).
     max_obs_positions: size of the local observation position table.
     context_tokens: attention window in tokens (Gato: 1024).
+    image_encoder: "patch_resnet", Gato's single ResNet v2 block per 16x16 patch (App. C.3; it sees
+        one patch at a time), or "conv_stem", strided 3x3 convolutions over each whole image whose
+        stride-16 output grid maps 1:1 onto the patch grid (receptive field 31 px, across patch
+        borders); tokens, positions and the exported graphs keep their shapes either way.
+    conv_stem_channels: widths of the four stride-2 convolutions of "conv_stem".
+    action_loss: "vocab_ce", Gato's one-hot cross-entropy over the whole vocabulary on text and
+        action targets (Eq. 2), or "hl_gauss", cross-entropy over the 1024 action bins only, on
+        action targets only, against a Gaussian of ``hl_gauss_sigma_bins`` bins integrated over
+        each bin (HL-Gauss, Imani & White 2018; Farebrother et al. 2024): an ordinal loss over the
+        same mu-law bins and token ids, so "two bins off" costs less than "two hundred bins off".
     """
 
     n_layer: int = 4
@@ -39,8 +52,21 @@ class GatoConfig:
     max_obs_positions: int = 512
     rope_base: float = 10_000.0
     timestep: TimestepSpec = TimestepSpec()
+    image_encoder: str = "patch_resnet"
+    conv_stem_channels: tuple[int, ...] = (32, 64, 64, 128)
+    action_loss: str = "vocab_ce"
+    hl_gauss_sigma_bins: float = 2.0
 
     def __post_init__(self) -> None:
+        if self.image_encoder not in IMAGE_ENCODERS:
+            raise ValueError(f"unknown image_encoder {self.image_encoder!r}; choose one of {IMAGE_ENCODERS}")
+        if self.action_loss not in ACTION_LOSSES:
+            raise ValueError(f"unknown action_loss {self.action_loss!r}; choose one of {ACTION_LOSSES}")
+        if 2 ** len(self.conv_stem_channels) != self.patch_size:
+            raise ValueError(f"conv_stem_channels needs log2(patch_size) = {self.patch_size.bit_length() - 1} "
+                             f"stride-2 layers, got {len(self.conv_stem_channels)}")
+        if self.hl_gauss_sigma_bins <= 0:
+            raise ValueError(f"hl_gauss_sigma_bins must be > 0, got {self.hl_gauss_sigma_bins}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if (self.n_embd // self.n_head) % 2:
@@ -74,6 +100,8 @@ class GatoConfig:
         if unknown:
             raise ValueError(f"unknown GatoConfig fields {unknown}")
         data = dict(data)
+        if "conv_stem_channels" in data:
+            data["conv_stem_channels"] = tuple(data["conv_stem_channels"])
         if "timestep" in data and isinstance(data["timestep"], dict):
             spec = dict(data["timestep"])
             spec["camera_names"] = tuple(spec.get("camera_names", TimestepSpec.camera_names))

@@ -2,8 +2,10 @@
 
 - Text, discrete, continuous, separator and padding ids: one learned lookup table.
 - Image patches: a single ResNet v2 (pre-activation) block per patch, GroupNorm with 32 groups and
-  GELU, flattened and projected to the model width; plus learned row and column patch position
-  embeddings (quantized normalized intervals, 128 bins).
+  GELU, flattened and projected to the model width (``image_encoder="patch_resnet"``, the paper's);
+  or a convolutional stem over each whole image whose stride-16 output cell (i, j) becomes the
+  token of patch (i, j) (``"conv_stem"``: it sees across patch borders); plus learned row and
+  column patch position embeddings (quantized normalized intervals, 128 bins) either way.
 - Learned local observation position embeddings, added to observation tokens only (index 0 of
   the table is a fixed zero vector for tokens without a position: actions and padding).
 """
@@ -14,9 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..tokenizer.image import PIXEL_SCALE
 from .config import GatoConfig
 
 GROUPNORM_GROUPS = 32
+CONV_STEM_GROUPS = 8
 
 
 class PatchResNetV2Block(nn.Module):
@@ -39,17 +43,56 @@ class PatchResNetV2Block(nn.Module):
         self.proj = nn.Linear(channels * side * side, config.n_embd)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        h = self.stem(patches)
+        """(B, P, 3, 16, 16) -> (B, P, n_embd), each patch on its own."""
+        batch, num_patches = patches.shape[:2]
+        h = self.stem(patches.flatten(0, 1))
         residual = self.conv1(F.gelu(self.norm1(h)))
         residual = self.conv2(F.gelu(self.norm2(residual)))
-        return self.proj((h + residual).flatten(1))
+        return self.proj((h + residual).flatten(1)).view(batch, num_patches, -1)
+
+
+class ConvStemEncoder(nn.Module):
+    """(B, P, 3, 16, 16) patches of whole images -> (B, P, n_embd), seeing across patch borders.
+
+    The patches of each image (raster order, as the tokenizer lays them out) are put back together,
+    four stride-2 3x3 convolutions (GroupNorm + GELU) reduce the image by 16 (receptive field 31 px,
+    as the BC-IMP encoder's), and output cell (i, j) is projected to the token of patch (i, j). The
+    image is shifted by half a patch first, so cell (i, j) is centred on patch (i, j): it sees pixels
+    16i-7 .. 16i+23 (the patch and half of each neighbour) instead of the patch and the one before.
+    """
+
+    def __init__(self, config: GatoConfig):
+        super().__init__()
+        layers, previous = [], 3
+        for width in config.conv_stem_channels:
+            layers += [nn.Conv2d(previous, width, 3, stride=2, padding=1), nn.GroupNorm(CONV_STEM_GROUPS, width),
+                       nn.GELU()]
+            previous = width
+        self.body = nn.Sequential(*layers)
+        self.proj = nn.Linear(previous, config.n_embd)
+        spec = config.timestep
+        self.rows, self.cols = spec.image_height // config.patch_size, spec.image_width // config.patch_size
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        batch, num_patches, channels, height, width = patches.shape
+        per_image = self.rows * self.cols
+        if num_patches % per_image:
+            raise ValueError(f"conv_stem encoder: {num_patches} patches is not a whole number of "
+                             f"{self.rows}x{self.cols}-patch images")
+        images = (patches.reshape(-1, self.rows, self.cols, channels, height, width)
+                  .permute(0, 3, 1, 4, 2, 5).reshape(-1, channels, self.rows * height, self.cols * width))
+        half = height // 2
+        centred = F.pad(images[..., half:, half:] * PIXEL_SCALE, (0, half, 0, half))  # [-1, 1] pixels, 0 outside
+        features = self.body(centred)  # (N, C, rows, cols)
+        return self.proj(features.flatten(2).transpose(1, 2)).reshape(batch, num_patches, -1)
 
 
 class GatoEmbedding(nn.Module):
     def __init__(self, config: GatoConfig):
         super().__init__()
         self.token = nn.Embedding(config.vocab_size, config.n_embd)
-        self.patch_encoder = PatchResNetV2Block(config)
+        encoders = {"patch_resnet": PatchResNetV2Block, "conv_stem": ConvStemEncoder}
+        self.patch_encoder = encoders[config.image_encoder](config)
         self.patch_row = nn.Embedding(config.num_position_bins, config.n_embd)
         self.patch_col = nn.Embedding(config.num_position_bins, config.n_embd)
         self.obs_position = nn.Embedding(config.max_obs_positions + 1, config.n_embd, padding_idx=0)
@@ -60,8 +103,7 @@ class GatoEmbedding(nn.Module):
         """Shapes: ids/positions/index (B, L) int64, patches (B, P, 3, 16, 16) float -> (B, L, n_embd)."""
         x = self.token(token_ids.clamp(0, self.vocab_size - 1))
         if patches.shape[1] > 0:
-            batch, num_patches = patches.shape[:2]
-            encoded = self.patch_encoder(patches.flatten(0, 1)).view(batch, num_patches, -1)
+            encoded = self.patch_encoder(patches)
             gather_index = image_index.clamp(min=0).unsqueeze(-1).expand(-1, -1, x.shape[-1])
             image_x = torch.gather(encoded, 1, gather_index) + self.patch_row(patch_rows) + self.patch_col(patch_cols)
             x = torch.where((image_index >= 0).unsqueeze(-1), image_x, x)

@@ -1,15 +1,18 @@
 """The Gato policy: embeddings + decoder, the masked next-token loss, and ``act()``.
 
-Loss (Gato Eq. 2): next-token cross-entropy, masked so only text and action targets count.
+Loss (Gato Eq. 2): next-token cross-entropy, masked so only text and action targets count
+(``action_loss="vocab_ce"``); or the ordinal HL-Gauss cross-entropy over the 1024 action bins on
+action targets only (``"hl_gauss"``, see :class:`GatoConfig`).
 ``act()`` prefills one timestep's observation tokens (closed by the separator) into the KV cache
 and then decodes one token per action dimension autoregressively (Gato Sec. 3, "Deployment"),
-choosing among the 1024 continuous bins only, greedily or by sampling.
+choosing among the 1024 continuous bins only: greedily by default, or by the runner's sampler
+(:func:`gato_robot.runtime.base.choose_bin`, the one every backend uses).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -18,11 +21,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
+from ..tokenizer.sequence import Modality
 from .config import GatoConfig
 from .embedding import GatoEmbedding
 from .kv_cache import StaticKVCache
 from .rotary import RotaryEmbedding
 from .transformer import Block, KVCacheLike, causal_mask
+
+BinChooser = Callable[[torch.Tensor, int], torch.Tensor]
+"""(logits (B, 1024), action dimension) -> bins (B,) int64."""
+
+
+def greedy(logits: torch.Tensor, dimension: int) -> torch.Tensor:
+    """Argmax bins; non-finite logits raise (argmax would decode an all-NaN row to bin 0)."""
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError("policy produced non-finite action logits: refusing to decode an action")
+    return logits.argmax(dim=-1)
+
 
 INPUT_NAMES = ("token_ids", "obs_positions", "patch_rows", "patch_cols", "image_index", "patches")
 """Model inputs, as produced by :func:`gato_robot.tokenizer.sequence.stack_sequences`."""
@@ -93,18 +108,33 @@ class GatoPolicy(nn.Module):
         return self.logits(self.hidden(token_ids, obs_positions, patch_rows, patch_cols, image_index, patches))
 
     def loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Masked next-token cross-entropy (Gato Eq. 2): target l counts iff loss_mask[l] == 1.
+        """The training loss of ``config.action_loss``.
 
-        Logits are only computed where a target counts, which saves the (L x 33026) projection
-        on the ~90% of positions that are image or proprioception tokens.
+        "vocab_ce": masked next-token cross-entropy (Gato Eq. 2), target l counts iff
+        loss_mask[l] == 1, over the whole vocabulary. "hl_gauss": action targets only, logits over
+        the 1024 bins, HL-Gauss soft targets. Logits are only computed where a target counts, which
+        saves the output projection on the ~90% of positions that are image or proprio tokens.
         """
-        hidden = self.hidden(*(batch[name] for name in INPUT_NAMES))
+        hidden = self.hidden(*(batch[name] for name in INPUT_NAMES))[:, :-1]
         targets = batch["token_ids"][:, 1:]
         mask = batch["loss_mask"][:, 1:] > 0
+        if self.config.action_loss == "hl_gauss":
+            mask = mask & (batch["modality"][:, 1:] == int(Modality.ACTION))
         if not mask.any():
-            raise ValueError("batch has no text or action targets: the masked loss is undefined")
-        selected = hidden[:, :-1][mask]
-        return F.cross_entropy(self.logits(selected), targets[mask])
+            raise ValueError("batch has no targets for the masked loss (text or action tokens): it is undefined")
+        if self.config.action_loss == "vocab_ce":
+            return F.cross_entropy(self.logits(hidden[mask]), targets[mask])
+        bins = targets[mask] - CONTINUOUS_OFFSET
+        soft = hl_gauss_targets(bins, NUM_CONTINUOUS_BINS, self.config.hl_gauss_sigma_bins)
+        return -(soft * F.log_softmax(self.action_logits(hidden[mask]).float(), dim=-1)).sum(-1).mean()
+
+    def action_cross_entropy(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """One-hot cross-entropy of the action targets over the 1024 bins (nats): the same held-out
+        figure whichever training loss is used."""
+        hidden = self.hidden(*(batch[name] for name in INPUT_NAMES))[:, :-1]
+        mask = (batch["loss_mask"][:, 1:] > 0) & (batch["modality"][:, 1:] == int(Modality.ACTION))
+        bins = batch["token_ids"][:, 1:][mask] - CONTINUOUS_OFFSET
+        return F.cross_entropy(self.action_logits(hidden[mask]).float(), bins)
 
     # -- acting --------------------------------------------------------------------------------
     def new_cache(self, batch_size: int = 1, device: torch.device | str | None = None,
@@ -122,22 +152,14 @@ class GatoPolicy(nn.Module):
                               device=action_token.device, dtype=self.embed.token.weight.dtype)
         return action_token, zeros - 1, zeros, zeros, zeros - 1, patches
 
-    @staticmethod
-    def _choose(logits: torch.Tensor, sample: bool, temperature: float,
-                generator: torch.Generator | None) -> torch.Tensor:
-        if not sample:
-            return logits.argmax(dim=-1)
-        probs = torch.softmax(logits / temperature, dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
     @torch.inference_mode()
-    def act(self, observation: Mapping[str, torch.Tensor], cache: StaticKVCache, sample: bool = False,
-            temperature: float = 1.0, generator: torch.Generator | None = None,
+    def act(self, observation: Mapping[str, torch.Tensor], cache: StaticKVCache, choose: BinChooser = greedy,
             stage_seconds: dict[str, float] | None = None) -> torch.Tensor:
         """Append one timestep to ``cache`` and return its action bins (B, action_dim) in [0, 1024).
 
         ``observation`` holds the timestep's observation tokens (through the separator); previous
-        timesteps (observations and chosen actions) live in the cache. ``stage_seconds``, if given,
+        timesteps (observations and chosen actions) live in the cache. ``choose(logits, i)`` picks
+        the bins (B,) of action dimension i from its logits (B, 1024). ``stage_seconds``, if given,
         receives the wall time of the "prefill" and "decode" stages.
         """
         action_dim = self.config.timestep.action_dim
@@ -151,7 +173,7 @@ class GatoPolicy(nn.Module):
         prefilled = time.perf_counter()
         bins = torch.empty(last.shape[0], action_dim, dtype=torch.long, device=last.device)
         for i in range(action_dim):
-            bins[:, i] = self._choose(self.action_logits(last), sample, temperature, generator)
+            bins[:, i] = choose(self.action_logits(last), i)
             token = (bins[:, i] + CONTINUOUS_OFFSET).unsqueeze(1)
             last = self.hidden(*self._action_token_inputs(token), cache=cache, past=cache.length, last_only=True)[:, -1]
             cache.advance()
@@ -161,8 +183,7 @@ class GatoPolicy(nn.Module):
         return bins
 
     @torch.inference_mode()
-    def act_uncached(self, context: Mapping[str, torch.Tensor], sample: bool = False, temperature: float = 1.0,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+    def act_uncached(self, context: Mapping[str, torch.Tensor], choose: BinChooser = greedy) -> torch.Tensor:
         """Same decision as :meth:`act` without a cache: the whole context (past timesteps and this
         observation) is recomputed for every action token. Used to check and benchmark the cache."""
         inputs = [context[name] for name in INPUT_NAMES]
@@ -170,10 +191,21 @@ class GatoPolicy(nn.Module):
         bins = torch.empty(inputs[0].shape[0], action_dim, dtype=torch.long, device=inputs[0].device)
         for i in range(action_dim):
             last = self.hidden(*inputs, last_only=True)[:, -1]
-            bins[:, i] = self._choose(self.action_logits(last), sample, temperature, generator)
+            bins[:, i] = choose(self.action_logits(last), i)
             token_inputs = self._action_token_inputs((bins[:, i] + CONTINUOUS_OFFSET).unsqueeze(1))
             inputs = [torch.cat([a, b], dim=1) if a.dim() == 2 else a for a, b in zip(inputs, token_inputs)]
         return bins
+
+
+def hl_gauss_targets(bins: torch.Tensor, num_bins: int, sigma_bins: float) -> torch.Tensor:
+    """(N,) target bins -> (N, num_bins) probabilities: a Gaussian centred on each target bin's
+    centre with standard deviation ``sigma_bins`` (in bins, i.e. in mu-law companded space, where
+    the bins are uniform), integrated over every bin and renormalized to the bin range."""
+    edges = torch.arange(num_bins + 1, device=bins.device, dtype=torch.float32)
+    centres = bins.to(torch.float32).unsqueeze(-1) + 0.5
+    cdf = 0.5 * (1.0 + torch.erf((edges - centres) / (sigma_bins * 2.0 ** 0.5)))
+    mass = cdf[:, 1:] - cdf[:, :-1]
+    return mass / mass.sum(dim=-1, keepdim=True)
 
 
 def batch_to_torch(arrays: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:

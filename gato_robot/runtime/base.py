@@ -4,7 +4,11 @@ All backends hold the same per-episode state (a KV cache of past timesteps, evic
 timestep at a time), take the same :class:`TokenSequence` of one observation and decode one token
 per action dimension: greedily by default (the backends then choose the same actions for the same
 weights), or by sampling at ``temperature`` > 0 as Gato deploys (Sec. 3: action tokens are sampled
-autoregressively), from a generator reseeded per episode (:meth:`PolicyRunner.seed`).
+autoregressively), from a generator reseeded per episode (:meth:`PolicyRunner.seed`). With
+``expectation`` the motion dimensions are decoded by the expectation of their bin distribution
+(in mu-law companded space, where bins are uniform: the rounded mean bin index) and the gripper,
+whose two modes would average to half-open, by temperature as above. Non-finite logits (an fp16
+overflow, a damaged export) raise instead of decoding to bin 0, so the control loop holds.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 
 from ..model.config import GatoConfig
 from ..model.kv_cache import NumpyKVCache, StaticKVCache
+from ..action_spec import RGB_STACKING_ACTIONS
 from ..model.rotary import RotaryEmbedding
 from ..tokenizer.ids import CONTINUOUS_OFFSET
 from ..tokenizer.sequence import TokenSequence
@@ -28,11 +33,29 @@ def check_temperature(temperature: float) -> float:
     return temperature
 
 
-def choose_bin(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """Greedy (``temperature`` 0) or sampled from softmax(logits / temperature)."""
+MOTION_DIMS = tuple(i for i, name in enumerate(RGB_STACKING_ACTIONS.names) if name != "gripper")
+"""Action dimensions decoded by expectation when asked: all but the (bimodal) gripper."""
+
+
+def check_logits(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    if not np.all(np.isfinite(logits)):
+        raise ValueError(f"policy produced non-finite action logits ({int(np.sum(~np.isfinite(logits)))} of "
+                         f"{logits.size}): refusing to decode an action")
+    return logits
+
+
+def choose_bin(logits: np.ndarray, temperature: float, rng: np.random.Generator, expectation: bool = False) -> int:
+    """Greedy (``temperature`` 0), sampled from softmax(logits / temperature), or with
+    ``expectation`` the rounded mean bin of softmax(logits) (companded space)."""
+    logits = check_logits(logits)
+    if expectation:
+        probabilities = np.exp(logits - logits.max())
+        mean = probabilities @ np.arange(len(probabilities)) / probabilities.sum()
+        return int(np.clip(np.rint(mean), 0, len(probabilities) - 1))
     if check_temperature(temperature) == 0:
         return int(np.argmax(logits))
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    scaled = logits / temperature
     probabilities = np.exp(scaled - scaled.max())
     return int(rng.choice(len(probabilities), p=probabilities / probabilities.sum()))
 
@@ -42,10 +65,11 @@ class PolicyRunner(ABC):
 
     backend: str = "abstract"
 
-    def __init__(self, config: GatoConfig, temperature: float = 0.0):
+    def __init__(self, config: GatoConfig, temperature: float = 0.0, expectation: bool = False):
         self.config = config
         self.temperature = check_temperature(temperature)
-        self.rng = np.random.default_rng(0)
+        self.expectation_dims = MOTION_DIMS if expectation else ()
+        self.rngs = [np.random.default_rng(0)]
         self.stage_seconds: dict[str, float] = {"prefill": 0.0, "decode": 0.0}
         """Wall time of the last act()'s stages, for the benchmarks."""
 
@@ -57,9 +81,16 @@ class PolicyRunner(ABC):
     def act(self, observation: TokenSequence) -> np.ndarray:
         """Observation tokens of this timestep -> action bins (action_dim,) int64 in [0, 1024)."""
 
-    def seed(self, seed: int) -> None:
-        """Reseed action sampling (an episode's seed makes its actions reproducible)."""
-        self.rng = np.random.default_rng(seed)
+    def act_batch(self, observations: list[TokenSequence]) -> np.ndarray:
+        """Batch-1 form of :meth:`act` (backends that batch override it): (1, action_dim)."""
+        if len(observations) != 1:
+            raise ValueError(f"the {self.backend} backend acts on one observation at a time, got {len(observations)}")
+        return self.act(observations[0])[None]
+
+    def seed(self, *seeds: int) -> None:
+        """Reseed action sampling, one seed per batch row (an episode's seed makes its actions
+        reproducible, on every backend: they share :func:`choose_bin` and numpy generators)."""
+        self.rngs = [np.random.default_rng(seed) for seed in seeds]
 
     def check_observation(self, observation: TokenSequence) -> None:
         expected = self.config.timestep.observation_tokens
@@ -74,9 +105,10 @@ class GraphRunner(PolicyRunner):
     tokens it added and the runner appends them. Subclasses implement the two graph calls.
     """
 
-    def __init__(self, config: GatoConfig, device: str | torch.device | None = None, temperature: float = 0.0):
+    def __init__(self, config: GatoConfig, device: str | torch.device | None = None, temperature: float = 0.0,
+                 expectation: bool = False):
         """``device`` None: the cache is numpy (CPU backends); otherwise torch tensors on ``device``."""
-        super().__init__(config, temperature)
+        super().__init__(config, temperature, expectation)
         c = config
         rotary = RotaryEmbedding(c.head_dim, c.context_tokens, c.rope_base)
         shape = (c.n_layer, 1, c.n_head, c.context_tokens, c.head_dim)
@@ -105,11 +137,8 @@ class GraphRunner(PolicyRunner):
         prefilled = time.perf_counter()
         bins = np.empty(spec.action_dim, dtype=np.int64)
         for i in range(spec.action_dim):
-            if self.temperature == 0:  # argmax where the logits are (no device copy on the GPU)
-                bins[i] = int(logits.argmax())
-            else:
-                host = logits if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
-                bins[i] = choose_bin(host, self.temperature, self.rng)
+            host = logits if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
+            bins[i] = choose_bin(host, self.temperature, self.rngs[0], i in self.expectation_dims)
             logits, keys, values = self._decode(int(bins[i]) + CONTINUOUS_OFFSET)
             self.cache.append(keys, values)
         self.stage_seconds["prefill"] = prefilled - start

@@ -8,10 +8,10 @@ path allocates besides what the tokenizer produces.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..model.checkpoint import load_config
 from ..tokenizer.ids import NUM_CONTINUOUS_BINS
@@ -33,21 +33,22 @@ def _require_onnxruntime():
 class OnnxRunner(GraphRunner):
     backend = "onnxruntime"
 
-    def __init__(self, export_dir: str | Path, threads: int = 0, temperature: float = 0.0):
+    def __init__(self, export_dir: str | Path, threads: int = 0, temperature: float = 0.0, expectation: bool = False):
         export_dir = Path(export_dir)
         for name in (PREFILL_FILE, DECODE_FILE):
             if not (export_dir / name).is_file():
                 raise FileNotFoundError(f"ONNX export incomplete: expected {export_dir / name} "
                                         "(run `gato-robot export onnx CHECKPOINT`)")
-        super().__init__(load_config(export_dir), temperature=temperature)
+        super().__init__(load_config(export_dir), temperature=temperature, expectation=expectation)
         ort = _require_onnxruntime()
-        # The prefill (hundreds of tokens) parallelizes over ``threads`` (default: all cores); the
+        # The prefill (hundreds of tokens) parallelizes over ``threads`` (default: torch's thread
+        # budget for this process, all cores unless a caller such as an evaluation worker set 1); the
         # decode step (one token) is overhead-bound and runs on the calling thread alone, so the
         # prefill pool's spinning worker never competes with a second pool for the cores.
         prefill_options, decode_options = ort.SessionOptions(), ort.SessionOptions()
         for options in (prefill_options, decode_options):
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        prefill_options.intra_op_num_threads = threads or os.cpu_count() or 1
+        prefill_options.intra_op_num_threads = threads or torch.get_num_threads()
         decode_options.intra_op_num_threads = 1
         providers = ["CPUExecutionProvider"]
         self._prefill_session = ort.InferenceSession(str(export_dir / PREFILL_FILE), prefill_options,

@@ -20,7 +20,8 @@ from .tensorrt_engine import engine_name, require_tensorrt
 class TensorRTRunner(GraphRunner):
     backend = "tensorrt"
 
-    def __init__(self, engine_dir: str | Path, cuda_graph: bool = True, temperature: float = 0.0):
+    def __init__(self, engine_dir: str | Path, cuda_graph: bool = True, temperature: float = 0.0,
+                 expectation: bool = False):
         trt = require_tensorrt()
         engine_dir = Path(engine_dir)
         paths = [engine_dir / engine_name(PREFILL_FILE), engine_dir / engine_name(DECODE_FILE)]
@@ -28,7 +29,7 @@ class TensorRTRunner(GraphRunner):
             if not path.is_file():
                 raise FileNotFoundError(f"TensorRT engine not found: expected {path} "
                                         "(run `gato-robot export tensorrt ONNX_DIR`)")
-        super().__init__(load_config(engine_dir), device="cuda", temperature=temperature)
+        super().__init__(load_config(engine_dir), device="cuda", temperature=temperature, expectation=expectation)
         self._logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._logger)
         self._engines = [runtime.deserialize_cuda_engine(p.read_bytes()) for p in paths]

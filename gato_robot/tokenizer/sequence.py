@@ -53,6 +53,11 @@ class TimestepSpec:
 
     proprio_dim: joint angles (7) + joint velocities (7) + gripper width (1) + TCP pose (3 + 4) = 22.
     text_tokens: instruction tokens per timestep (padded with PAD_ID); 0 leaves text out.
+    proprio_mean, proprio_std: per-dimension statistics of the training data (SI units). When set,
+    proprioception is standardized, ``(p - mean) / std``, before mu-law tokenization: in raw SI
+    units a TCP position of 0.5 m falls where one mu-law bin is ~1 cm wide, standardized it
+    resolves ~1 mm. None (Gato's choice) tokenizes the raw values. They travel with the
+    checkpoint's config, so every runner and the real-arm node apply the same statistics.
     """
 
     camera_names: tuple[str, ...] = ("front_left", "front_right")
@@ -62,9 +67,22 @@ class TimestepSpec:
     action_dim: int = 5
     text_tokens: int = 8
     text_model: str = DEFAULT_TEXT_MODEL.name  # a name in tokenizer/assets, or an absolute path
+    proprio_mean: tuple[float, ...] | None = None
+    proprio_std: tuple[float, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "text_model", portable_text_model(self.text_model))
+        if (self.proprio_mean is None) != (self.proprio_std is None):
+            raise ValueError("proprio_mean and proprio_std must be given together")
+        if self.proprio_mean is not None:
+            mean, std = tuple(map(float, self.proprio_mean)), tuple(map(float, self.proprio_std))
+            if len(mean) != self.proprio_dim or len(std) != self.proprio_dim:
+                raise ValueError(f"proprio statistics must have {self.proprio_dim} values each, "
+                                 f"got {len(mean)} and {len(std)}")
+            if not all(np.isfinite(mean)) or not all(np.isfinite(v) and v > 0 for v in std):
+                raise ValueError("proprio statistics must be finite with positive standard deviations")
+            object.__setattr__(self, "proprio_mean", mean)
+            object.__setattr__(self, "proprio_std", std)
 
     @property
     def patches_per_image(self) -> int:
@@ -170,6 +188,9 @@ class GatoTokenizer:
         self._eval_rows = sample_patch_positions(self._row_intervals, None)
         self._eval_cols = sample_patch_positions(self._col_intervals, None)
         self._text_cache: dict[str, np.ndarray] = {}
+        standardized = spec.proprio_mean is not None
+        self._proprio_mean = np.asarray(spec.proprio_mean if standardized else np.zeros(spec.proprio_dim))
+        self._proprio_std = np.asarray(spec.proprio_std if standardized else np.ones(spec.proprio_dim))
 
     # -- observation ---------------------------------------------------------------------------
     def _text_ids(self, instruction: str) -> np.ndarray:
@@ -215,7 +236,8 @@ class GatoTokenizer:
         for camera_index, name in enumerate(spec.camera_names):
             parts.append(self._image_tokens(observation.images[name], name, position, rng))
             position += spec.patches_per_image
-        parts.append(TokenSequence.of_tokens(tokenize_continuous(proprio), Modality.CONTINUOUS, position))
+        standardized = (proprio - self._proprio_mean) / self._proprio_std
+        parts.append(TokenSequence.of_tokens(tokenize_continuous(standardized), Modality.CONTINUOUS, position))
         position += spec.proprio_dim
         parts.append(TokenSequence.of_tokens(np.array([SEPARATOR_ID]), Modality.SEPARATOR, position))
         return concat_sequences(parts)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.dataset import EpisodeWindows
+from ..data.dataset import EpisodeWindows, proprio_statistics
 from ..data.episodes import EpisodeStore
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.config import GatoConfig, preset
@@ -48,6 +48,11 @@ class TrainConfig:
     checkpoint_every: int = 200
     min_return_fraction: float = 0.8
     patch_position_jitter: bool = True  # Gato App. C.3; off = interval means, as at evaluation
+    image_encoder: str = "patch_resnet"  # GatoConfig.image_encoder: "patch_resnet" (Gato) or "conv_stem"
+    action_loss: str = "vocab_ce"  # GatoConfig.action_loss: "vocab_ce" (Gato Eq. 2) or "hl_gauss"
+    hl_gauss_sigma_bins: float = 2.0
+    standardize_proprio: bool = False  # per-dimension statistics of the training episodes, in the config
+    random_shift_px: int = 0  # DrQ random shift of the camera images (0: off)
     max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
     seed: int = 0
     device: str = "cpu"
@@ -98,13 +103,21 @@ def check_window_fits(config: TrainConfig, model: GatoConfig) -> None:
                          f"{model.context_tokens}-token context of the model")
 
 
-def model_config(config: TrainConfig) -> GatoConfig:
-    """The preset with its attention context set to the training window: the policy then attends
-    over exactly as many timesteps (and rotary positions) at deployment as it was trained on. With
-    windows of the full context, as in Gato, this is the preset unchanged."""
-    base = preset(config.preset)
+def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfig:
+    """The preset with the run's encoder and loss, and its attention context set to the training
+    window: the policy then attends over exactly as many timesteps (and rotary positions) at
+    deployment as it was trained on (with windows of the full context, as in Gato, the preset's).
+    With ``standardize_proprio`` the statistics of the training ``episodes`` go into the config."""
+    base = preset(config.preset, image_encoder=config.image_encoder, action_loss=config.action_loss,
+                  hl_gauss_sigma_bins=config.hl_gauss_sigma_bins)
     check_window_fits(config, base)
-    return replace(base, context_tokens=config.window_timesteps * base.timestep.timestep_tokens)
+    timestep = base.timestep
+    if config.standardize_proprio:
+        if not episodes:
+            raise ValueError("standardize_proprio needs the training episodes to compute statistics")
+        mean, std = proprio_statistics(episodes)
+        timestep = replace(timestep, proprio_mean=tuple(mean.tolist()), proprio_std=tuple(std.tolist()))
+    return replace(base, context_tokens=config.window_timesteps * base.timestep.timestep_tokens, timestep=timestep)
 
 
 def select_episodes(store: EpisodeStore, config: TrainConfig) -> list:
@@ -138,6 +151,8 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
     checkpoint = run_dir / "checkpoint"
+    store = EpisodeStore(store_dir)
+    episodes = select_episodes(store, config)
     if (checkpoint / STATE_FILE).is_file():
         policy = load_checkpoint(checkpoint).to(device).train()
         state = torch.load(checkpoint / STATE_FILE, map_location=device, weights_only=False)
@@ -150,14 +165,14 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
                        "the cosine schedule is recomputed for the new length (a warm restart)")
     else:
         torch.manual_seed(config.seed)
-        policy = (load_checkpoint(init_from) if init_from else GatoPolicy(model_config(config))).to(device).train()
+        policy = (load_checkpoint(init_from) if init_from else
+                  GatoPolicy(model_config(config, episodes))).to(device).train()
         optimizer = _optimizer(policy, config)
         start, losses = 0, []
     check_window_fits(config, policy.config)
     (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
-    store = EpisodeStore(store_dir)
-    windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps,
-                             episodes=select_episodes(store, config), patch_position_jitter=config.patch_position_jitter)
+    windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps, episodes=episodes,
+                             patch_position_jitter=config.patch_position_jitter, random_shift_px=config.random_shift_px)
     if progress:
         tqdm.write(f"training on {len(windows.episodes)} of {len(store)} episodes in {store_dir} "
                    f"({windows.timesteps} timesteps) after the return filter")

@@ -1,0 +1,64 @@
+"""`gato-robot bench eval`: evaluation throughput (episodes per minute) per backend and lockstep
+batch size, with the split between policy and environment time, measured in one run so the
+ratios to batch 1 hold on a noisy machine.
+
+Each configuration runs ``batch_size`` environments for ``steps`` control ticks (a truncated
+episode, so every row stays live) on one process with one compute thread, as one evaluation
+worker does; episodes per minute are quoted for full 400-tick episodes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .rollout import PolicyAgent, make_env, run_episodes_batched
+from .scene import DEFAULT_SCENE
+
+
+@dataclass(frozen=True)
+class EvalRate:
+    backend: str
+    batch_size: int
+    ticks: int  # episode-ticks measured (batch x steps)
+    policy_s: float
+    env_s: float
+
+    @property
+    def seconds_per_tick(self) -> float:
+        return (self.policy_s + self.env_s) / self.ticks
+
+    def episodes_per_minute(self, episode_ticks: int = DEFAULT_SCENE.episode_steps) -> float:
+        return 60.0 / (self.seconds_per_tick * episode_ticks)
+
+
+def bench_eval(policy: str, batch_sizes: tuple[int, ...] = (1, 4, 8, 16), backends: tuple[str, ...] = ("torch",
+               "onnxruntime"), steps: int = 40, engine: str = "mujoco", seed: int = 0) -> list[EvalRate]:
+    """Rates for torch at every batch size and for the other backends at batch 1 (the exported
+    graphs take one observation)."""
+    from gato_robot.policies import resolve_policy
+
+    torch.set_num_threads(1)
+    scene = replace(DEFAULT_SCENE, episode_steps=steps)
+    checkpoint = resolve_policy(policy)
+    rates = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for backend in backends:
+            path = checkpoint
+            if backend != "torch":
+                from gato_robot.runtime.export import export_checkpoint
+
+                path = str(export_checkpoint(checkpoint, Path(scratch) / "onnx").directory)
+            for batch_size in batch_sizes if backend == "torch" else (1,):
+                agent = PolicyAgent(path, backend, temperature=1.0, batch_size=batch_size)
+                envs = [make_env(engine, "train", scene=scene) for _ in range(batch_size)]
+                run_episodes_batched(envs, agent, [seed + i for i in range(batch_size)])  # warm-up
+                timing: dict[str, float] = {}
+                run_episodes_batched(envs, agent, [seed + 100 + i for i in range(batch_size)], timing=timing)
+                rates.append(EvalRate(backend, batch_size, batch_size * steps, timing["policy_s"], timing["env_s"]))
+                for env in envs:
+                    env.close()
+    return rates

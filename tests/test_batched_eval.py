@@ -1,0 +1,89 @@
+"""Batched evaluation: episodes in lockstep with one batched policy call per tick give every
+episode exactly what it gets alone (same env seed, same sampling seed)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from gato_robot.baselines.bc_imp import BCIMPAgent, BCIMPPolicy
+from gato_robot.model.checkpoint import save_checkpoint
+from gato_robot.proprio import proprio_vector
+from gato_robot.runtime.factory import load_runner
+from sim.evaluate import Job, chunk_jobs
+from sim.rollout import PolicyAgent, make_env, run_episode, run_episodes_batched
+from sim.scene import DEFAULT_SCENE
+from tests.test_runtime import decisive_policy
+
+SHORT = replace(DEFAULT_SCENE, episode_steps=12)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_checkpoint(decisive_policy(seed=4), tmp_path_factory.mktemp("batched") / "checkpoint")
+
+
+def final_state(env) -> np.ndarray:
+    return proprio_vector(env._observation())
+
+
+@pytest.mark.parametrize("expectation", [False, True])
+def test_lockstep_batch_reproduces_each_episode_alone(checkpoint, expectation):
+    seeds = [3, 8, 21]
+    alone_env = make_env("mujoco", "train", scene=SHORT)
+    alone = PolicyAgent(str(checkpoint), "torch", temperature=1.0, expectation=expectation)
+    expected = []
+    for seed in seeds:
+        result = run_episode(alone_env, alone, seed)
+        expected.append((result.steps, result.success, final_state(alone_env)))
+    envs = [make_env("mujoco", "train", scene=SHORT) for _ in seeds]
+    batched = PolicyAgent(str(checkpoint), "torch", temperature=1.0, expectation=expectation, batch_size=3)
+    results = run_episodes_batched(envs, batched, seeds)
+    for (steps, success, state), result, env in zip(expected, results, envs):
+        assert (result.steps, result.success) == (steps, success)
+        np.testing.assert_allclose(final_state(env), state, atol=1e-9)
+    assert [r.seed for r in results] == seeds and [r.triplet for r in results] == [e.triplet.name for e in envs]
+    assert len({tuple(np.round(final_state(env), 6)) for env in envs}) == 3  # the episodes differ
+
+
+def test_batched_runner_rows_match_batch_one_runners(checkpoint):
+    from gato_robot.bench.policy_latency import random_observation
+    from gato_robot.tokenizer.sequence import GatoTokenizer
+
+    batched = load_runner("torch", checkpoint, temperature=1.0, batch_size=2)
+    singles = [load_runner("torch", checkpoint, temperature=1.0) for _ in range(2)]
+    batched.seed(5, 6)
+    for runner, seed in zip(singles, (5, 6)):
+        runner.seed(seed)
+    tokenizer = GatoTokenizer(batched.config.timestep)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        observations = [tokenizer.encode_observation(random_observation(tokenizer, rng)) for _ in range(2)]
+        rows = batched.act_batch(observations)
+        for row, runner, observation in zip(rows, singles, observations):
+            np.testing.assert_array_equal(row, runner.act(observation))
+    with pytest.raises(ValueError, match="expected 2 observations"):
+        batched.act_batch(observations[:1])
+    with pytest.raises(ValueError, match="needs the torch backend"):
+        load_runner("onnxruntime", checkpoint, batch_size=2)
+
+
+def test_bc_imp_acts_on_a_batch_as_on_single_observations():
+    agent = BCIMPAgent(BCIMPPolicy())
+    env = make_env("mujoco", "train", scene=SHORT)
+    observations = [env.reset(seed=seed)[0] for seed in (1, 2, 3)]
+    np.testing.assert_allclose(agent.act_batch(observations), np.stack([agent.act(o) for o in observations]),
+                               atol=1e-5)
+
+
+def test_jobs_are_chunked_per_triplet_and_decoding_with_work_for_every_worker():
+    def job(triplet, seed, policy="p", store=None):
+        return Job("mujoco", triplet, seed, policy, "torch", False, store, 0.0, 1.0)
+
+    jobs = [job("train", s) for s in range(10)] + [job("test-1-slanted", s) for s in range(3)]
+    chunks = chunk_jobs(jobs, batch_size=8, workers=2)
+    assert sorted(len(c) for c in chunks) == [1, 2, 5, 5]  # 10 -> 5 + 5 (two workers), 3 -> 2 + 1
+    assert all(len({j.triplet for j in c}) == 1 for c in chunks)
+    assert sum(len(c) for c in chunks) == 13
+    experts = chunk_jobs([job("train", s, policy="expert") for s in range(4)], batch_size=8, workers=1)
+    assert [len(c) for c in experts] == [1, 1, 1, 1]

@@ -1,0 +1,162 @@
+"""The policy recipe's options: conv-stem image encoder, HL-Gauss action loss, expectation decoding,
+proprioception standardization and random-shift augmentation (each beside the paper's choice)."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from gato_robot.bench.policy_latency import random_observation
+from gato_robot.data.dataset import random_shift
+from gato_robot.model.checkpoint import save_checkpoint
+from gato_robot.model.config import GatoConfig, preset
+from gato_robot.model.policy import GatoPolicy, batch_to_torch, greedy, hl_gauss_targets
+from gato_robot.runtime.base import MOTION_DIMS, choose_bin
+from gato_robot.runtime.export import export_checkpoint
+from gato_robot.runtime.factory import load_runner
+from gato_robot.tokenizer.image import image_to_patches
+from gato_robot.tokenizer.sequence import GatoTokenizer, stack_sequences
+
+
+def encoded_patches(config: GatoConfig, image: np.ndarray) -> torch.Tensor:
+    torch.manual_seed(0)
+    encoder = GatoPolicy(config).embed.patch_encoder
+    patches = torch.from_numpy(image_to_patches(image))[None]
+    with torch.no_grad():
+        return encoder(patches)[0]
+
+
+@pytest.mark.parametrize("encoder, crosses_borders", [("patch_resnet", False), ("conv_stem", True)])
+def test_only_the_conv_stem_sees_across_patch_borders(encoder, crosses_borders):
+    config = preset("tiny", image_encoder=encoder)
+    image = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    changed = image.copy()
+    changed[0:16, 16:32] = 255 - changed[0:16, 16:32]  # patch (0, 1) only
+    before, after = encoded_patches(config, image), encoded_patches(config, changed)
+    assert not torch.allclose(before[1], after[1])  # the changed patch's own token changes
+    for neighbour in (0, 2, 9):  # left, right, below-right: changed only by an encoder that crosses borders
+        assert torch.allclose(before[neighbour], after[neighbour]) != crosses_borders
+    if crosses_borders:  # far away only GroupNorm's image-wide statistics move, far less than a neighbour
+        assert (before[63] - after[63]).norm() < 0.2 * (before[0] - after[0]).norm()
+
+
+def test_conv_stem_reassembles_the_images_the_tokenizer_cut():
+    config = preset("tiny", image_encoder="conv_stem")
+    torch.manual_seed(0)
+    encoder = GatoPolicy(config).embed.patch_encoder
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for _ in range(2)]
+    patches = torch.from_numpy(np.concatenate([image_to_patches(i) for i in images]))[None]  # 2 cameras
+    with torch.no_grad():
+        tokens = encoder(patches)[0]
+        for camera, image in enumerate(images):
+            pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() * (2 / 255) - 1
+            centred = torch.nn.functional.pad(pixels[..., 8:, 8:], (0, 8, 0, 8))
+            direct = encoder.proj(encoder.body(centred).flatten(2).transpose(1, 2))[0]
+            torch.testing.assert_close(tokens[64 * camera:64 * (camera + 1)], direct, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="not a whole number of 8x8-patch images"):
+        encoder(patches[:, :100])
+
+
+def test_hl_gauss_targets_are_a_discretized_gaussian_around_the_target_bin():
+    bins = torch.tensor([0, 500, 1023])
+    targets = hl_gauss_targets(bins, 1024, sigma_bins=2.0)
+    torch.testing.assert_close(targets.sum(-1), torch.ones(3))
+    assert targets.argmax(-1).tolist() == [0, 500, 1023]
+    middle = targets[1]
+    torch.testing.assert_close(middle[499], middle[501])  # symmetric about the target's centre
+    assert middle[500] > middle[501] > middle[502] > middle[503] > middle[510]
+    assert 0.15 < float(middle[500]) < 0.25  # sigma 2 bins: ~0.197 of the mass in the centre bin
+    assert float(hl_gauss_targets(bins, 1024, sigma_bins=0.05)[1, 500]) > 0.999  # -> one-hot
+
+
+def test_hl_gauss_loss_is_ordinal_and_the_paper_loss_is_not(tokenizer, rng):
+    """A prediction two bins off costs less than one two hundred bins off under HL-Gauss; the
+    one-hot loss cannot tell them apart."""
+    spec = tokenizer.spec
+    sequence = tokenizer.encode_timestep(random_observation(tokenizer, rng), np.full(spec.action_dim, 0.3))
+    batch = batch_to_torch(stack_sequences([sequence]))
+    target_bin = int(batch["token_ids"][0, -1]) - 32000
+    losses = {}
+    for loss in ("vocab_ce", "hl_gauss"):
+        policy = GatoPolicy(preset("tiny", action_loss=loss))
+        for offset in (2, 200):
+            def peaked(hidden, offset=offset):
+                logits = torch.full((*hidden.shape[:-1], 1024), -30.0)
+                logits[..., target_bin + offset] = 30.0
+                return logits
+            policy.action_logits = peaked
+            policy.logits = lambda hidden, peaked=peaked: torch.nn.functional.pad(peaked(hidden), (32000, 2), value=-30.0)
+            losses[loss, offset] = float(policy.loss(batch))
+    assert losses["hl_gauss", 2] < losses["hl_gauss", 200] - 5  # 52.7 vs 60 nats for these delta predictions
+    assert losses["vocab_ce", 2] == pytest.approx(losses["vocab_ce", 200], rel=1e-3)
+
+
+def test_expectation_decoding_takes_the_mean_bin_and_nan_logits_raise():
+    logits = np.full(1024, -np.inf)
+    logits[[100, 300]] = 0.0  # two equal modes
+    logits = np.where(np.isfinite(logits), logits, -1e9)
+    rng = np.random.default_rng(0)
+    assert choose_bin(logits, 0.0, rng, expectation=True) == 200
+    assert choose_bin(logits, 0.0, rng) == 100  # argmax: the first mode
+    nan = np.full(1024, np.nan)
+    for temperature, expectation in ((0.0, False), (1.0, False), (0.0, True)):
+        with pytest.raises(ValueError, match="non-finite action logits"):
+            choose_bin(nan, temperature, rng, expectation)
+    with pytest.raises(ValueError, match="non-finite action logits"):
+        greedy(torch.from_numpy(nan)[None], 0)  # GatoPolicy.act's default chooser
+    assert 4 not in MOTION_DIMS and MOTION_DIMS == (0, 1, 2, 3)  # the gripper is never averaged
+
+
+def test_proprio_statistics_change_the_tokens_and_travel_with_the_config(spec, rng):
+    observation = random_observation(GatoTokenizer(spec), rng)
+    mean = tuple(np.asarray(observation.proprio) - 0.001)
+    standardized = replace(spec, proprio_mean=mean, proprio_std=(0.01,) * spec.proprio_dim)
+    raw_tokens = GatoTokenizer(spec).encode_observation(observation).token_ids
+    std_tokens = GatoTokenizer(standardized).encode_observation(observation).token_ids
+    proprio = slice(spec.observation_tokens - spec.proprio_dim - 1, spec.observation_tokens - 1)
+    assert not np.array_equal(raw_tokens[proprio], std_tokens[proprio])
+    assert np.all(std_tokens[proprio] == std_tokens[proprio][0])  # every value is +0.1 std
+    np.testing.assert_array_equal(raw_tokens[:proprio.start], std_tokens[:proprio.start])
+    config = replace(preset("tiny"), timestep=standardized)
+    assert GatoConfig.from_dict(json.loads(config.to_json())) == config
+    with pytest.raises(ValueError, match="22 values each"):
+        replace(spec, proprio_mean=(0.0,) * 3, proprio_std=(1.0,) * 3)
+    with pytest.raises(ValueError, match="positive standard deviations"):
+        replace(spec, proprio_mean=(0.0,) * 22, proprio_std=(0.0,) * 22)
+
+
+def test_random_shift_crops_a_shifted_copy_deterministically():
+    frames = np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+    shifted = random_shift(frames, 4, np.random.default_rng(7))
+    assert shifted.shape == frames.shape and shifted.dtype == np.uint8
+    np.testing.assert_array_equal(shifted, random_shift(frames, 4, np.random.default_rng(7)))
+    top, left = np.random.default_rng(7).integers(0, 9, size=2)
+    dy, dx = top - 4, left - 4  # crop offset relative to the original image
+    interior = shifted[:, 8:-8, 8:-8]
+    np.testing.assert_array_equal(interior, frames[:, 8 + dy:120 + dy, 8 + dx:120 + dx])
+
+
+def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng):
+    config = preset("tiny", image_encoder="conv_stem", action_loss="hl_gauss")
+    torch.manual_seed(3)
+    policy = GatoPolicy(config)
+    with torch.no_grad():
+        for name, weight in policy.named_parameters():
+            if weight.dim() > 1:
+                weight.normal_(0.0, 1.0 if "token" in name else 3.0 / weight.shape[-1] ** 0.5)
+    checkpoint = save_checkpoint(policy.eval(), tmp_path / "checkpoint")
+    export = export_checkpoint(checkpoint, tmp_path / "onnx")
+    for expectation in (False, True):
+        torch_runner = load_runner("torch", checkpoint, expectation=expectation)
+        onnx_runner = load_runner("onnxruntime", export.directory, expectation=expectation)
+        tokenizer = GatoTokenizer(torch_runner.config.timestep)
+        chosen = set()
+        for _ in range(6):
+            tokens = tokenizer.encode_observation(random_observation(tokenizer, rng))
+            expected = torch_runner.act(tokens)
+            np.testing.assert_array_equal(expected, onnx_runner.act(tokens))
+            chosen.add(tuple(expected.tolist()))
+        assert len(chosen) > 1
