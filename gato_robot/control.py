@@ -5,10 +5,11 @@
 
 :class:`ControlLoop` owns no clock and no I/O: adapters (simulators, rosbag replay, the rclpy node)
 call :meth:`ControlLoop.tick` at the control rate with their latest inputs and send the command
-it returns. Nothing moves until :meth:`enable`; an e-stop latches until :meth:`disable` and a new
-:meth:`enable` (seeded from the measured position). Whenever inputs are unfit or anything fails,
-the command is the last safe one (hold) and the result says why; the next good tick resumes with a
-fresh policy context. Every decision is logged with its reason.
+it returns. Nothing moves until :meth:`enable`. An e-stop (asked for, or latched by the loop on an
+implausible measurement: joints outside their limits or far from their command) survives
+:meth:`disable` and refuses :meth:`enable` until an explicit :meth:`reset_estop`. Whenever inputs
+are unfit or anything fails, the command is the last safe one (hold) and the result says why; the
+next good tick resumes with a fresh policy context. Every decision is logged with its reason.
 """
 
 from __future__ import annotations
@@ -84,29 +85,43 @@ class ControlLoop:
         self.state = LoopState.DISABLED
         self.last_command: JointCommand | None = None
         self.stats = LoopStatistics()
+        self.estop_reason = ""
         self._needs_fresh_context = True
 
     # -- modes ---------------------------------------------------------------------------------------
     def enable(self, measured: JointSample) -> None:
         """Start acting, seeded from the measured position (the first command holds it)."""
         if self.state is LoopState.ESTOPPED:
-            raise RuntimeError("e-stop is latched: disable, then enable again")
+            raise RuntimeError(f"e-stop is latched ({self.estop_reason}): reset it explicitly, then enable")
         positions = np.asarray(measured.positions, dtype=np.float64)
         if positions.shape != self.limits.lower.shape or not np.all(np.isfinite(positions)):
             raise ValueError(f"cannot enable from an invalid joint state {positions}")
+        implausible = self.watchdog.plausibility(positions, None, self.limits)
+        if implausible:
+            raise ValueError(f"cannot enable: {implausible}")
         self.last_command = JointCommand(np.clip(positions, self.limits.lower, self.limits.upper),
                                          float(np.clip(measured.gripper_width, 0, self.limits.max_gripper_width_m)))
         self.state, self._needs_fresh_context = LoopState.ACTIVE, True
         log.info("enabled at %s", np.round(positions, 4).tolist())
 
     def disable(self) -> None:
-        """Hold; clears a latched e-stop (a new enable is needed to move)."""
-        self.state = LoopState.DISABLED
+        """Hold (a new enable is needed to move); a latched e-stop stays latched."""
+        if self.state is not LoopState.ESTOPPED:
+            self.state = LoopState.DISABLED
         log.info("disabled: holding")
 
     def estop(self, reason: str = "e-stop requested") -> None:
-        self.state = LoopState.ESTOPPED
+        self.state, self.estop_reason = LoopState.ESTOPPED, reason
         log.warning("E-STOP latched: %s", reason)
+
+    def reset_estop(self) -> bool:
+        """Clear a latched e-stop (an operator's explicit act); the loop stays disabled until
+        :meth:`enable`. Returns whether an e-stop was latched."""
+        latched = self.state is LoopState.ESTOPPED
+        if latched:
+            self.state, self.estop_reason = LoopState.DISABLED, ""
+            log.warning("e-stop reset by the operator: disabled until enabled")
+        return latched
 
     # -- one tick ------------------------------------------------------------------------------------
     def _hold(self, state: LoopState, reason: str, started: float, stages: dict) -> TickResult:
@@ -130,11 +145,15 @@ class ControlLoop:
     def tick(self, now_s: float, frames: Mapping[str, Frame], joints: JointSample | None) -> TickResult:
         started, stages = time.perf_counter(), {}
         if self.state in (LoopState.DISABLED, LoopState.ESTOPPED):
-            return self._hold(self.state, "e-stop latched" if self.state is LoopState.ESTOPPED else "not enabled",
-                              started, stages)
+            return self._hold(self.state, f"e-stop latched: {self.estop_reason}" if self.state is LoopState.ESTOPPED
+                              else "not enabled", started, stages)
         problem = self.watchdog.joint_problem(joints, now_s) or self.watchdog.image_problem(dict(frames), now_s)
         if problem:
             return self._hold(LoopState.HOLDING, problem, started, stages)
+        implausible = self.watchdog.plausibility(joints.positions, self.last_command.arm_positions, self.limits)
+        if implausible:
+            self.estop(implausible)
+            return self._hold(LoopState.ESTOPPED, f"e-stop latched: {implausible}", started, stages)
         try:
             if self._needs_fresh_context:
                 self.runner.reset()

@@ -3,8 +3,11 @@
 Every joint command passes :meth:`SafetyLimits.filter` before it reaches an arm: joint positions
 are clamped to the URDF limits, the change per control tick to the URDF velocity limits (scaled),
 and the gripper width to [0, max]; a non-finite command is refused (the caller holds).
-:class:`Watchdog` decides whether sensor inputs are fit to act on (present, fresh, finite, the
-right shape and encoding); anything else means hold the last safe command and report why.
+:class:`Watchdog` decides whether sensor inputs are fit to act on (present, fresh by their stamp
+*and* by when they arrived, not stamped in the future, finite, the right shape and encoding);
+anything else means hold the last safe command and report why. :meth:`Watchdog.plausibility`
+finds measurements that no healthy arm produces (joints outside their limits, or far from where
+they were commanded): the control loop latches an e-stop on those.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class JointSample:
     velocities: np.ndarray
     gripper_width: float
     stamp_s: float
+    received_s: float | None = None  # when the adapter received it (same clock); None: same as stamp_s
 
 
 @dataclass(frozen=True)
@@ -80,14 +84,37 @@ class Frame:
 
     image: np.ndarray
     stamp_s: float
+    received_s: float | None = None  # when the adapter received it (same clock); None: same as stamp_s
 
 
 @dataclass(frozen=True)
 class WatchdogConfig:
+    """Ages in seconds, angles in radians.
+
+    max_future_s: a stamp this far ahead of the loop's clock is refused (a driver with a wrong clock
+        would otherwise look fresh forever); receive times are checked against the same ages.
+    joint_limit_margin_rad: measured joints beyond the URDF limits by more than this are implausible.
+    max_tracking_error_rad: measured joints this far from the last command are implausible (a
+        collision, a slipping encoder, someone else commanding the arm).
+    """
+
     max_image_age_s: float = 0.25
     max_joint_state_age_s: float = 0.1
     image_shape: tuple[int, int, int] = (128, 128, 3)
     joint_count: int = 7
+    max_future_s: float = 0.05
+    joint_limit_margin_rad: float = 0.05
+    max_tracking_error_rad: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("max_image_age_s", "max_joint_state_age_s", "max_future_s", "joint_limit_margin_rad",
+                     "max_tracking_error_rad"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"watchdog {name} must be a positive number, got {value}")
+        if self.max_image_age_s > 2.0 or self.max_joint_state_age_s > 1.0:
+            raise ValueError(f"watchdog ages {self.max_image_age_s} s (images) / {self.max_joint_state_age_s} s "
+                             "(joints) would let the policy act on stale data: at most 2 s / 1 s")
 
 
 class Watchdog:
@@ -96,13 +123,22 @@ class Watchdog:
     def __init__(self, config: WatchdogConfig, camera_names: tuple[str, ...]):
         self.config, self.camera_names = config, camera_names
 
+    def _age_problem(self, what: str, stamp_s: float, received_s: float | None, now_s: float,
+                     max_age_s: float) -> str | None:
+        if stamp_s - now_s > self.config.max_future_s:
+            return f"{what} is stamped {(stamp_s - now_s) * 1e3:.0f} ms in the future (clock skew?)"
+        for kind, time_s in (("", stamp_s), (" (by receive time)", received_s)):
+            if time_s is not None and now_s - time_s > max_age_s:
+                return f"{what} is stale{kind}: {(now_s - time_s) * 1e3:.0f} ms old (max {max_age_s * 1e3:.0f} ms)"
+        return None
+
     def joint_problem(self, joints: JointSample | None, now_s: float) -> str | None:
         cfg = self.config
         if joints is None:
             return "no joint state received"
-        age = now_s - joints.stamp_s
-        if age > cfg.max_joint_state_age_s:
-            return f"joint state is stale: {age * 1e3:.0f} ms old (max {cfg.max_joint_state_age_s * 1e3:.0f} ms)"
+        stale = self._age_problem("joint state", joints.stamp_s, joints.received_s, now_s, cfg.max_joint_state_age_s)
+        if stale:
+            return stale
         positions, velocities = np.asarray(joints.positions), np.asarray(joints.velocities)
         if positions.shape != (cfg.joint_count,) or velocities.shape != (cfg.joint_count,):
             return (f"joint state: expected {cfg.joint_count} positions and velocities, "
@@ -117,13 +153,30 @@ class Watchdog:
             frame = frames.get(name)
             if frame is None:
                 return f"camera '{name}': no image received"
-            age = now_s - frame.stamp_s
-            if age > cfg.max_image_age_s:
-                return f"camera '{name}' is stale: {age * 1e3:.0f} ms old (max {cfg.max_image_age_s * 1e3:.0f} ms)"
+            stale = self._age_problem(f"camera '{name}'", frame.stamp_s, frame.received_s, now_s, cfg.max_image_age_s)
+            if stale:
+                return stale
             image = frame.image
             if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.shape != cfg.image_shape:
                 shape = getattr(image, "shape", None)
                 dtype = getattr(image, "dtype", type(image).__name__)
                 expected = "x".join(map(str, cfg.image_shape))
                 return f"camera '{name}': expected {expected} uint8, got {shape} {dtype}"
+        return None
+
+    def plausibility(self, measured: np.ndarray, commanded: np.ndarray | None, limits: SafetyLimits) -> str | None:
+        """Why measured joint positions (rad) cannot be trusted, or None: outside the joint limits
+        by more than the margin, or farther than the tracking bound from the last ``commanded``."""
+        cfg, measured = self.config, np.asarray(measured, dtype=np.float64)
+        outside = (measured < limits.lower - cfg.joint_limit_margin_rad) | (measured > limits.upper + cfg.joint_limit_margin_rad)
+        if np.any(outside):
+            joint = int(np.flatnonzero(outside)[0])
+            return (f"joint {joint + 1} measured at {measured[joint]:.3f} rad, outside its limits "
+                    f"[{limits.lower[joint]:.3f}, {limits.upper[joint]:.3f}]")
+        if commanded is not None:
+            error = np.abs(measured - np.asarray(commanded))
+            if np.max(error) > cfg.max_tracking_error_rad:
+                joint = int(np.argmax(error))
+                return (f"joint {joint + 1} is {error[joint]:.3f} rad from its command "
+                        f"(max {cfg.max_tracking_error_rad} rad): collision, encoder fault or another commander")
         return None

@@ -1,56 +1,68 @@
 """`ros2 launch gato_robot stack.launch.py model_path:=/path/to/export [backend:=tensorrt ...]`
 
-Starts the gato_robot_stack lifecycle node with config/params.yaml (found with FindPackageShare)
-plus the overrides below. With autostart:=true the node is configured and, once inactive,
-activated; activation itself refuses until fresh joint states arrive, so nothing moves before the
-robot is publishing its state.
+Starts the gato_robot_stack lifecycle node with config/params.yaml (found with FindPackageShare,
+or `params_file:=...`). A launch argument overrides its parameter only when it is given on the
+command line: everything else comes from the params file. Nothing moves by itself:
+
+- autostart defaults to false (a real arm is activated by its operator:
+  `ros2 lifecycle set /gato_robot_stack configure`, then `activate`).
+- With autostart:=true the node is configured and activated once, only after that configure
+  succeeded (configuring -> inactive); a later deactivate, failed activate or e-stop is never
+  undone by the launch file. Activation itself refuses until fresh, plausible joint states arrive.
 """
 
+import yaml
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
 
-# launch argument -> (node parameter, default, description)
+# launch argument -> (node parameter, default, description); "" = not given: the params file decides
 ARGUMENTS = {
     "model_path": ("model_path", "", "ONNX export / TensorRT engine directory or PyTorch checkpoint"),
-    "backend": ("backend", "onnxruntime", "policy runtime: onnxruntime, tensorrt or torch"),
-    "action_temperature": ("action_temperature", "0.0", "0 = argmax; 1.0 samples action tokens as Gato does"),
-    "camera_topics": ("camera_topics", "[/front_left/image_raw, /front_right/image_raw]",
-                      "image topics, in the order of camera_names"),
-    "joint_states_topic": ("joint_states_topic", "/joint_states", "sensor_msgs/JointState topic"),
-    "controller": ("controller", "forward_position_controller", "ros2_control controller receiving commands"),
-    "command_interface": ("command_interface", "forward", "forward (Float64MultiArray) or trajectory"),
-    "rate_hz": ("rate_hz", "20.0", "control rate"),
+    "backend": ("backend", "", "policy runtime: onnxruntime, tensorrt or torch"),
+    "action_temperature": ("action_temperature", "", "0 = argmax; 1.0 samples action tokens as Gato does"),
+    "camera_topics": ("camera_topics", "", "image topics, in the order of camera_names, e.g. [/a/image, /b/image]"),
+    "joint_states_topic": ("joint_states_topic", "", "sensor_msgs/JointState topic"),
+    "controller": ("controller", "", "ros2_control controller receiving commands"),
+    "command_interface": ("command_interface", "", "forward (Float64MultiArray) or trajectory"),
+    "rate_hz": ("rate_hz", "", "control rate (Hz)"),
+    "use_sim_time": ("use_sim_time", "", "use /clock (simulation)"),
 }
 
 
-def generate_launch_description() -> LaunchDescription:
-    params_file = LaunchConfiguration("params_file")
-    declared = [DeclareLaunchArgument(
-        "params_file", default_value=PathJoinSubstitution([FindPackageShare("gato_robot"), "config", "params.yaml"]),
-        description="node parameters (YAML)")]
-    declared.append(DeclareLaunchArgument("autostart", default_value="true",
-                                          description="configure and activate the node at start-up"))
+def _start_node(context):
     overrides = {}
-    for argument, (parameter, default, description) in ARGUMENTS.items():
-        declared.append(DeclareLaunchArgument(argument, default_value=default, description=description))
-        overrides[parameter] = ParameterValue(LaunchConfiguration(argument), value_type=None)
-
+    for argument, (parameter, _, _) in ARGUMENTS.items():
+        text = LaunchConfiguration(argument).perform(context)
+        if text != "":
+            overrides[parameter] = yaml.safe_load(text)
     node = LifecycleNode(package="gato_robot", executable="stack_node", name="gato_robot_stack", namespace="",
-                         output="screen", parameters=[params_file, overrides])
+                         output="screen", parameters=[LaunchConfiguration("params_file"), overrides])
     autostart = IfCondition(LaunchConfiguration("autostart"))
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                             transition_id=Transition.TRANSITION_CONFIGURE), condition=autostart)
-    activate = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=node, goal_state="inactive",
+    activate_once = RegisterEventHandler(OnStateTransition(
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive", handle_once=True,
         entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                               transition_id=Transition.TRANSITION_ACTIVATE))]), condition=autostart)
-    return LaunchDescription([*declared, node, activate, configure])
+    return [node, activate_once, configure]
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [
+        DeclareLaunchArgument("params_file", description="node parameters (YAML)",
+                              default_value=PathJoinSubstitution([FindPackageShare("gato_robot"), "config",
+                                                                  "params.yaml"])),
+        DeclareLaunchArgument("autostart", default_value="false",
+                              description="configure, then activate once, at start-up (off for real arms)"),
+    ]
+    declared += [DeclareLaunchArgument(argument, default_value=default, description=description)
+                 for argument, (_, default, description) in ARGUMENTS.items()]
+    return LaunchDescription([*declared, OpaqueFunction(function=_start_node)])

@@ -64,6 +64,7 @@ class Job:
     temperature: float = 0.0  # policy action decoding: 0 greedy, > 0 sampled (seeded by the episode seed)
     gripper_noise: float = 0.0  # expert: per-tick probability of a gripper flip (recovery data)
     expectation: bool = False  # policy: motion dimensions decoded by their expected bin
+    relabel: bool = False  # DAgger: the policy drives, the expert's action is recorded (needs store)
 
 
 _ENVS: dict = {}
@@ -116,6 +117,10 @@ def chunk_jobs(jobs: list[Job], batch_size: int, workers: int) -> list[tuple[Job
 
 def _run_job(job: Job) -> EpisodeResult:
     agent = _agent(job)
+    if job.relabel:
+        from .relabel import RelabellingAgent
+
+        agent = RelabellingAgent(agent)
     cameras = agent.needs_cameras or job.record or job.store is not None
     env = _env(job, cameras)
     writer = None
@@ -123,7 +128,8 @@ def _run_job(job: Job) -> EpisodeResult:
         from gato_robot.data.episodes import EpisodeStore
         from .env_base import INSTRUCTION
 
-        writer = EpisodeStore(job.store, create=True).writer(job.engine, job.triplet, job.seed, INSTRUCTION)
+        writer = EpisodeStore(job.store, create=True).writer(job.engine, job.triplet, job.seed, INSTRUCTION,
+                                                             relabelled=job.relabel)
     result = run_episode(env, agent, job.seed, writer=writer, record_frames=job.record)
     if writer is not None:
         writer.commit(result.success)
@@ -171,6 +177,15 @@ def save_video(frames: list[np.ndarray], path: Path, fps: int = 20) -> Path:
     return path
 
 
+def require_policy(policy: str) -> None:
+    """Raise FileNotFoundError unless ``policy`` is a directory or a shipped policy's name."""
+    from gato_robot.policies import resolve_policy, shipped_policies
+
+    if not Path(resolve_policy(policy)).exists():
+        raise FileNotFoundError(f"policy not found: {policy!r} is neither a directory nor a shipped policy "
+                                f"{shipped_policies()}")
+
+
 def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: int = 1, seed: int = 0,
              backend: str = "torch", video_dir: Path | None = None, videos_per_triplet: int = 1,
              expert_noise: float = 0.0, temperature: float = 0.0, expectation: bool = False,
@@ -182,6 +197,8 @@ def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: in
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     if episodes < 1 or workers < 1 or batch_size < 1:
         raise ValueError(f"episodes, workers and batch size must be >= 1; got {episodes}, {workers}, {batch_size}")
+    if policy != "expert":
+        require_policy(policy)  # before any worker or progress bar starts
     names = triplet_names(triplets)
     jobs = [Job(engine, name, seed + i, policy, backend, video_dir is not None and i < videos_per_triplet, None,
                 expert_noise, temperature, expectation=expectation) for name in names for i in range(episodes)]
@@ -222,6 +239,23 @@ def generate(store: Path, engine: str, triplets: str, episodes: int, workers: in
     jobs = [Job(engine, name, seed + i, "expert", "torch", False, str(store), expert_noise, gripper_noise=gripper_noise)
             for name in names for i in range(episodes) if not existing.has(engine, name, seed + i)]
     results = run_jobs(jobs, workers, f"generate {engine}")
+    return {"episodes": len(results), "successes": sum(r.success for r in results), "store": str(store),
+            "skipped": len(names) * episodes - len(jobs)}
+
+
+def collect_dagger(store: Path, engine: str, policy: str, triplets: str, episodes: int, workers: int = 1,
+                   seed: int = 6_000_000, temperature: float = 1.0, expectation: bool = False) -> dict:
+    """One DAgger round's data (Ross et al. 2011): ``policy`` drives, the scripted expert labels
+    every state it visits, and each episode goes to ``store`` flagged as relabelled (so the return
+    filter keeps it). Resumable like :func:`generate`; use seeds no other data or evaluation uses."""
+    from gato_robot.data.episodes import EpisodeStore
+
+    require_policy(policy)
+    existing = EpisodeStore(store, create=True)
+    names = triplet_names(triplets)
+    jobs = [Job(engine, name, seed + i, policy, "torch", False, str(store), 0.0, temperature, expectation=expectation,
+                relabel=True) for name in names for i in range(episodes) if not existing.has(engine, name, seed + i)]
+    results = run_jobs(jobs, workers, f"dagger {engine}")
     return {"episodes": len(results), "successes": sum(r.success for r in results), "store": str(store),
             "skipped": len(names) * episodes - len(jobs)}
 

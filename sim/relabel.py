@@ -32,12 +32,14 @@ class RelabelledStep:
 
 
 class RelabellingAgent:
-    """Wraps the agent that drives; keeps one :class:`RelabelledStep` per step in ``steps``."""
+    """Wraps the agent that drives; keeps one :class:`RelabelledStep` per step in ``steps`` and the
+    expert's action as ``last_label``, so an episode writer records it (DAgger's aggregated data)."""
 
     def __init__(self, policy: Agent):
         self.policy, self.labeller = policy, ExpertAgent()
         self.needs_cameras = policy.needs_cameras
         self.steps: list[RelabelledStep] = []
+        self.last_label: np.ndarray | None = None
 
     def reset(self, env: RGBStackingEnv, seed: int) -> None:
         self.policy.reset(env, seed)
@@ -49,6 +51,7 @@ class RelabellingAgent:
         action = np.asarray(self.policy.act(observation, info), dtype=np.float64)
         red = np.asarray(info["objects"]["red"].position) - np.asarray(observation["tcp_pose"][:3])
         self.steps.append(RelabelledStep(len(self.steps), self.labeller.expert.phase.name, red, action, label))
+        self.last_label = label
         return action
 
 

@@ -157,7 +157,11 @@ def test_nothing_moves_until_enabled_and_estop_latches(mujoco_env):
     assert result.state is LoopState.ESTOPPED and result.command is held
     with pytest.raises(RuntimeError, match="e-stop is latched"):
         loop.enable(joints)
-    loop.disable()
+    loop.disable()  # deactivating does not clear the latch
+    with pytest.raises(RuntimeError, match="e-stop is latched"):
+        loop.enable(joints)
+    assert loop.reset_estop() and loop.state is LoopState.DISABLED  # only the explicit reset does
+    assert loop.tick(0.0, frames, joints).state is LoopState.DISABLED  # and it does not move by itself
     loop.enable(joints)
     assert loop.tick(0.0, frames, joints).state is LoopState.ACTIVE
     with pytest.raises(ValueError, match="invalid joint state"):
@@ -192,3 +196,47 @@ def test_runtime_failure_holds_and_recovers(mujoco_env):
     held = _held_ticks(trace, "policy step failed: RuntimeError: CUDA error: device lost")
     assert held == [9, 10, 11]
     assert all(trace.results[i].state is LoopState.ACTIVE for i in (8, 12, 19))
+
+
+def test_watchdog_is_not_fooled_by_future_stamps_or_frozen_senders(mujoco_env):
+    observation, _ = mujoco_env.reset(seed=0)
+    loop = ControlLoop(tiny_runner(), MAPPER)
+    cameras = [c.name for c in mujoco_env.scene.cameras]
+    joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, 0.0)
+    loop.enable(joints)
+
+    def tick(now, stamp, received):
+        frames = {name: Frame(observation[name], stamp, received) for name in cameras}
+        return loop.tick(now, frames, JointSample(joints.positions, joints.velocities, 0.08, stamp, received))
+
+    assert tick(1.0, 1.0, 1.0).state is LoopState.ACTIVE
+    result = tick(1.0, 6.0, 1.0)  # stamped 5 s ahead: refused, not "fresh"
+    assert result.state is LoopState.HOLDING and "in the future" in result.reason
+    result = tick(3.0, 3.0, 1.0)  # a sender re-stamping an old sample: stale by receive time
+    assert result.state is LoopState.HOLDING and "stale (by receive time)" in result.reason
+    assert tick(3.0, 3.0, 3.0).state is LoopState.ACTIVE  # recovers when inputs are fresh again
+
+
+def test_implausible_joint_measurements_latch_an_estop(mujoco_env):
+    observation, _ = mujoco_env.reset(seed=0)
+    frames = {c.name: Frame(observation[c.name], 0.0) for c in mujoco_env.scene.cameras}
+    q = np.asarray(observation["joint_positions"], dtype=np.float64)
+    loop = ControlLoop(tiny_runner(), MAPPER)
+    loop.enable(JointSample(q, np.zeros(7), 0.08, 0.0))
+    assert loop.tick(0.0, frames, JointSample(q, np.zeros(7), 0.08, 0.0)).state is LoopState.ACTIVE
+    ahead = q.copy()
+    ahead[1] += 0.5  # the arm is 0.5 rad away from where it was commanded
+    held = loop.last_command
+    for _ in range(3):  # latched: no ratcheting toward the measurement, whatever comes next
+        result = loop.tick(0.0, frames, JointSample(ahead, np.zeros(7), 0.08, 0.0))
+        assert result.state is LoopState.ESTOPPED and "from its command" in result.reason
+        assert result.command is held
+    assert loop.tick(0.0, frames, JointSample(q, np.zeros(7), 0.08, 0.0)).state is LoopState.ESTOPPED
+    assert loop.reset_estop()
+    outside = q.copy()
+    outside[3] = loop.limits.upper[3] + 0.2
+    with pytest.raises(ValueError, match="outside its limits"):
+        loop.enable(JointSample(outside, np.zeros(7), 0.08, 0.0))
+    loop.enable(JointSample(q, np.zeros(7), 0.08, 0.0))
+    result = loop.tick(0.0, frames, JointSample(outside, np.zeros(7), 0.08, 0.0))
+    assert result.state is LoopState.ESTOPPED and "outside its limits" in result.reason

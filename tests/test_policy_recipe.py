@@ -160,3 +160,25 @@ def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng)
             np.testing.assert_array_equal(expected, onnx_runner.act(tokens))
             chosen.add(tuple(expected.tolist()))
         assert len(chosen) > 1
+
+
+def test_joint_velocities_can_be_left_out_of_the_tokens(spec, rng):
+    from gato_robot.tokenizer.sequence import JOINT_VELOCITY_FREE
+
+    lean = replace(spec, proprio_keep=JOINT_VELOCITY_FREE)
+    assert lean.observation_tokens == spec.observation_tokens - 7
+    observation = random_observation(GatoTokenizer(spec), rng)
+    full, kept = GatoTokenizer(spec).encode_observation(observation), GatoTokenizer(lean).encode_observation(observation)
+    start = spec.observation_tokens - spec.proprio_dim - 1
+    proprio_full, proprio_kept = full.token_ids[start:start + 22], kept.token_ids[start:start + 15]
+    np.testing.assert_array_equal(proprio_kept, np.delete(proprio_full, range(7, 14)))
+    moving = replace(observation, proprio=np.asarray(observation.proprio).copy())
+    moving.proprio[7:14] += 1.0  # other joint velocities: the lean tokens cannot tell
+    np.testing.assert_array_equal(GatoTokenizer(lean).encode_observation(moving).token_ids, kept.token_ids)
+    config = replace(preset("tiny"), timestep=lean, context_tokens=lean.timestep_tokens)
+    assert GatoConfig.from_dict(json.loads(config.to_json())) == config
+    policy = GatoPolicy(config)
+    runner_tokens = stack_sequences([kept])
+    assert policy.act(batch_to_torch(runner_tokens), policy.new_cache()).shape == (1, 5)
+    with pytest.raises(ValueError, match="distinct indices"):
+        replace(spec, proprio_keep=(0, 0))

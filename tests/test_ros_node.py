@@ -168,9 +168,27 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
         stopped = [c for _, c in sim.commands[count + 1:count + 6]]
         assert all(np.array_equal(c, stopped[0]) for c in stopped)
         assert node.loop.state.value == "estopped"
+        reset = sim.node.create_client(Trigger, f"/{NODE_NAME}/reset_estop")
+        assert reset.wait_for_service(timeout_sec=5)
+        future = reset.call_async(Trigger.Request())
+        assert wait_for(future.done) and not future.result().success  # refused while active
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.FAILURE  # deactivate does not clear it
+        assert node.loop.state.value == "estopped"
+        future = reset.call_async(Trigger.Request())
+        assert wait_for(future.done) and future.result().success
+        assert node.loop.state.value == "disabled" and not node._active  # reset alone moves nothing
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         assert node.loop.state.value == "active"
+
+        # Shutdown (what SIGINT/SIGTERM run in main()): one hold command, then inactive and silent.
+        assert wait_for(lambda: len(sim.commands) >= 3)
+        node.hold_and_deactivate()
+        assert not node._active and node.loop.state.value == "disabled"
+        count = len(sim.commands)
+        time.sleep(0.5)
+        assert len(sim.commands) - count <= 1  # at most the hold in flight; the loop no longer publishes
+        np.testing.assert_array_equal(sim.commands[-1][1], node.loop.last_command.arm_positions)
     finally:
         executor.shutdown()
         spinner.join(timeout=5)
@@ -181,7 +199,8 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
 
 def test_node_started_with_params_file_as_the_launch_file_does(context, checkpoint, tmp_path):
     params = yaml.safe_load((PACKAGE / "config" / "params.yaml").read_text())
-    params[NODE_NAME]["ros__parameters"].update(model_path=str(checkpoint), backend="torch", rate_hz=10.0)
+    # rate_hz as an integer, as `rate_hz:=10` on a command line gives it: accepted for the double
+    params[NODE_NAME]["ros__parameters"].update(model_path=str(checkpoint), backend="torch", rate_hz=10)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     process = subprocess.Popen([sys.executable, "-m", "gato_robot.ros.node", "--ros-args", "--params-file",
@@ -201,7 +220,7 @@ def test_node_started_with_params_file_as_the_launch_file_does(context, checkpoi
         assert get.wait_for_service(timeout_sec=20), "node did not come up"
         values = call(get, GetParameters.Request(names=["model_path", "backend", "rate_hz", "camera_topics"]), 10).values
         assert values[0].string_value == str(checkpoint) and values[1].string_value == "torch"
-        assert values[2].double_value == 10.0
+        assert values[2].integer_value == 10
         assert list(values[3].string_array_value) == ["/front_left/image_raw", "/front_right/image_raw"]
         change = client_node.create_client(ChangeState, f"/{NODE_NAME}/change_state")
         state = client_node.create_client(GetState, f"/{NODE_NAME}/get_state")
@@ -215,9 +234,10 @@ def test_node_started_with_params_file_as_the_launch_file_does(context, checkpoi
     finally:
         executor.shutdown()
         client_node.destroy_node()
-        process.terminate()
+        process.terminate()  # SIGTERM, as a launch shutdown escalates to: the node exits cleanly
         output = process.communicate(timeout=10)[0].decode()
     assert "activate refused: no joint state received" in output
+    assert process.returncode == 0, output
 
 
 def test_package_launch_and_params_are_consistent():
@@ -244,8 +264,50 @@ def test_package_launch_and_params_are_consistent():
                      if isinstance(node, ast.Assign) and node.targets[0].id == "ARGUMENTS")
     assert {"model_path", "backend", "camera_topics", "controller", "rate_hz"} <= set(arguments)
     for argument, (parameter, default, _) in arguments.items():
-        assert parameter in PARAMETERS, f"launch argument {argument} maps to unknown parameter {parameter}"
-        assert yaml.safe_load(default) == PARAMETERS[parameter] or (default == "" and PARAMETERS[parameter] == "")
+        assert parameter in {*PARAMETERS, "use_sim_time"}, f"launch argument {argument} maps to unknown {parameter}"
+        assert default == "", f"{argument}: a default would override the params file"
     source = (ROOT / "launch" / "stack.launch.py").read_text()
+    assert 'start_state="configuring", goal_state="inactive", handle_once=True' in source
+    assert 'DeclareLaunchArgument("autostart", default_value="false"' in source
     assert 'FindPackageShare("gato_robot"), "config", "params.yaml"' in source
     assert 'executable="stack_node"' in source and f'name="{NODE_NAME}"' in source
+
+
+def test_launch_file_overrides_only_given_arguments_and_autostarts_once_after_configure():
+    """Runs the real launch description (needs the `launch` and `launch_ros` packages of a ROS
+    install; they are not on PyPI)."""
+    pytest.importorskip("launch", reason="ROS 2 `launch` is not installed (not on PyPI; a ROS machine has it)")
+    pytest.importorskip("launch_ros", reason="ROS 2 `launch_ros` is not installed (not on PyPI)")
+    import importlib.util
+
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument
+    from launch.utilities import perform_substitutions
+    from launch_ros.utilities import evaluate_parameters
+
+    spec = importlib.util.spec_from_file_location("stack_launch", ROOT / "launch" / "stack.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    defaults = {a.name: a.default_value for a in description.entities if isinstance(a, DeclareLaunchArgument)}
+    context = LaunchContext()
+    for name, default in defaults.items():
+        if name != "params_file":
+            context.launch_configurations[name] = perform_substitutions(context, default)
+    assert context.launch_configurations["autostart"] == "false"  # a real arm is activated by its operator
+    context.launch_configurations.update(params_file="/tmp/my_params.yaml", rate_hz="20", autostart="true")
+    node, activate_once, configure = module._start_node(context)
+    parameters = evaluate_parameters(context, node._Node__parameters)
+    assert parameters[1] == {"rate_hz": 20}  # only the argument given; everything else from the file
+    handler = activate_once.event_handler
+    assert handler.handle_once  # activates once, and only after a configure that succeeded
+    from launch_ros.events.lifecycle import StateTransition
+    from lifecycle_msgs.msg import State, TransitionEvent
+
+    def transition(start: str, goal: str) -> StateTransition:
+        return StateTransition(action=node, msg=TransitionEvent(start_state=State(label=start), goal_state=State(label=goal)))
+
+    assert handler.matches(transition("configuring", "inactive"))
+    for start in ("deactivating", "activating"):  # operator deactivate, failed activate, e-stop: no re-activation
+        assert not handler.matches(transition(start, "inactive"))
+    assert configure.condition.evaluate(context)

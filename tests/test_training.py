@@ -1,5 +1,8 @@
 """Training: data windows, exact resume after an interruption, schedule, learning curve."""
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -72,6 +75,31 @@ def test_interrupted_training_resumes_exactly(store, tmp_path):
     assert (tmp_path / "whole" / "learning_curve.png").stat().st_size > 5000
     assert a.config.context_tokens == 2 * a.config.timestep.timestep_tokens  # deployment context = training window
     assert not list((tmp_path / "split").glob(".checkpoint*"))  # no temporary checkpoint left behind
+    summary = json.loads((tmp_path / "split" / "summary.json").read_text())
+    assert summary["samples"] == 12 * 2 * 2 and summary["wall_time_s"] > 0  # wall time summed over both sessions
+    for change in ({"steps": 20}, {"batch_size": 3}, {"seed": 1}, {"window_timesteps": 1}):
+        with pytest.raises(ValueError, match=f"{next(iter(change))} .* -> "):  # one schedule, one recipe per run
+            train(store, tmp_path / "split", replace(config, **change), progress=False)
+    train(store, tmp_path / "split", replace(config, checkpoint_every=6), progress=False)  # bookkeeping may change
+
+
+def test_recipe_options_train_and_store_proprio_statistics(store, tmp_path):
+    config = TrainConfig(preset="tiny", steps=3, batch_size=2, window_timesteps=1, checkpoint_every=3, warmup_steps=1,
+                         image_encoder="conv_stem", action_loss="hl_gauss", standardize_proprio=True, random_shift_px=4)
+    summary = train(store, tmp_path / "run", config, progress=False)
+    assert np.isfinite(summary["final_loss"])
+    policy = load_checkpoint(tmp_path / "run" / "checkpoint")
+    assert policy.config.image_encoder == "conv_stem" and policy.config.action_loss == "hl_gauss"
+    mean, std = np.array(policy.config.timestep.proprio_mean), np.array(policy.config.timestep.proprio_std)
+    assert mean.shape == std.shape == (22,) and np.all(std >= 1e-2)
+    from gato_robot.data.episodes import EpisodeReader
+
+    episodes = EpisodeStore(store).episodes(config.min_return_fraction)
+    proprio = []
+    for meta in episodes:
+        with EpisodeReader(meta.path) as reader:
+            proprio.append(reader.proprio())
+    np.testing.assert_allclose(mean, np.concatenate(proprio).mean(axis=0), rtol=1e-5, atol=1e-6)  # SI units
 
 
 def test_few_shot_arms_start_from_pretrained_and_from_random_weights(store, tmp_path):

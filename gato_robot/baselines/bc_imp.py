@@ -158,7 +158,13 @@ def train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Act
     for reader in readers:
         reader.close()
     save(policy.eval(), out)
-    return {"steps": config.steps, "final_loss": losses[-1], "losses": losses, "seconds": time.perf_counter() - started}
+    seconds = time.perf_counter() - started
+    summary = {"steps": config.steps, "samples": config.steps * config.batch_size, "wall_time_s": seconds,
+               "samples_per_s": config.steps * config.batch_size / seconds, "final_loss": losses[-1],
+               "episodes": len(episodes), "parameters": sum(p.numel() for p in policy.parameters()),
+               "config": {k: v for k, v in asdict(config).items() if k != "model"}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return {**summary, "losses": losses, "seconds": seconds}
 
 
 class BCIMPAgent:

@@ -116,7 +116,7 @@ def tokenizer_layout(preset: str = typer.Option("cpu-small", help="Preset whose 
     start = 0
     rows = [(spec.text_tokens, "text (instruction, PAD-filled)", "[0, 32000) / 33025", "yes"),
             *[(spec.patches_per_image, f"image patches: {name}", "embedded from pixels", "no") for name in spec.camera_names],
-            (spec.proprio_dim, "proprioception (mu-law)", "[32000, 33024)", "no"),
+            (spec.proprio_tokens, "proprioception (mu-law)", "[32000, 33024)", "no"),
             (1, "separator", "33024", "no"),
             (spec.action_dim, "actions (mu-law)", "[32000, 33024)", "yes")]
     for count, what, ids, loss in rows:

@@ -162,6 +162,26 @@ def sim_generate(out: Path = typer.Option(..., help="Episode store directory (cr
                   f"; {summary['skipped']} already there")
 
 
+@sim_app.command("dagger")
+def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the relabelled episodes to."),
+               policy: str = typer.Option(..., help="Shipped policy or checkpoint directory that drives."),
+               engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
+               triplets: str = typer.Option("train", help="train, test or one triplet name."),
+               episodes: int = typer.Option(50, help="Episodes (per triplet for 'test')."),
+               workers: int = typer.Option(2, help="Parallel processes."),
+               seed: int = typer.Option(6_000_000, help="First episode seed (disjoint from data and evaluation)."),
+               temperature: float = typer.Option(1.0, help="Policy action sampling temperature."),
+               expectation: bool = typer.Option(False, help="Motion dimensions decoded by their expected bin.")) -> None:
+    """DAgger data collection: the policy drives, the scripted expert labels every visited state;
+    episodes go to the store flagged as relabelled (kept whatever their return)."""
+    from sim.evaluate import collect_dagger
+
+    with _clear_errors():
+        summary = collect_dagger(store, engine, policy, triplets, episodes, workers, seed, temperature, expectation)
+    console.print(f"wrote {summary['episodes']} relabelled episodes ({summary['successes']} successful) to "
+                  f"{summary['store']}; {summary['skipped']} already there")
+
+
 @sim_app.command("table")
 def sim_table(column: list[str] = typer.Option(..., help="HEADER=REPORT.json, once per column."),
               out: Path = typer.Option(None, help="Also write the Markdown table here.")) -> None:

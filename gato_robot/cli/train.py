@@ -31,6 +31,8 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                   standardize_proprio: bool = typer.Option(False, help="Standardize proprioception per dimension "
                                                            "before mu-law (statistics stored in the checkpoint)."),
                   random_shift: int = typer.Option(0, help="DrQ random shift of the images, in pixels (0: off)."),
+                  joint_velocities: bool = typer.Option(True, help="Tokenize the joint velocities (Gato's full "
+                                                        "proprioception); off: leave out this copycat shortcut."),
                   seed: int = 0) -> None:
     """Behaviour cloning of the Gato policy; exact resume after a kill; learning-curve PNG."""
     from ..train.trainer import TrainConfig, train
@@ -39,7 +41,8 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                          min_learning_rate=lr / 10, warmup_steps=warmup, checkpoint_every=checkpoint_every, seed=seed,
                          device=device, patch_position_jitter=patch_jitter, image_encoder=image_encoder,
                          action_loss=action_loss, hl_gauss_sigma_bins=hl_gauss_sigma,
-                         standardize_proprio=standardize_proprio, random_shift_px=random_shift)
+                         standardize_proprio=standardize_proprio, random_shift_px=random_shift,
+                         joint_velocities=joint_velocities)
     with _clear_errors():
         summary = train(store, run, config, init_from=init_from, stop_at=stop_at)
     console.print(f"step {summary['steps']}: loss {summary['final_loss']:.4f}, {summary['tokens_per_s']:.0f} tokens/s; "

@@ -7,7 +7,8 @@ Layout: ``STORE/episode-<engine>-<seed>.h5`` with datasets
   (physical units: m/s, rad/s, gripper), ``rewards``: float32 (T,),
 
 and the episode's metadata as file attributes (engine, triplet, seed, return, success, steps,
-instruction). A file is written under a temporary name and renamed into place once complete, so
+instruction, and ``relabelled``: the actions are a labeller's, not the ones executed, as in
+DAgger rollouts; such episodes bypass the return filter). A file is written under a temporary name and renamed into place once complete, so
 a crash loses at most the episode in flight, and readers never see a partial episode. The
 directory is the index: appending is adding files; reading is lazy (HDF5 reads only the
 timesteps asked for).
@@ -38,13 +39,16 @@ class EpisodeMeta:
     steps: int
     instruction: str
     cameras: tuple[str, ...]
+    relabelled: bool = False
 
 
 class EpisodeWriter:
     """Collects one episode in memory; :meth:`commit` writes it atomically."""
 
-    def __init__(self, store: "EpisodeStore", engine: str, triplet: str, seed: int, instruction: str):
+    def __init__(self, store: "EpisodeStore", engine: str, triplet: str, seed: int, instruction: str,
+                 relabelled: bool = False):
         self.store, self.engine, self.triplet, self.seed, self.instruction = store, engine, triplet, seed, instruction
+        self.relabelled = relabelled
         self.images: dict[str, list[np.ndarray]] = {}
         self.proprio, self.actions, self.rewards = [], [], []
 
@@ -72,7 +76,7 @@ class EpisodeWriter:
             attrs = {"engine": self.engine, "triplet": self.triplet, "seed": self.seed,
                      "episode_return": float(np.sum(self.rewards)), "success": bool(success),
                      "steps": len(self.actions), "instruction": self.instruction,
-                     "cameras": json.dumps(sorted(self.images))}
+                     "cameras": json.dumps(sorted(self.images)), "relabelled": self.relabelled}
             f.attrs.update(attrs)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
@@ -95,8 +99,8 @@ class EpisodeStore:
         """Whether that episode is committed (a resumed `sim generate` skips it)."""
         return self.episode_path(engine, triplet, seed).is_file()
 
-    def writer(self, engine: str, triplet: str, seed: int, instruction: str) -> EpisodeWriter:
-        return EpisodeWriter(self, engine, triplet, seed, instruction)
+    def writer(self, engine: str, triplet: str, seed: int, instruction: str, relabelled: bool = False) -> EpisodeWriter:
+        return EpisodeWriter(self, engine, triplet, seed, instruction, relabelled)
 
     @staticmethod
     def meta(path: Path) -> EpisodeMeta:
@@ -104,7 +108,7 @@ class EpisodeStore:
             a = f.attrs
             return EpisodeMeta(path, str(a["engine"]), str(a["triplet"]), int(a["seed"]), float(a["episode_return"]),
                                bool(a["success"]), int(a["steps"]), str(a["instruction"]),
-                               tuple(json.loads(str(a["cameras"]))))
+                               tuple(json.loads(str(a["cameras"]))), bool(a.get("relabelled", False)))
 
     def paths(self) -> list[Path]:
         """Committed episodes only: in-flight temporary files are hidden (dot-prefixed)."""
@@ -115,12 +119,15 @@ class EpisodeStore:
         (Sec. 3, "filtered to episodes with returns of at least 80% of the expert return"): only
         episodes with a positive return of at least that fraction of the expert return, which is
         the store's median episode return (the store holds the expert's episodes; the median, not
-        the maximum, so one unusually long-held success does not filter out everything else)."""
+        the maximum, so one unusually long-held success does not filter out everything else).
+        Relabelled (DAgger) episodes are kept whatever their return: their labels are the
+        expert's, and their failures are the states a policy needs to learn to recover from."""
         metas = [self.meta(p) for p in self.paths()]
-        if min_return_fraction and metas:
-            expert_return = float(np.median([m.episode_return for m in metas]))
+        demonstrations = [m for m in metas if not m.relabelled]
+        if min_return_fraction and demonstrations:
+            expert_return = float(np.median([m.episode_return for m in demonstrations]))
             threshold = min_return_fraction * expert_return
-            metas = [m for m in metas if m.episode_return >= threshold and m.episode_return > 0]
+            metas = [m for m in metas if m.relabelled or (m.episode_return >= threshold and m.episode_return > 0)]
         return metas
 
     def __len__(self) -> int:

@@ -58,7 +58,7 @@ def rgb_to_image_fields(image: np.ndarray) -> dict:
 
 
 def joint_state_to_sample(message, arm_joints: tuple[str, ...], finger_joints: tuple[str, ...],
-                          stamp_s: float) -> JointSample:
+                          stamp_s: float, received_s: float | None = None) -> JointSample:
     """sensor_msgs/JointState -> :class:`JointSample`, joints matched by name (any order, extra
     joints ignored); gripper width = sum of the finger joint positions (metres)."""
     names = list(message.name)
@@ -76,4 +76,4 @@ def joint_state_to_sample(message, arm_joints: tuple[str, ...], finger_joints: t
     arm_velocity = (np.array([velocities[index[n]] for n in arm_joints]) if velocities.size
                     else np.zeros(len(arm_joints)))
     width = float(sum(positions[index[n]] for n in finger_joints))
-    return JointSample(arm, arm_velocity, width, stamp_s)
+    return JointSample(arm, arm_velocity, width, stamp_s, received_s)

@@ -2,22 +2,27 @@
 
 - configure: read parameters, load the policy (checkpoint or compiled export) and the robot model,
   create subscriptions, publishers and services.
-- activate: refuses unless a fresh joint state has arrived; seeds the loop from the measured
-  position (the first command holds it) and starts the control timer.
-- deactivate: holds (publishes the last safe command once) and stops the timer; also what clears
-  a latched e-stop (the next activate re-seeds).
+- activate: refuses unless a fresh, plausible joint state has arrived and no e-stop is latched;
+  seeds the loop from the measured position (the first command holds it) and starts acting.
+- deactivate: holds (publishes the last safe command once) and stops acting. Nothing in the node
+  activates by itself; an e-stop stays latched through deactivate until ``~/reset_estop``.
+- SIGINT / SIGTERM: publish the hold, deactivate, exit.
 
 Topics: one ``sensor_msgs/Image`` per camera (sensor-data QoS, cached by a callback group of their
 own), ``sensor_msgs/JointState`` (joints matched by name), commands as ros2_control expects them
 (``std_msgs/Float64MultiArray`` on ``/<controller>/commands`` for a forward position controller,
 or ``trajectory_msgs/JointTrajectory`` on ``/<controller>/joint_trajectory``), and
 ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics``. Service ``~/estop`` (std_srvs/Trigger)
-latches an e-stop. The forward controller has no command timeout, so the watchdog lives here.
+latches an e-stop; ``~/reset_estop`` clears it while the node is inactive (then activate to resume).
+The loop latches one itself on implausible joint measurements. Every sample keeps its stamp and
+its receive time; the watchdog checks both. The forward controller has no command timeout, so
+the watchdog lives here.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -30,6 +35,8 @@ from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
@@ -69,20 +76,38 @@ PARAMETERS: dict[str, object] = {
 class GatoStackNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        # Dynamically typed, so a params file or launch argument of the wrong type (an int where a
+        # double is declared) cannot kill the node; _param() checks each type at configure.
         for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
+            self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
         self.loop: ControlLoop | None = None
         self._lock = threading.Lock()
         self._frames: dict[str, Frame] = {}
         self._joints: JointSample | None = None
-        self._input_problem = ""
+        self._input_problems: dict[str, str] = {}  # per source; cleared when that source recovers
         self._active = False
         self._owned: dict[str, list] = {"subscription": [], "publisher": [], "service": [], "timer": []}
         self._tick_times: list[float] = []
+        self._reported: dict[str, int] = {}
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _param(self, name: str):
-        return self.get_parameter(name).value
+        """The parameter's value, checked against the type of its default (ints accepted for
+        doubles); a clear ValueError otherwise."""
+        value, default = self.get_parameter(name).value, PARAMETERS[name]
+        if isinstance(default, bool):
+            ok, expected = isinstance(value, bool), "true or false"
+        elif isinstance(default, float):
+            ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+            value = float(value) if ok else value
+        elif isinstance(default, list):
+            ok = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+            expected, value = "a list of strings", list(value) if ok else value
+        else:
+            ok, expected = isinstance(value, str), "a string"
+        if not ok:
+            raise ValueError(f"parameter {name}: expected {expected}, got {value!r}")
+        return value
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -94,6 +119,12 @@ class GatoStackNode(LifecycleNode):
     # -- lifecycle --------------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
+            rate = float(self._param("rate_hz"))
+            if not (np.isfinite(rate) and 1.0 <= rate <= 1000.0):
+                raise ValueError(f"parameter rate_hz must be in [1, 1000] Hz, got {rate}")
+            for name in ("controller", "joint_states_topic"):
+                if not str(self._param(name)).strip():
+                    raise ValueError(f"parameter {name} must not be empty")
             model_path = str(self._param("model_path"))
             if not model_path or not Path(model_path).exists():
                 raise FileNotFoundError(f"parameter model_path: policy not found at '{model_path}'")
@@ -106,7 +137,6 @@ class GatoStackNode(LifecycleNode):
             self.arm = ArmDescription(urdf_path=str(self._param("urdf_path")),
                                       arm_joints=tuple(self._param("arm_joints")),
                                       finger_joints=tuple(self._param("finger_joints")))
-            rate = float(self._param("rate_hz"))
             config = ControlConfig(rate, str(self._param("instruction")),
                                    WatchdogConfig(float(self._param("max_image_age_s")),
                                                   float(self._param("max_joint_state_age_s")),
@@ -148,6 +178,8 @@ class GatoStackNode(LifecycleNode):
         owned["publisher"] += [p for p in (self._arm_publisher, self._gripper_publisher, self._diagnostics) if p]
         owned["service"].append(self.create_service(Trigger, "~/estop", self._on_estop,
                                                     callback_group=self._control_group))
+        owned["service"].append(self.create_service(Trigger, "~/reset_estop", self._on_reset_estop,
+                                                    callback_group=self._control_group))
         owned["timer"].append(self.create_timer(1.0, self._publish_diagnostics,
                                                 callback_group=MutuallyExclusiveCallbackGroup()))
         # The control timer runs from configure on (the executor's wait set never changes while
@@ -161,11 +193,14 @@ class GatoStackNode(LifecycleNode):
         with self._lock:
             joints = self._joints
         problem = self.loop.watchdog.joint_problem(joints, self._now())
+        if problem is None:
+            try:  # seeds from the measurement; refuses implausible joints and a latched e-stop
+                self.loop.enable(joints)
+            except (ValueError, RuntimeError) as error:
+                problem = str(error)
         if problem:
             self.get_logger().error(f"activate refused: {problem}")
             return TransitionCallbackReturn.FAILURE
-        self.loop.disable()  # clears a latched e-stop; enable re-seeds from the measurement
-        self.loop.enable(joints)
         self._active = True
         self.get_logger().info("active: policy in control")
         return super().on_activate(state)
@@ -200,25 +235,27 @@ class GatoStackNode(LifecycleNode):
     # -- callbacks --------------------------------------------------------------------------------------
     def _on_image(self, name: str, message: Image) -> None:
         try:
-            frame = Frame(image_to_rgb(message), self._stamp(message.header))
+            frame = Frame(image_to_rgb(message), self._stamp(message.header), self._now())
         except MessageError as error:
             with self._lock:
-                self._input_problem = f"camera '{name}': {error}"
+                self._input_problems[name] = f"camera '{name}': {error}"
                 self._frames.pop(name, None)  # a bad frame must not leave an older good one to age in place
             return
         with self._lock:
             self._frames[name] = frame
+            self._input_problems.pop(name, None)
 
     def _on_joint_state(self, message: JointState) -> None:
         try:
             sample = joint_state_to_sample(message, self.arm.arm_joints, self.arm.finger_joints,
-                                           self._stamp(message.header))
+                                           self._stamp(message.header), self._now())
         except MessageError as error:
             with self._lock:
-                self._input_problem = f"joint state: {error}"
+                self._input_problems["joints"] = f"joint state: {error}"
             return
         with self._lock:
             self._joints = sample
+            self._input_problems.pop("joints", None)
 
     def _on_tick(self) -> None:
         if not self._active:
@@ -233,9 +270,29 @@ class GatoStackNode(LifecycleNode):
     def _on_estop(self, request, response):
         self.loop.estop("e-stop service called")
         self._publish(self.loop.last_command)
-        response.success, response.message = True, "e-stop latched: deactivate and activate to resume"
+        response.success = True
+        response.message = "e-stop latched: deactivate, call ~/reset_estop, then activate to resume"
         self.get_logger().warning(response.message)
         return response
+
+    def _on_reset_estop(self, request, response):
+        if self._active:
+            response.success, response.message = False, "refused: deactivate first (the e-stop stays latched)"
+        else:
+            was_latched = self.loop.reset_estop()
+            response.success = True
+            response.message = ("e-stop reset: activate to resume" if was_latched else "no e-stop was latched")
+        self.get_logger().warning(f"reset_estop: {response.message}")
+        return response
+
+    def hold_and_deactivate(self) -> None:
+        """Shutdown path (SIGINT/SIGTERM): publish the hold once and stop acting."""
+        if self.loop is None:
+            return
+        if self._active:
+            self.trigger_deactivate()  # on_deactivate publishes the last safe command
+        else:
+            self.loop.disable()
 
     # -- output -----------------------------------------------------------------------------------------
     def _publish(self, command: JointCommand | None) -> None:
@@ -261,11 +318,21 @@ class GatoStackNode(LifecycleNode):
         stats, times = self.loop.stats, list(self._tick_times)
         rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         state = self.loop.state
-        level = DiagnosticStatus.OK if state is LoopState.ACTIVE else (
-            DiagnosticStatus.ERROR if state is LoopState.ESTOPPED else DiagnosticStatus.WARN)
+        new_misses = stats.deadline_misses - self._reported.get("misses", 0)
+        new_holds = stats.held_ticks - self._reported.get("holds", 0)
+        self._reported = {"misses": stats.deadline_misses, "holds": stats.held_ticks}
+        with self._lock:
+            input_problems = "; ".join(self._input_problems.values())
+        level = DiagnosticStatus.OK
+        if state is LoopState.ESTOPPED:
+            level = DiagnosticStatus.ERROR
+        elif state is not LoopState.ACTIVE or stats.last_reason or input_problems or (
+                self._active and (new_misses or new_holds)):
+            level = DiagnosticStatus.WARN
         values = {"state": state.value, "rate_hz": f"{rate:.2f}", "ticks": str(stats.ticks),
                   "held_ticks": str(stats.held_ticks), "deadline_misses": str(stats.deadline_misses),
-                  "watchdog": stats.last_reason or "ok", "input_problem": self._input_problem or "none",
+                  "deadline_misses_since_last_report": str(new_misses),
+                  "watchdog": stats.last_reason or "ok", "input_problem": input_problems or "none",
                   **{f"latency_{k}_ms": f"{1e3 * v:.2f}" for k, v in stats.stage_seconds.items()}}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: control loop", hardware_id="gato_robot",
                                   message=stats.last_reason or state.value,
@@ -275,8 +342,16 @@ class GatoStackNode(LifecycleNode):
         self._diagnostics.publish(array)
 
 
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(args=None) -> None:
-    rclpy.init(args=args)
+    # Our own SIGINT/SIGTERM handling: rclpy's would shut the context down first, and the node
+    # could no longer publish the hold it owes the arm before it exits.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     node = GatoStackNode()
     # A single-threaded executor: with this rclpy (Jazzy 7.1), MultiThreadedExecutor re-yields
     # ready timers and subscriptions in a hot loop (ros2/rclpy#1223, #1452); on a 2-core machine it
@@ -286,12 +361,14 @@ def main(args=None) -> None:
     executor = MultiThreadedExecutor() if os.environ.get("GATO_ROBOT_EXECUTOR") == "multi" else SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
+        while rclpy.ok():  # wakes at least every 0.1 s, so the signal handlers above get to run
+            executor.spin_once(timeout_sec=0.1)
     except KeyboardInterrupt:
         pass
     finally:
-        if node.loop is not None:
-            node.loop.disable()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut the hold short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        node.hold_and_deactivate()
         node.destroy_node()
         rclpy.try_shutdown()
 

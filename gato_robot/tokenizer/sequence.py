@@ -58,6 +58,11 @@ class TimestepSpec:
     units a TCP position of 0.5 m falls where one mu-law bin is ~1 cm wide, standardized it
     resolves ~1 mm. None (Gato's choice) tokenizes the raw values. They travel with the
     checkpoint's config, so every runner and the real-arm node apply the same statistics.
+    proprio_keep: indices of the 22 values that become tokens (None: all, as Gato does).
+    ``JOINT_VELOCITY_FREE`` leaves the joint velocities out: at 20 Hz they are nearly the previous
+    action (a linear map of them explains 70-89% of the variance of the expert's translation
+    commands in our data), a copycat shortcut that lets a policy imitate its own motion instead of
+    looking at the scene (causal confusion, de Haan et al. 2019; Wen et al. 2020).
     """
 
     camera_names: tuple[str, ...] = ("front_left", "front_right")
@@ -69,6 +74,7 @@ class TimestepSpec:
     text_model: str = DEFAULT_TEXT_MODEL.name  # a name in tokenizer/assets, or an absolute path
     proprio_mean: tuple[float, ...] | None = None
     proprio_std: tuple[float, ...] | None = None
+    proprio_keep: tuple[int, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "text_model", portable_text_model(self.text_model))
@@ -83,6 +89,15 @@ class TimestepSpec:
                 raise ValueError("proprio statistics must be finite with positive standard deviations")
             object.__setattr__(self, "proprio_mean", mean)
             object.__setattr__(self, "proprio_std", std)
+        if self.proprio_keep is not None:
+            keep = tuple(int(i) for i in self.proprio_keep)
+            if not keep or len(set(keep)) != len(keep) or not all(0 <= i < self.proprio_dim for i in keep):
+                raise ValueError(f"proprio_keep must be distinct indices in [0, {self.proprio_dim}), got {keep}")
+            object.__setattr__(self, "proprio_keep", keep)
+
+    @property
+    def proprio_tokens(self) -> int:
+        return self.proprio_dim if self.proprio_keep is None else len(self.proprio_keep)
 
     @property
     def patches_per_image(self) -> int:
@@ -91,11 +106,15 @@ class TimestepSpec:
     @property
     def observation_tokens(self) -> int:
         """Tokens from the first text token through the separator."""
-        return self.text_tokens + len(self.camera_names) * self.patches_per_image + self.proprio_dim + 1
+        return self.text_tokens + len(self.camera_names) * self.patches_per_image + self.proprio_tokens + 1
 
     @property
     def timestep_tokens(self) -> int:
         return self.observation_tokens + self.action_dim
+
+
+JOINT_VELOCITY_FREE = tuple(range(7)) + tuple(range(14, 22))
+"""proprio_keep without the 7 joint velocities: joint angles, gripper width, TCP pose."""
 
 
 @dataclass
@@ -191,6 +210,7 @@ class GatoTokenizer:
         standardized = spec.proprio_mean is not None
         self._proprio_mean = np.asarray(spec.proprio_mean if standardized else np.zeros(spec.proprio_dim))
         self._proprio_std = np.asarray(spec.proprio_std if standardized else np.ones(spec.proprio_dim))
+        self._proprio_keep = np.arange(spec.proprio_dim) if spec.proprio_keep is None else np.array(spec.proprio_keep)
 
     # -- observation ---------------------------------------------------------------------------
     def _text_ids(self, instruction: str) -> np.ndarray:
@@ -236,9 +256,9 @@ class GatoTokenizer:
         for camera_index, name in enumerate(spec.camera_names):
             parts.append(self._image_tokens(observation.images[name], name, position, rng))
             position += spec.patches_per_image
-        standardized = (proprio - self._proprio_mean) / self._proprio_std
+        standardized = ((proprio - self._proprio_mean) / self._proprio_std)[self._proprio_keep]
         parts.append(TokenSequence.of_tokens(tokenize_continuous(standardized), Modality.CONTINUOUS, position))
-        position += spec.proprio_dim
+        position += spec.proprio_tokens
         parts.append(TokenSequence.of_tokens(np.array([SEPARATOR_ID]), Modality.SEPARATOR, position))
         return concat_sequences(parts)
 

@@ -30,6 +30,7 @@ from ..data.episodes import EpisodeStore
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.config import GatoConfig, preset
 from ..model.policy import GatoPolicy, batch_to_torch
+from ..tokenizer.sequence import JOINT_VELOCITY_FREE
 
 STATE_FILE = "training_state.pt"
 
@@ -53,6 +54,7 @@ class TrainConfig:
     hl_gauss_sigma_bins: float = 2.0
     standardize_proprio: bool = False  # per-dimension statistics of the training episodes, in the config
     random_shift_px: int = 0  # DrQ random shift of the camera images (0: off)
+    joint_velocities: bool = True  # False: leave them out of the tokens (a copycat shortcut, TimestepSpec)
     max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
     seed: int = 0
     device: str = "cpu"
@@ -75,15 +77,15 @@ def _optimizer(policy: GatoPolicy, config: TrainConfig) -> torch.optim.AdamW:
 
 
 def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step: int, losses: list[float],
-                             config: TrainConfig) -> Path:
+                             config: TrainConfig, elapsed_s: float = 0.0) -> Path:
     """Write the checkpoint next to the live one, then swap it in (a kill never leaves half a checkpoint)."""
     final = run_dir / "checkpoint"
     tmp = run_dir / f".checkpoint.{os.getpid()}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     save_checkpoint(policy, tmp, metadata={"step": step, "preset": config.preset, "trained": "true"})
-    torch.save({"optimizer": optimizer.state_dict(), "step": step, "losses": losses, "config": asdict(config)},
-               tmp / STATE_FILE)
+    torch.save({"optimizer": optimizer.state_dict(), "step": step, "losses": losses, "config": asdict(config),
+                "elapsed_s": elapsed_s}, tmp / STATE_FILE)
     old = run_dir / ".checkpoint.old"
     if final.exists():
         if old.exists():
@@ -93,6 +95,23 @@ def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step:
     if old.exists():
         shutil.rmtree(old)
     return final
+
+
+RESUMABLE_CHANGES = ("checkpoint_every", "device")
+"""TrainConfig fields a resumed run may change; any other change would make it another run."""
+
+
+def check_resume_matches(saved: dict, config: TrainConfig, step: int) -> None:
+    """A resumed run continues the run it finds: one schedule, one batch size, one data recipe.
+    Changing the length would restart the cosine schedule (a warm restart), so it is refused too:
+    start a new run directory with ``--init-from`` to continue training on purpose."""
+    changed = {name: (saved[name], value) for name, value in asdict(config).items()
+               if name in saved and name not in RESUMABLE_CHANGES and saved[name] != value}
+    if changed:
+        listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
+        raise ValueError(f"the run directory holds a run at step {step} made with other settings ({listed}); "
+                         "resume it with its own settings, or start a new run (--init-from CHECKPOINT continues "
+                         "training from its weights with a schedule of its own)")
 
 
 def check_window_fits(config: TrainConfig, model: GatoConfig) -> None:
@@ -117,7 +136,9 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
             raise ValueError("standardize_proprio needs the training episodes to compute statistics")
         mean, std = proprio_statistics(episodes)
         timestep = replace(timestep, proprio_mean=tuple(mean.tolist()), proprio_std=tuple(std.tolist()))
-    return replace(base, context_tokens=config.window_timesteps * base.timestep.timestep_tokens, timestep=timestep)
+    if not config.joint_velocities:
+        timestep = replace(timestep, proprio_keep=JOINT_VELOCITY_FREE)
+    return replace(base, context_tokens=config.window_timesteps * timestep.timestep_tokens, timestep=timestep)
 
 
 def select_episodes(store: EpisodeStore, config: TrainConfig) -> list:
@@ -159,16 +180,14 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
         optimizer = _optimizer(policy, config)
         optimizer.load_state_dict(state["optimizer"])
         start, losses = int(state["step"]), list(state["losses"])
-        planned = state.get("config", {}).get("steps", config.steps)
-        if planned != config.steps and progress:
-            tqdm.write(f"resuming at step {start}: the run was planned for {planned} steps, now {config.steps}; "
-                       "the cosine schedule is recomputed for the new length (a warm restart)")
+        elapsed_before = float(state.get("elapsed_s", 0.0))
+        check_resume_matches(state.get("config", {}), config, start)
     else:
         torch.manual_seed(config.seed)
         policy = (load_checkpoint(init_from) if init_from else
                   GatoPolicy(model_config(config, episodes))).to(device).train()
         optimizer = _optimizer(policy, config)
-        start, losses = 0, []
+        start, losses, elapsed_before = 0, [], 0.0
     check_window_fits(config, policy.config)
     (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps, episodes=episodes,
@@ -200,16 +219,22 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
             bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
             last = step + 1 == config.steps or (stop_at is not None and step + 1 >= stop_at)
             if (step + 1) % config.checkpoint_every == 0 or last:
-                save_training_checkpoint(run_dir, policy, optimizer, step + 1, losses, config)
+                save_training_checkpoint(run_dir, policy, optimizer, step + 1, losses, config,
+                                         elapsed_before + time.perf_counter() - started)
             if last:
                 break
     finally:
         stop.set()
         windows.close()
     plot_learning_curve(losses, run_dir / "learning_curve.png")
-    return {"steps": len(losses), "final_loss": losses[-1] if losses else None, "losses": losses,
-            "episodes": len(windows.episodes),
-            "tokens_per_s": tokens / max(1e-9, time.perf_counter() - started), "checkpoint": str(checkpoint)}
+    wall_s = elapsed_before + time.perf_counter() - started
+    summary = {"steps": len(losses), "samples": len(losses) * config.batch_size * config.window_timesteps,
+               "wall_time_s": wall_s, "samples_per_s": len(losses) * config.batch_size * config.window_timesteps / wall_s,
+               "final_loss": losses[-1] if losses else None, "episodes": len(windows.episodes),
+               "parameters": policy.num_parameters(), "config": asdict(config)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return {**summary, "losses": losses, "tokens_per_s": tokens / max(1e-9, time.perf_counter() - started),
+            "checkpoint": str(checkpoint)}
 
 
 def plot_learning_curve(losses: list[float], path: Path) -> None:

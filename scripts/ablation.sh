@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Ablation of the policy recipe (issue "A Gato policy that stacks"): every arm trains on the same
+# episode store for the same number of samples (STEPS x 24 one-timestep windows; BC-IMP the same
+# samples in batches of 32), and is evaluated on the same EVAL_EPISODES training-distribution
+# seeds starting at EVAL_SEED, which no training run ever used (training data: seeds 1000000+).
+# Resumable: a finished run or report is kept; run it again after an interruption.
+# Never run two of these steps at once on 2 cores.
+#
+#   bash scripts/ablation.sh                    # every arm
+#   ARMS="all paper" bash scripts/ablation.sh   # some arms
+set -euo pipefail
+cd "$(dirname "$0")/.."
+G=.venv/bin/gato-robot
+STORE=${STORE:-../data/mujoco-dart-g}    # sim generate --episodes 700 --seed 1000000 --noise 0.2 --gripper-noise 0.01
+RUNS=${RUNS:-../runs/ablation}       # outside the work tree
+OUT=${OUT:-results/ablation}
+STEPS=${STEPS:-5000}
+EVAL_EPISODES=${EVAL_EPISODES:-50}
+EVAL_SEED=${EVAL_SEED:-5000000}
+ARMS=${ARMS:-"all paper no-conv-stem no-hl-gauss no-std-shift bc-imp"}
+mkdir -p "$OUT"
+
+[ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
+  --noise 0.2 --gripper-noise 0.01
+
+flags() {  # the recipe of each arm; "all" is every change, "no-X" is all but X, "paper" is none
+  case $1 in
+    all)          echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4" ;;
+    paper)        echo "--image-encoder patch_resnet --action-loss vocab_ce" ;;
+    no-conv-stem) echo "--image-encoder patch_resnet --action-loss hl_gauss --standardize-proprio --random-shift 4" ;;
+    no-hl-gauss)  echo "--image-encoder conv_stem --action-loss vocab_ce --standardize-proprio --random-shift 4" ;;
+    no-std-shift) echo "--image-encoder conv_stem --action-loss hl_gauss" ;;
+    *) echo "unknown arm $1" >&2; exit 2 ;;
+  esac
+}
+
+for arm in $ARMS; do
+  printf '\n== %s\n' "$arm"
+  if [ "$arm" = bc-imp ]; then
+    [ -s "$RUNS/bc-imp/summary.json" ] || $G train-baseline --store "$STORE" --out "$RUNS/bc-imp" \
+      --steps $((STEPS * 24 / 32)) --batch-size 32 --random-shift 4
+    policy=$RUNS/bc-imp
+  else
+    # shellcheck disable=SC2046
+    [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE" --run "$RUNS/$arm" --preset cpu-small \
+      --steps "$STEPS" --batch-size 24 --window 1 --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter $(flags "$arm")
+    policy=$RUNS/$arm/checkpoint
+  fi
+  [ -s "$OUT/$arm-sampled.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
+    --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --report "$OUT/$arm-sampled.json"
+  if [ "$arm" != bc-imp ] && [ "$arm" != paper ]; then  # the ordinal loss's decoding, beside sampling
+    [ -s "$OUT/$arm-expectation.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
+      --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --expectation --report "$OUT/$arm-expectation.json"
+  fi
+done
+.venv/bin/python scripts/ablation_table.py --runs "$RUNS" --reports "$OUT" --out results/ablation.md

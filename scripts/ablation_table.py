@@ -1,0 +1,53 @@
+"""Markdown table of the recipe ablation (scripts/ablation.sh): one row per arm with its recipe,
+samples seen, training wall time and samples/s, and closed-loop success (95% Wilson interval) for
+each decoding, plus the success an arm reaches per CPU-minute (the equal-wall-time view)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RECIPES = {
+    "paper": "patch ResNet v2 | one-hot CE over vocabulary (text + actions) | raw proprio | none",
+    "all": "conv stem | HL-Gauss over 1024 bins (actions) | standardized | random shift 4 px",
+    "no-conv-stem": "patch ResNet v2 | HL-Gauss | standardized | random shift 4 px",
+    "no-hl-gauss": "conv stem | one-hot CE over vocabulary (text + actions) | standardized | random shift 4 px",
+    "no-std-shift": "conv stem | HL-Gauss | raw proprio | none",
+    "bc-imp": "BC-IMP specialist (conv + MLP, MSE) | - | log-scaled | random shift 4 px",
+}
+
+
+def cell(report: Path) -> str:
+    if not report.is_file():
+        return "not run"
+    data = json.loads(report.read_text())
+    rows = data["per_triplet"].values()
+    wins, count = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
+    low, high = data["overall"]["ci95"]
+    return f"{100 * wins / count:.0f}% [{100 * low:.0f}, {100 * high:.0f}] ({wins}/{count})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=Path, required=True)
+    parser.add_argument("--reports", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    lines = ["| arm | encoder \\| action loss \\| proprio \\| augmentation | samples | train wall time | samples/s "
+             "| success, sampled T=1 | success, expectation (motion) + sampled gripper |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for arm, recipe in RECIPES.items():
+        summary_path = args.runs / arm / "summary.json"
+        if not summary_path.is_file():
+            continue
+        summary = json.loads(summary_path.read_text())
+        lines.append(f"| {arm} | {recipe} | {summary['samples'] / 1e3:.0f}k | {summary['wall_time_s'] / 60:.0f} min "
+                     f"| {summary['samples_per_s']:.0f} | {cell(args.reports / f'{arm}-sampled.json')} "
+                     f"| {cell(args.reports / f'{arm}-expectation.json')} |")
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
