@@ -87,16 +87,33 @@ def _env(job: Job, cameras: bool, index: int = 0):
 
 
 def _run_chunk(jobs: tuple[Job, ...]) -> list[EpisodeResult]:
-    """Episodes of one policy on one triplet kind, in lockstep (one batched policy call per tick)."""
+    """Episodes of one policy on one triplet kind, in lockstep (one batched policy call per tick);
+    DAgger episodes are relabelled by one expert per row and written to the store."""
     if len(jobs) == 1:
         return [_run_job(jobs[0])]
     envs = [_env(jobs[0], True, index) for index in range(len(jobs))]
-    results = run_episodes_batched(envs, _agent(jobs[0], len(jobs)), [job.seed for job in jobs],
-                                   record_frames=any(job.record for job in jobs))
+    agent, writers = _agent(jobs[0], len(jobs)), None
+    if jobs[0].relabel:
+        from .relabel import BatchRelabellingAgent
+
+        agent, writers = BatchRelabellingAgent(agent), [_writer(job) for job in jobs]
+    results = run_episodes_batched(envs, agent, [job.seed for job in jobs],
+                                   record_frames=any(job.record for job in jobs), writers=writers)
     for job, result in zip(jobs, results):
         if not job.record:
             result.frames = []
+    for writer, result in zip(writers or [], results):
+        writer.commit(result.success)
     return results
+
+
+def _writer(job: Job):
+    from gato_robot.data.episodes import EpisodeStore
+
+    from .env_base import INSTRUCTION
+
+    return EpisodeStore(job.store, create=True).writer(job.engine, job.triplet, job.seed, INSTRUCTION,
+                                                      relabelled=job.relabel)
 
 
 def chunk_jobs(jobs: list[Job], batch_size: int, workers: int) -> list[tuple[Job, ...]]:
@@ -105,8 +122,9 @@ def chunk_jobs(jobs: list[Job], batch_size: int, workers: int) -> list[tuple[Job
     stay alone."""
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
-        alone = job.policy == "expert" or job.store is not None or job.backend != "torch"
-        key = (id(job),) if alone else (job.engine, job.triplet, job.policy, job.temperature, job.expectation)
+        alone = job.policy == "expert" or (job.store is not None and not job.relabel) or job.backend != "torch"
+        key = (id(job),) if alone else (job.engine, job.triplet, job.policy, job.temperature, job.expectation,
+                                        job.relabel)
         groups.setdefault(key, []).append(job)
     chunks = []
     for group in groups.values():
@@ -123,13 +141,7 @@ def _run_job(job: Job) -> EpisodeResult:
         agent = RelabellingAgent(agent)
     cameras = agent.needs_cameras or job.record or job.store is not None
     env = _env(job, cameras)
-    writer = None
-    if job.store is not None:
-        from gato_robot.data.episodes import EpisodeStore
-        from .env_base import INSTRUCTION
-
-        writer = EpisodeStore(job.store, create=True).writer(job.engine, job.triplet, job.seed, INSTRUCTION,
-                                                             relabelled=job.relabel)
+    writer = _writer(job) if job.store is not None else None
     result = run_episode(env, agent, job.seed, writer=writer, record_frames=job.record)
     if writer is not None:
         writer.commit(result.success)
@@ -255,7 +267,7 @@ def collect_dagger(store: Path, engine: str, policy: str, triplets: str, episode
     names = triplet_names(triplets)
     jobs = [Job(engine, name, seed + i, policy, "torch", False, str(store), 0.0, temperature, expectation=expectation,
                 relabel=True) for name in names for i in range(episodes) if not existing.has(engine, name, seed + i)]
-    results = run_jobs(jobs, workers, f"dagger {engine}")
+    results = run_jobs(jobs, workers, f"dagger {engine}", batch_size=8)
     return {"episodes": len(results), "successes": sum(r.success for r in results), "store": str(store),
             "skipped": len(names) * episodes - len(jobs)}
 

@@ -55,6 +55,27 @@ class RelabellingAgent:
         return action
 
 
+class BatchRelabellingAgent:
+    """DAgger collection for a batched policy: each row's scripted expert labels the state that
+    row's policy visits; ``last_labels`` holds them for the episode writers."""
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.labellers: list[ExpertAgent] = []
+        self.last_labels: list[np.ndarray] | None = None
+
+    def reset_batch(self, envs: list[RGBStackingEnv], seeds: list[int]) -> None:
+        self.policy.reset_batch(envs, seeds)
+        self.labellers = [ExpertAgent() for _ in envs]
+        for labeller, env, seed in zip(self.labellers, envs, seeds):
+            labeller.reset(env, seed)
+
+    def act_batch(self, observations: list[dict], infos: list[dict]) -> np.ndarray:
+        self.last_labels = [labeller.expert.act(observation, info["objects"])
+                            for labeller, observation, info in zip(self.labellers, observations, infos)]
+        return self.policy.act_batch(observations, infos)
+
+
 def agreement(steps: list[RelabelledStep]) -> dict[str, float]:
     """Fraction of steps where the policy's translation has the expert's sign (per axis, counting
     only steps where the expert's velocity exceeds 10% of the bound), and where the gripper

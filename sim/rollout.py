@@ -84,10 +84,10 @@ class PolicyAgent:
     def act(self, observation: dict, info: dict) -> np.ndarray:
         return self.agent.act(observation)
 
-    def reset_batch(self, seeds: list[int]) -> None:
+    def reset_batch(self, envs: list[RGBStackingEnv], seeds: list[int]) -> None:
         self.agent.reset(*seeds)
 
-    def act_batch(self, observations: list[dict]) -> np.ndarray:
+    def act_batch(self, observations: list[dict], infos: list[dict]) -> np.ndarray:
         return self.agent.act_batch(observations)
 
 
@@ -135,19 +135,22 @@ def run_episode(env: RGBStackingEnv, agent: Agent, seed: int, writer=None, recor
 
 
 def run_episodes_batched(envs: list[RGBStackingEnv], agent: PolicyAgent, seeds: list[int],
-                         record_frames: bool = False, timing: dict[str, float] | None = None) -> list[EpisodeResult]:
+                         record_frames: bool = False, timing: dict[str, float] | None = None,
+                         writers: list | None = None) -> list[EpisodeResult]:
     """``len(seeds)`` episodes in lockstep, one per env, with one batched policy call per control
     tick. Each episode sees exactly what :func:`run_episode` would give it (same env seed, same
     sampling seed); an episode that has ended keeps its row in the batch on its last observation
     (its action is discarded) until the last one ends. ``timing``, if given, accumulates the
-    seconds spent in the policy ("policy_s") and in the environments ("env_s")."""
+    seconds spent in the policy ("policy_s") and in the environments ("env_s"). ``writers`` (one
+    per row) record every live row's timesteps, with the agent's ``last_labels`` as the actions
+    when it keeps labels (DAgger), as :func:`run_episode` does for one episode."""
     timing = {} if timing is None else timing
     timing.setdefault("policy_s", 0.0)
     timing.setdefault("env_s", 0.0)
     if len(envs) != len(seeds):
         raise ValueError(f"{len(envs)} environments for {len(seeds)} seeds")
-    observations = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]
-    agent.reset_batch(list(seeds))
+    observations, infos = (list(column) for column in zip(*(env.reset(seed=seed) for env, seed in zip(envs, seeds))))
+    agent.reset_batch(envs, list(seeds))
     live, totals = [True] * len(envs), [0.0] * len(envs)
     terminated, frames = [False] * len(envs), [[] for _ in envs]
     for _ in range(envs[0].scene.episode_steps):
@@ -155,12 +158,18 @@ def run_episodes_batched(envs: list[RGBStackingEnv], agent: PolicyAgent, seeds: 
             for row in (r for r in range(len(envs)) if live[r]):
                 frames[row].append(np.concatenate([observations[row][c.name] for c in envs[row].scene.cameras], axis=1))
         started = time.perf_counter()
-        actions = agent.act_batch(observations)
+        actions = agent.act_batch(observations, infos)
         acted = time.perf_counter()
+        labels = getattr(agent, "last_labels", None)
         for row, env in enumerate(envs):
             if not live[row]:
                 continue
-            observations[row], reward, terminated[row], truncated, _ = env.step(actions[row])
+            previous = observations[row]
+            observations[row], reward, terminated[row], truncated, infos[row] = env.step(actions[row])
+            if writers is not None:
+                images = {c.name: previous[c.name] for c in env.scene.cameras}
+                label = actions[row] if labels is None else labels[row]
+                writers[row].add(images, proprio_vector(previous), label, reward)
             totals[row] += reward
             live[row] = not (terminated[row] or truncated)
         timing["policy_s"] += acted - started

@@ -39,3 +39,28 @@ def test_relabelled_episodes_store_expert_labels_and_bypass_the_return_filter(tm
     executed = np.array([s.action for s in relabeller.steps], dtype=np.float32)
     np.testing.assert_array_equal(recorded, labels)  # the expert's labels, not what the policy did
     assert not np.allclose(recorded, executed)
+
+
+def test_batched_dagger_collection_records_what_one_episode_at_a_time_records(tmp_path):
+    from sim.relabel import BatchRelabellingAgent
+    from sim.rollout import run_episodes_batched
+
+    checkpoint = save_checkpoint(decisive_policy(seed=2), tmp_path / "policy")
+    scene = replace(DEFAULT_SCENE, episode_steps=10)
+    seeds = [6_000_001, 6_000_002]
+    alone_store, batch_store = EpisodeStore(tmp_path / "alone", create=True), EpisodeStore(tmp_path / "batch", create=True)
+    env = make_env("mujoco", "train", scene=scene)
+    for seed in seeds:
+        writer = alone_store.writer("mujoco", "train", seed, INSTRUCTION, relabelled=True)
+        writer.commit(run_episode(env, RelabellingAgent(PolicyAgent(str(checkpoint), temperature=1.0)), seed,
+                                  writer=writer).success)
+    envs = [make_env("mujoco", "train", scene=scene) for _ in seeds]
+    writers = [batch_store.writer("mujoco", "train", seed, INSTRUCTION, relabelled=True) for seed in seeds]
+    agent = BatchRelabellingAgent(PolicyAgent(str(checkpoint), temperature=1.0, batch_size=2))
+    for writer, result in zip(writers, run_episodes_batched(envs, agent, seeds, writers=writers)):
+        writer.commit(result.success)
+    for a, b in zip(alone_store.episodes(), batch_store.episodes()):
+        assert a.relabelled and b.relabelled and a.steps == b.steps == 10
+        with EpisodeReader(a.path) as x, EpisodeReader(b.path) as y:
+            np.testing.assert_allclose(x.actions(), y.actions(), atol=1e-6)
+            np.testing.assert_allclose(x.proprio(), y.proprio(), atol=1e-6)
