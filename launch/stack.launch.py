@@ -57,9 +57,8 @@ def _start_node(context):
 
 def generate_launch_description() -> LaunchDescription:
     declared = [
-        DeclareLaunchArgument("params_file", description="node parameters (YAML)",
-                              default_value=PathJoinSubstitution([FindPackageShare("gato_robot"), "config",
-                                                                  "params.yaml"])),
+        DeclareLaunchArgument("params_file", description="node parameters (YAML)", default_value=PathJoinSubstitution(
+            [FindPackageShare("gato_robot"), "config", "params.yaml"])),
         DeclareLaunchArgument("autostart", default_value="false",
                               description="configure, then activate once, at start-up (off for real arms)"),
     ]

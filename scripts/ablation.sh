@@ -17,26 +17,31 @@ OUT=${OUT:-results/ablation}
 STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
-ARMS=${ARMS:-"all paper no-conv-stem no-hl-gauss no-std-shift bc-imp"}
+ARMS=${ARMS:-"all all-novel all-novel-dagger1 bc-imp paper"}
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
   --noise 0.2 --gripper-noise 0.01
 
-flags() {  # the recipe of each arm; "all" is every change, "no-X" is all but X, "paper" is none
+flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all-novel" also without joint velocities
   case $1 in
     all)          echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4" ;;
+    all-novel)    echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities" ;;
     paper)        echo "--image-encoder patch_resnet --action-loss vocab_ce" ;;
-    no-conv-stem) echo "--image-encoder patch_resnet --action-loss hl_gauss --standardize-proprio --random-shift 4" ;;
-    no-hl-gauss)  echo "--image-encoder conv_stem --action-loss vocab_ce --standardize-proprio --random-shift 4" ;;
-    no-std-shift) echo "--image-encoder conv_stem --action-loss hl_gauss" ;;
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac
 }
 
 for arm in $ARMS; do
   printf '\n== %s\n' "$arm"
-  if [ "$arm" = bc-imp ]; then
+  if [ "$arm" = all-novel-dagger1 ]; then  # one DAgger round on top of all-novel: the policy drives, the expert labels
+    $G sim dagger --store "$STORE-dagger1" --policy "$RUNS/all-novel/checkpoint" --episodes 120 --seed 6000000 --temperature 1
+    mkdir -p "$STORE-merged1" && ln -sf "$(realpath "$STORE")"/episode-*.h5 "$(realpath "$STORE-dagger1")"/episode-*.h5 "$STORE-merged1/"
+    [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE-merged1" --run "$RUNS/$arm" \
+      --init-from "$RUNS/all-novel/checkpoint" --preset cpu-small --steps 2000 --batch-size 24 --window 1 --lr 5e-4 \
+      --warmup 100 --checkpoint-every 500 --no-patch-jitter $(flags all-novel)
+    policy=$RUNS/$arm/checkpoint
+  elif [ "$arm" = bc-imp ]; then
     [ -s "$RUNS/bc-imp/summary.json" ] || $G train-baseline --store "$STORE" --out "$RUNS/bc-imp" \
       --steps $((STEPS * 24 / 32)) --batch-size 32 --random-shift 4
     policy=$RUNS/bc-imp
@@ -48,7 +53,7 @@ for arm in $ARMS; do
   fi
   [ -s "$OUT/$arm-sampled.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
     --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --report "$OUT/$arm-sampled.json"
-  if [ "$arm" != bc-imp ] && [ "$arm" != paper ]; then  # the ordinal loss's decoding, beside sampling
+  if [ "$arm" = all ]; then  # the ordinal loss's decoding, beside sampling
     [ -s "$OUT/$arm-expectation.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
       --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --expectation --report "$OUT/$arm-expectation.json"
   fi

@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 RECIPES = {
-    "paper": "patch ResNet v2 | one-hot CE over vocabulary (text + actions) | raw proprio | none",
-    "all": "conv stem | HL-Gauss over 1024 bins (actions) | standardized | random shift 4 px",
-    "no-conv-stem": "patch ResNet v2 | HL-Gauss | standardized | random shift 4 px",
-    "no-hl-gauss": "conv stem | one-hot CE over vocabulary (text + actions) | standardized | random shift 4 px",
-    "no-std-shift": "conv stem | HL-Gauss | raw proprio | none",
-    "bc-imp": "BC-IMP specialist (conv + MLP, MSE) | - | log-scaled | random shift 4 px",
+    "paper": "patch ResNet v2 | one-hot CE over vocabulary (text + actions) | raw, with joint velocities | none",
+    "all": "conv stem | HL-Gauss over 1024 bins (actions) | standardized, with joint velocities | random shift 4 px",
+    "all-novel": "conv stem | HL-Gauss | standardized, no joint velocities | random shift 4 px",
+    "all-novel-dagger1": "as all-novel | as all-novel | as all-novel | random shift 4 px; then 1 DAgger round "
+                         "(120 relabelled episodes): samples beyond all-novel's 120k",
+    "bc-imp": "BC-IMP specialist (conv + MLP, MSE) | - | log-scaled, with joint velocities | random shift 4 px",
 }
 
 
@@ -42,9 +42,15 @@ def main() -> None:
         if not summary_path.is_file():
             continue
         summary = json.loads(summary_path.read_text())
+        recipe = recipe.replace(" | ", " \\| ")  # a literal | inside a Markdown cell
         lines.append(f"| {arm} | {recipe} | {summary['samples'] / 1e3:.0f}k | {summary['wall_time_s'] / 60:.0f} min "
                      f"| {summary['samples_per_s']:.0f} | {cell(args.reports / f'{arm}-sampled.json')} "
                      f"| {cell(args.reports / f'{arm}-expectation.json')} |")
+    shipped = args.reports / "shipped-sampled.json"
+    if shipped.is_file():  # the previous session's policy: another store (479 episodes), 3.2x the samples
+        lines.append("| gato-cpu-small (shipped, previous recipe) | patch ResNet v2 \\| one-hot CE over vocabulary "
+                     "\\| raw, with joint velocities \\| none; 479-episode store without gripper flips | 384k "
+                     f"| 100 min | 64 | {cell(shipped)} | not run |")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

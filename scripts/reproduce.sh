@@ -20,7 +20,7 @@ FIRST_STEPS=${FIRST_STEPS:-6000}         # Gato: a first cosine cycle of this ma
 STEPS=${STEPS:-16000}                    # then resumed to STEPS (the schedule restarts for the new length)
 WINDOW=${WINDOW:-1}                      # timesteps per training window (1: no history, results/diagnostics.md)
 TAG=${TAG:--sampled}                     # Gato report names: results/gato-ENGINE-SPLIT$TAG.json
-BC_STEPS=${BC_STEPS:-3750}               # BC-IMP steps of 32 timesteps: as many samples as Gato sees
+BC_STEPS=${BC_STEPS:-3750}               # BC-IMP steps of 32 timesteps: 120k samples (Gato sees 384k)
 DEVICE=${DEVICE:-cpu}
 TRAIN_EPISODES=${TRAIN_EPISODES:-100}    # training-distribution evaluation
 MUJOCO_EPISODES=${MUJOCO_EPISODES:-20}   # per test triplet
@@ -50,7 +50,7 @@ fi
 step "2. Gato (cpu-small) behaviour cloning"
 for steps in "$FIRST_STEPS" "$STEPS"; do
   $G train --store data/mujoco-dart --run "$RUN" --preset cpu-small --steps "$steps" --batch-size $((24 / WINDOW)) \
-    --window "$WINDOW" --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter --device "$DEVICE"
+    --window "$WINDOW" --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter --device "$DEVICE" --warm-restart
 done
 cp "$RUN/learning_curve.png" results/gato-cpu-small-learning-curve.png
 

@@ -87,3 +87,17 @@ def test_jobs_are_chunked_per_triplet_and_decoding_with_work_for_every_worker():
     assert sum(len(c) for c in chunks) == 13
     experts = chunk_jobs([job("train", s, policy="expert") for s in range(4)], batch_size=8, workers=1)
     assert [len(c) for c in experts] == [1, 1, 1, 1]
+
+
+def test_bench_eval_prints_rates_and_ratios_to_batch_one(checkpoint):
+    from typer.testing import CliRunner
+
+    from gato_robot.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "eval", "--policy", str(checkpoint), "--batch-size", "1",
+                                      "--batch-size", "2", "--backend", "torch", "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    cells = [[c.strip() for c in line.replace("│", "|").split("|") if c.strip()] for line in result.output.splitlines()]
+    rows = [row for row in cells if row and row[0] == "torch"]
+    assert [row[1] for row in rows] == ["1", "2"]
+    assert rows[0][3] == "1.00x" and float(rows[1][2]) > 0  # batch 1 is the reference; rates are positive

@@ -39,3 +39,19 @@ def test_default_policy_acts_on_a_simulated_observation():
     env.close()
     bounds = np.asarray(RGB_STACKING_ACTIONS.bounds)
     assert np.all(np.isfinite(actions)) and np.all(np.abs(actions) <= bounds + 1e-9)
+
+
+def test_shipped_bc_imp_baseline_loads_by_name_and_acts_in_bounds():
+    from sim.rollout import PolicyAgent
+
+    assert "bc-imp" in shipped_policies()
+    card = open(f"{resolve_policy('bc-imp')}/README.md").read()
+    assert "train-baseline" in card and "120k" in card
+    env = make_env("mujoco", "train")
+    observations = [env.reset(seed=seed)[0] for seed in (0, 1)]
+    env.close()
+    agent = PolicyAgent("bc-imp", batch_size=2)  # resolved by name, recognized as BC-IMP by its config
+    actions = agent.act_batch(observations, [{}, {}])
+    bounds = np.asarray(RGB_STACKING_ACTIONS.bounds)
+    assert actions.shape == (2, 5) and np.all(np.isfinite(actions)) and np.all(np.abs(actions) <= bounds + 1e-9)
+    assert not np.allclose(actions[0], actions[1])  # it reads the scene: two scenes, two actions

@@ -81,6 +81,8 @@ def test_interrupted_training_resumes_exactly(store, tmp_path):
         with pytest.raises(ValueError, match=f"{next(iter(change))} .* -> "):  # one schedule, one recipe per run
             train(store, tmp_path / "split", replace(config, **change), progress=False)
     train(store, tmp_path / "split", replace(config, checkpoint_every=6), progress=False)  # bookkeeping may change
+    longer = train(store, tmp_path / "split", replace(config, steps=14), progress=False, warm_restart=True)
+    assert longer["steps"] == 14  # a new length only when asked for explicitly
 
 
 def test_recipe_options_train_and_store_proprio_statistics(store, tmp_path):

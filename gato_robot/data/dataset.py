@@ -117,5 +117,5 @@ def proprio_statistics(episodes: list[EpisodeMeta], min_std: float = 1e-2) -> tu
     for meta in episodes:
         with EpisodeReader(meta.path) as reader:
             values.append(reader.proprio(0, meta.steps))
-    values = np.concatenate(values)
+    values = np.concatenate(values).astype(np.float64)
     return values.mean(axis=0), np.maximum(values.std(axis=0), min_std)

@@ -121,7 +121,7 @@ class GatoPolicy(nn.Module):
         if self.config.action_loss == "hl_gauss":
             mask = mask & (batch["modality"][:, 1:] == int(Modality.ACTION))
         if not mask.any():
-            raise ValueError("batch has no targets for the masked loss (text or action tokens): it is undefined")
+            raise ValueError("batch has no text or action targets: the masked loss is undefined")
         if self.config.action_loss == "vocab_ce":
             return F.cross_entropy(self.logits(hidden[mask]), targets[mask])
         bins = targets[mask] - CONTINUOUS_OFFSET

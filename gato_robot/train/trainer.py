@@ -101,12 +101,14 @@ RESUMABLE_CHANGES = ("checkpoint_every", "device")
 """TrainConfig fields a resumed run may change; any other change would make it another run."""
 
 
-def check_resume_matches(saved: dict, config: TrainConfig, step: int) -> None:
+def check_resume_matches(saved: dict, config: TrainConfig, step: int, warm_restart: bool = False) -> None:
     """A resumed run continues the run it finds: one schedule, one batch size, one data recipe.
     Changing the length would restart the cosine schedule (a warm restart), so it is refused too:
-    start a new run directory with ``--init-from`` to continue training on purpose."""
+    start a new run directory with ``--init-from`` to continue training on purpose, or pass
+    ``warm_restart`` to resume with a new length (the previous shipped policy's recipe did)."""
+    allowed = RESUMABLE_CHANGES + (("steps",) if warm_restart else ())
     changed = {name: (saved[name], value) for name, value in asdict(config).items()
-               if name in saved and name not in RESUMABLE_CHANGES and saved[name] != value}
+               if name in saved and name not in allowed and saved[name] != value}
     if changed:
         listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
         raise ValueError(f"the run directory holds a run at step {step} made with other settings ({listed}); "
@@ -165,7 +167,7 @@ def _prefetch(windows: EpisodeWindows, config: TrainConfig, first_step: int, sto
 
 
 def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path | None = None,
-          progress: bool = True, stop_at: int | None = None) -> dict:
+          progress: bool = True, stop_at: int | None = None, warm_restart: bool = False) -> dict:
     """Train (or resume) into ``run_dir``; returns a summary with the loss history. ``stop_at``
     ends this run after that step (with a checkpoint), as a time-boxed session would; the next
     call resumes."""
@@ -181,7 +183,7 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
         optimizer.load_state_dict(state["optimizer"])
         start, losses = int(state["step"]), list(state["losses"])
         elapsed_before = float(state.get("elapsed_s", 0.0))
-        check_resume_matches(state.get("config", {}), config, start)
+        check_resume_matches(state.get("config", {}), config, start, warm_restart)
     else:
         torch.manual_seed(config.seed)
         policy = (load_checkpoint(init_from) if init_from else
