@@ -47,3 +47,12 @@ def test_demo_with_a_missing_checkpoint_names_it(tmp_path):
     result = runner.invoke(app, ["demo", "--checkpoint", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "error:" in result.output and "checkpoint directory not found" in result.output
+
+
+def test_sim_eval_rejects_bad_counts_and_a_missing_policy_before_any_worker_starts():
+    runner = CliRunner()
+    result = runner.invoke(app, ["sim", "eval", "--episodes", "-3"])
+    assert result.exit_code == 2 and "episodes, workers and batch size must be >= 1" in result.output
+    result = runner.invoke(app, ["sim", "eval", "--policy", "./missing-policy", "--episodes", "1"])
+    assert result.exit_code == 2 and "policy not found: './missing-policy'" in result.output
+    assert "episode/s" not in result.output  # no progress bar was started
