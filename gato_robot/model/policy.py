@@ -128,13 +128,6 @@ class GatoPolicy(nn.Module):
         soft = hl_gauss_targets(bins, NUM_CONTINUOUS_BINS, self.config.hl_gauss_sigma_bins)
         return -(soft * F.log_softmax(self.action_logits(hidden[mask]).float(), dim=-1)).sum(-1).mean()
 
-    def action_cross_entropy(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """One-hot cross-entropy of the action targets over the 1024 bins (nats): the same held-out
-        figure whichever training loss is used."""
-        hidden = self.hidden(*(batch[name] for name in INPUT_NAMES))[:, :-1]
-        mask = (batch["loss_mask"][:, 1:] > 0) & (batch["modality"][:, 1:] == int(Modality.ACTION))
-        bins = batch["token_ids"][:, 1:][mask] - CONTINUOUS_OFFSET
-        return F.cross_entropy(self.action_logits(hidden[mask]).float(), bins)
 
     # -- acting --------------------------------------------------------------------------------
     def new_cache(self, batch_size: int = 1, device: torch.device | str | None = None,
