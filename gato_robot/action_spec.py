@@ -42,3 +42,7 @@ class ActionSpec:
 
 
 RGB_STACKING_ACTIONS = ActionSpec()
+
+GRIPPER_FIRST = (RGB_STACKING_ACTIONS.names.index("gripper"),
+                 *(i for i, name in enumerate(RGB_STACKING_ACTIONS.names) if name != "gripper"))
+"""Token order that decodes the gripper before the motion (``TimestepSpec.action_order``)."""

@@ -134,22 +134,27 @@ class CartesianActionMapper:
         bound = self.config.max_tracking_error_rad
         return measured + np.clip(np.asarray(last_command, dtype=np.float64) - measured, -bound, bound)
 
-    def workspace_velocity(self, position: np.ndarray, velocity: np.ndarray) -> np.ndarray:
-        """Clip a TCP velocity (m/s) so one control period ends inside the workspace box."""
-        dt, box = self.config.control_period_s, self.config.workspace
+    def workspace_velocity(self, position: np.ndarray, velocity: np.ndarray, dt: float | None = None) -> np.ndarray:
+        """Clip a TCP velocity (m/s) so one control period (``dt`` s; default the configured one)
+        ends inside the workspace box."""
+        dt, box = dt or self.config.control_period_s, self.config.workspace
         bound = self.spec.bounds[0]
         low = np.clip((np.asarray(box.low) - position) / dt, -bound, bound)
         high = np.clip((np.asarray(box.high) - position) / dt, -bound, bound)
         return np.clip(velocity, np.minimum(low, high), np.maximum(low, high))
 
-    def __call__(self, q: np.ndarray, action: np.ndarray) -> JointCommand:
+    def __call__(self, q: np.ndarray, action: np.ndarray, dt: float | None = None) -> JointCommand:
+        """The joint command that executes ``action`` for ``dt`` seconds (default: the configured
+        control period; the real-arm loop passes the measured one)."""
         q = np.asarray(q, dtype=np.float64)
         if q.shape != (len(self.arm.arm_joints),) or not np.all(np.isfinite(q)):
             raise ValueError(f"joint positions: expected {len(self.arm.arm_joints)} finite values (rad), got {q}")
         action = np.clip(np.asarray(action, dtype=np.float64), -np.asarray(self.spec.bounds), self.spec.bounds)
-        cfg, dt = self.config, self.config.control_period_s
+        cfg, dt = self.config, dt or self.config.control_period_s
+        if not (np.isfinite(dt) and dt > 0):
+            raise ValueError(f"control period must be a positive number of seconds, got {dt}")
         jacobian, transform = self.kinematics.jacobian(q)
-        velocity = self.workspace_velocity(transform.translation, action[:3])
+        velocity = self.workspace_velocity(transform.translation, action[:3], dt)
 
         yaw = _yaw_of(transform.rotation)
         relative = _wrap(yaw - self.home_yaw)

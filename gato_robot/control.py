@@ -44,9 +44,18 @@ class LoopState(str, Enum):
 
 @dataclass(frozen=True)
 class ControlConfig:
+    """``max_step_periods``: the action step integrates over the measured time since the last
+    acting tick, bounded to [1/k, k] nominal periods, so a late tick neither stalls the arm's speed
+    nor turns a stall into one large step (the safety filter bounds each step as well)."""
+
     rate_hz: float = 20.0
     instruction: str = "stack the red object on the blue object"
     watchdog: WatchdogConfig = WatchdogConfig()
+    max_step_periods: float = 1.5
+
+    def __post_init__(self):
+        if not self.max_step_periods >= 1.0:
+            raise ValueError(f"max_step_periods must be >= 1, got {self.max_step_periods}")
 
     @property
     def period_s(self) -> float:
@@ -87,6 +96,7 @@ class ControlLoop:
         self.stats = LoopStatistics()
         self.estop_reason = ""
         self._needs_fresh_context = True
+        self._last_active_s: float | None = None  # time of the last tick that acted
 
     # -- modes ---------------------------------------------------------------------------------------
     def enable(self, measured: JointSample) -> None:
@@ -101,7 +111,7 @@ class ControlLoop:
             raise ValueError(f"cannot enable: {implausible}")
         self.last_command = JointCommand(np.clip(positions, self.limits.lower, self.limits.upper),
                                          float(np.clip(measured.gripper_width, 0, self.limits.max_gripper_width_m)))
-        self.state, self._needs_fresh_context = LoopState.ACTIVE, True
+        self.state, self._needs_fresh_context, self._last_active_s = LoopState.ACTIVE, True, None
         log.info("enabled at %s", np.round(positions, 4).tolist())
 
     def disable(self) -> None:
@@ -123,13 +133,21 @@ class ControlLoop:
             log.warning("e-stop reset by the operator: disabled until enabled")
         return latched
 
+    def step_period(self, now_s: float) -> float:
+        """Seconds this tick's action is integrated over: the time since the last acting tick,
+        bounded to [1/k, k] nominal periods (``max_step_periods`` = k); nominal after a hold."""
+        nominal, k = self.config.period_s, self.config.max_step_periods
+        if self._last_active_s is None:
+            return nominal
+        return float(np.clip(now_s - self._last_active_s, nominal / k, nominal * k))
+
     # -- one tick ------------------------------------------------------------------------------------
     def _hold(self, state: LoopState, reason: str, started: float, stages: dict) -> TickResult:
         self.stats.held_ticks += 1
         if reason != self.stats.last_reason:
             log.warning("holding (%s): %s", state.value, reason)
         self.stats.last_reason = reason
-        self._needs_fresh_context = True
+        self._needs_fresh_context, self._last_active_s = True, None
         return self._finish(TickResult(self.last_command, state, reason, stage_seconds=stages), started)
 
     def _finish(self, result: TickResult, started: float) -> TickResult:
@@ -169,7 +187,7 @@ class ControlLoop:
             stages.update(self.runner.stage_seconds)
             mark = time.perf_counter()
             action = physical_action(self.tokenizer, bins, self.spec)
-            proposed = self.mapper(self.mapper.anchor(q, self.last_command.arm_positions), action)
+            proposed = self.mapper(self.mapper.anchor(q, self.last_command.arm_positions), action, self.step_period(now_s))
             command, hits = self.limits.filter(proposed, self.last_command)
             stages["action_path"] = time.perf_counter() - mark
         except (TokenizationError, UnsafeCommand, ValueError, FloatingPointError) as error:
@@ -183,5 +201,5 @@ class ControlLoop:
             log.info("resuming: inputs are fit again")
         self.stats.last_reason = ""
         self.stats.active_ticks += 1
-        self.last_command = command
+        self.last_command, self._last_active_s = command, now_s
         return self._finish(TickResult(command, LoopState.ACTIVE, "ok", action, tuple(hits), stages), started)

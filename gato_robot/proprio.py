@@ -14,6 +14,9 @@ PROPRIO_LAYOUT: tuple[tuple[str, int], ...] = (
     ("joint_positions", 7), ("joint_velocities", 7), ("gripper_width", 1), ("tcp_pose", 7),
 )
 PROPRIO_DIM = sum(size for _, size in PROPRIO_LAYOUT)
+PROPRIO_OFFSETS: dict[str, int] = {key: sum(size for _, size in PROPRIO_LAYOUT[:i])
+                                   for i, (key, _) in enumerate(PROPRIO_LAYOUT)}
+"""Index of each part's first value in the flat vector (``gripper_width``: 14)."""
 
 
 def proprio_vector(observation: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -17,7 +17,7 @@ OUT=${OUT:-results/ablation}
 STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
-ARMS=${ARMS:-"all all-novel all-novel-dagger1 bc-imp paper"}
+ARMS=${ARMS:-"all all-gf all-novel all-novel-gf all-novel-dagger1 bc-imp paper"}
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -26,6 +26,8 @@ mkdir -p "$OUT"
 flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all-novel" also without joint velocities
   case $1 in
     all)          echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4" ;;
+    all-gf)       echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --gripper-first" ;;
+    all-novel-gf) echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel)    echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities" ;;
     paper)        echo "--image-encoder patch_resnet --action-loss vocab_ce" ;;
     *) echo "unknown arm $1" >&2; exit 2 ;;
@@ -56,6 +58,10 @@ for arm in $ARMS; do
   if [ "$arm" = all ]; then  # the ordinal loss's decoding, beside sampling
     [ -s "$OUT/$arm-expectation.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
       --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --expectation --report "$OUT/$arm-expectation.json"
+  fi
+  if [ "$arm" = all-gf ] || [ "$arm" = all-novel-gf ]; then  # deterministic: motion by expectation, gripper by argmax
+    [ -s "$OUT/$arm-expectation-greedy.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
+      --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 0 --expectation --report "$OUT/$arm-expectation-greedy.json"
   fi
 done
 .venv/bin/python scripts/ablation_table.py --runs "$RUNS" --reports "$OUT" --out results/ablation.md

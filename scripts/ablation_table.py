@@ -11,7 +11,11 @@ from pathlib import Path
 RECIPES = {
     "paper": "patch ResNet v2 | one-hot CE over vocabulary (text + actions) | raw, with joint velocities | none",
     "all": "conv stem | HL-Gauss over 1024 bins (actions) | standardized, with joint velocities | random shift 4 px",
+    "all-gf": "conv stem | HL-Gauss, gripper token decoded first | standardized, with joint velocities "
+              "| random shift 4 px",
     "all-novel": "conv stem | HL-Gauss | standardized, no joint velocities | random shift 4 px",
+    "all-novel-gf": "conv stem | HL-Gauss, gripper token decoded first | standardized, no joint velocities "
+                    "| random shift 4 px",
     "all-novel-dagger1": "as all-novel | as all-novel | as all-novel | random shift 4 px; then 1 DAgger round "
                          "(120 relabelled episodes): samples beyond all-novel's 120k",
     "bc-imp": "BC-IMP specialist (conv + MLP, MSE) | - | log-scaled, with joint velocities | random shift 4 px",
@@ -35,8 +39,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     lines = ["| arm | encoder \\| action loss \\| proprio \\| augmentation | samples | train wall time | samples/s "
-             "| success, sampled T=1 | success, expectation (motion) + sampled gripper |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| success, sampled T=1 | success, expectation (motion) + sampled gripper "
+             "| success, expectation (motion) + argmax gripper |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for arm, recipe in RECIPES.items():
         summary_path = args.runs / arm / "summary.json"
         if not summary_path.is_file():
@@ -45,12 +50,13 @@ def main() -> None:
         recipe = recipe.replace(" | ", " \\| ")  # a literal | inside a Markdown cell
         lines.append(f"| {arm} | {recipe} | {summary['samples'] / 1e3:.0f}k | {summary['wall_time_s'] / 60:.0f} min "
                      f"| {summary['samples_per_s']:.0f} | {cell(args.reports / f'{arm}-sampled.json')} "
-                     f"| {cell(args.reports / f'{arm}-expectation.json')} |")
+                     f"| {cell(args.reports / f'{arm}-expectation.json')} "
+                     f"| {cell(args.reports / f'{arm}-expectation-greedy.json')} |")
     shipped = args.reports / "shipped-sampled.json"
     if shipped.is_file():  # the previous session's policy: another store (479 episodes), 3.2x the samples
         lines.append("| gato-cpu-small (shipped, previous recipe) | patch ResNet v2 \\| one-hot CE over vocabulary "
                      "\\| raw, with joint velocities \\| none; 479-episode store without gripper flips | 384k "
-                     f"| 100 min | 64 | {cell(shipped)} | not run |")
+                     f"| 100 min | 64 | {cell(shipped)} | not run | not run |")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -240,3 +240,32 @@ def test_implausible_joint_measurements_latch_an_estop(mujoco_env):
     loop.enable(JointSample(q, np.zeros(7), 0.08, 0.0))
     result = loop.tick(0.0, frames, JointSample(outside, np.zeros(7), 0.08, 0.0))
     assert result.state is LoopState.ESTOPPED and "outside its limits" in result.reason
+
+
+def test_action_step_integrates_over_the_measured_period_within_bounds(mujoco_env):
+    q = np.array(MAPPER.arm.home_joint_positions)
+    slow = np.array([0.02, 0.0, 0.0, 0.0, -1.0])  # 2 cm/s: far below every velocity limit
+    nominal, late = MAPPER(q, slow), MAPPER(q, slow, dt=0.075)
+    moved = [np.linalg.norm(MAPPER.tcp_pose(c.arm_positions)[:3] - MAPPER.tcp_pose(q)[:3]) for c in (nominal, late)]
+    assert moved[0] == pytest.approx(0.02 * 0.05, rel=0.05) and moved[1] == pytest.approx(0.02 * 0.075, rel=0.05)
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        MAPPER(q, slow, dt=-0.05)
+
+    observation, _ = mujoco_env.reset(seed=0)
+    joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, 0.0)
+    loop = ControlLoop(tiny_runner(), MAPPER)
+    loop.enable(joints)
+    assert loop.step_period(10.0) == 0.05  # nothing acted yet: the nominal period
+
+    def tick(now):
+        frames = {c.name: Frame(observation[c.name], now) for c in mujoco_env.scene.cameras}
+        return loop.tick(now, frames, JointSample(joints.positions, joints.velocities, 0.08, now))
+
+    assert tick(1.0).state is LoopState.ACTIVE
+    assert loop.step_period(1.06) == pytest.approx(0.06)  # measured
+    assert loop.step_period(1.01) == pytest.approx(0.05 / 1.5)  # bounded below
+    assert loop.step_period(3.0) == pytest.approx(0.05 * 1.5)  # a stall never becomes one large step
+    loop.disable()
+    tick(2.0)
+    loop.enable(joints)
+    assert loop.step_period(2.5) == 0.05  # after a hold: nominal again

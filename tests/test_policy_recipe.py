@@ -182,3 +182,23 @@ def test_joint_velocities_can_be_left_out_of_the_tokens(spec, rng):
     assert policy.act(batch_to_torch(runner_tokens), policy.new_cache()).shape == (1, 5)
     with pytest.raises(ValueError, match="distinct indices"):
         replace(spec, proprio_keep=(0, 0))
+
+
+def test_gripper_first_order_tokenizes_decodes_and_maps_expectation_to_the_motion_tokens(spec, tmp_path):
+    from gato_robot.action_spec import GRIPPER_FIRST
+
+    assert GRIPPER_FIRST == (4, 0, 1, 2, 3)
+    ordered = replace(spec, action_order=GRIPPER_FIRST)
+    action = np.array([-0.9, -0.1, 0.0, 0.3, 1.0])
+    plain, first = GatoTokenizer(spec).encode_action(action), GatoTokenizer(ordered).encode_action(action)
+    np.testing.assert_array_equal(first.token_ids, plain.token_ids[list(GRIPPER_FIRST)])
+    np.testing.assert_allclose(GatoTokenizer(ordered).decode_action(first.token_ids), action, atol=0.01)
+    np.testing.assert_allclose(GatoTokenizer(ordered).decode_action(np.stack([first.token_ids] * 3)),
+                               np.stack([action] * 3), atol=0.01)  # batched rows too
+    config = replace(preset("tiny"), timestep=ordered)
+    assert GatoConfig.from_dict(json.loads(config.to_json())) == config
+    checkpoint = save_checkpoint(GatoPolicy(config).eval(), tmp_path / "checkpoint")
+    runner = load_runner("torch", checkpoint, expectation=True)
+    assert [GRIPPER_FIRST[i] for i in runner.expectation_dims] == list(MOTION_DIMS)  # token 0 (gripper) is sampled
+    with pytest.raises(ValueError, match="permutation of 0..4"):
+        replace(spec, action_order=(4, 0, 1, 2, 2))

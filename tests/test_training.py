@@ -206,3 +206,77 @@ def test_history_probe_measures_each_window_position_like_the_training_loss(stor
     with pytest.raises(ValueError, match="exceed the policy's context"):
         action_loss_by_window_position(policy, EpisodeWindows(EpisodeStore(store), spec, window_timesteps=4), 1)
     windows.close()
+
+
+def test_grasp_probe_reads_the_gripper_token_after_expert_and_own_motion(store):
+    import torch
+
+    from gato_robot.action_spec import GRIPPER_FIRST
+    from gato_robot.model.policy import GatoPolicy
+    from gato_robot.train.diagnostics import grasp_decision
+
+    episodes = EpisodeStore(store).episodes()
+    torch.manual_seed(0)
+    motion_first = grasp_decision(GatoPolicy(preset("tiny")).eval(), episodes)
+    assert motion_first.states >= 1 and 0 <= motion_first.close_probability_own <= 1
+    assert motion_first.close_probability_teacher != pytest.approx(motion_first.close_probability_own, abs=1e-6)
+    config = replace(preset("tiny"), timestep=replace(preset("tiny").timestep, action_order=GRIPPER_FIRST))
+    first = grasp_decision(GatoPolicy(config).eval(), episodes)  # the gripper token sees no motion token
+    assert first.states == motion_first.states
+    assert first.close_probability_teacher == pytest.approx(first.close_probability_own, abs=1e-6)
+
+
+def test_a_damaged_episode_stops_training_with_its_name_instead_of_hanging(store, tmp_path):
+    import shutil
+    import threading
+
+    from gato_robot.data.episodes import EpisodeReader
+    from gato_robot.errors import DamagedFileError
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    victim = sorted(copy.glob("episode-*.h5"))[0]
+    data = bytearray(victim.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = bytes(4096)  # a disk error in the image chunks
+    victim.write_bytes(bytes(data))
+    meta = EpisodeStore(copy).meta(victim)  # the header survives; the data does not
+    with pytest.raises(DamagedFileError, match=victim.name), EpisodeReader(victim) as reader:
+        for start in range(meta.steps):
+            reader.images(start, start + 1)
+    outcome: dict = {}
+
+    def run():
+        config = TrainConfig(preset="tiny", steps=400, batch_size=4, window_timesteps=1, checkpoint_every=400)
+        try:
+            train(copy, tmp_path / "run", config, progress=False)
+        except DamagedFileError as error:
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=300)
+    assert not worker.is_alive(), "training hung on a damaged episode"
+    assert victim.name in str(outcome["error"])
+    truncated = tmp_path / "header-only.h5"
+    truncated.write_bytes(victim.read_bytes()[:100])
+    with pytest.raises(DamagedFileError, match="header-only.h5: not a readable episode"):
+        EpisodeStore.meta(truncated)
+
+
+def test_damaged_checkpoint_files_are_named(tmp_path):
+    import torch
+
+    from gato_robot.errors import DamagedFileError
+    from gato_robot.model.checkpoint import save_checkpoint
+    from gato_robot.model.policy import GatoPolicy
+
+    torch.manual_seed(0)
+    directory = save_checkpoint(GatoPolicy(preset("tiny")), tmp_path / "checkpoint")
+    weights = directory / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(DamagedFileError, match=r"model.safetensors: cannot load the policy's weights"):
+        load_checkpoint(directory)
+    (directory / "config.json").write_text('{"n_layer": 2\n"n_head": 2}')
+    with pytest.raises(DamagedFileError, match=r"config.json: not a policy config \(JSONDecodeError"):
+        load_checkpoint(directory)

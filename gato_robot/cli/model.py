@@ -96,6 +96,25 @@ def model_history_probe(checkpoint: Path = typer.Argument(..., help="Checkpoint 
     console.print(table)
 
 
+@model_app.command("grasp-probe")
+def model_grasp_probe(checkpoint: Path = typer.Argument(..., help="Checkpoint directory or shipped policy name."),
+                      store: Path = typer.Option(..., help="Episode store to measure on (held-out seeds ideally)."),
+                      episodes: int = typer.Option(40, help="Use the last N committed episodes of the store.")) -> None:
+    """P(gripper closes) where the expert grasps: with the expert's motion tokens before the gripper
+    token (as trained) and with the policy's own (as deployed)."""
+    from ..data.episodes import EpisodeStore
+    from ..model.checkpoint import load_checkpoint
+    from ..policies import resolve_policy
+    from ..train.diagnostics import grasp_decision
+
+    with _clear_errors():
+        policy = load_checkpoint(Path(resolve_policy(str(checkpoint))))
+        result = grasp_decision(policy, EpisodeStore(store).episodes()[-episodes:])
+    console.print(f"{checkpoint}: {result.states} grasp states; P(close) {result.close_probability_teacher:.3f} "
+                  f"after the expert's motion tokens, {result.close_probability_own:.3f} after its own "
+                  f"(would close at {result.closes_own:.0%} of them)")
+
+
 @tokenizer_app.command("build-text")
 def tokenizer_build_text(output: Path = typer.Option(None, help="Where to write the SentencePiece model."),
                          vocab_size: int = typer.Option(256, help="Target vocabulary size.")) -> None:

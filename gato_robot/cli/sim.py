@@ -69,6 +69,9 @@ def sim_relabel(policy: str = typer.Option("gato-cpu-small", help="Shipped polic
                 episodes: int = typer.Option(4, help="Episodes (consecutive seeds)."),
                 seed: int = typer.Option(0, help="First episode seed."),
                 trace_every: int = typer.Option(20, help="Print every Kth step of the first episode (0: none)."),
+                temperature: float = typer.Option(0.0, help="Gato action tokens: sampled at this temperature "
+                                                  "(0 = argmax), as in `sim eval`."),
+                expectation: bool = typer.Option(False, help="Decode the motion dimensions by expectation."),
                 csv_out: Path = typer.Option(None, "--csv", help="Write every relabelled step here.")) -> None:
     """Let the policy drive and the scripted expert say what it would do in each state (DAgger's
     labelling step): per-axis sign agreement, gripper agreement and distance to the red object."""
@@ -79,7 +82,7 @@ def sim_relabel(policy: str = typer.Option("gato-cpu-small", help="Shipped polic
 
     with _clear_errors():
         env = make_env(engine, triplet)
-        relabeller = RelabellingAgent(make_agent(policy))
+        relabeller = RelabellingAgent(make_agent(policy, temperature=temperature, expectation=expectation))
         rows = []
         for episode_seed in range(seed, seed + episodes):
             result = run_episode(env, relabeller, episode_seed)

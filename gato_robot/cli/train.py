@@ -33,6 +33,8 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                   random_shift: int = typer.Option(0, help="DrQ random shift of the images, in pixels (0: off)."),
                   joint_velocities: bool = typer.Option(True, help="Tokenize the joint velocities (Gato's full "
                                                         "proprioception); off: leave out this copycat shortcut."),
+                  gripper_first: bool = typer.Option(False, help="Decode the gripper token before the motion tokens "
+                                                     "(Gato's order is the action vector's: motion, then gripper)."),
                   warm_restart: bool = typer.Option(False, help="Resume with a new --steps: the cosine schedule "
                                                     "restarts for the new length (other settings must match)."),
                   seed: int = 0) -> None:
@@ -44,7 +46,7 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                          device=device, patch_position_jitter=patch_jitter, image_encoder=image_encoder,
                          action_loss=action_loss, hl_gauss_sigma_bins=hl_gauss_sigma,
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
-                         joint_velocities=joint_velocities)
+                         joint_velocities=joint_velocities, gripper_first=gripper_first)
     with _clear_errors():
         summary = train(store, run, config, init_from=init_from, stop_at=stop_at, warm_restart=warm_restart)
     console.print(f"step {summary['steps']}: loss {summary['final_loss']:.4f}, {summary['tokens_per_s']:.0f} tokens/s; "

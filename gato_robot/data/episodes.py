@@ -25,6 +25,8 @@ from typing import Iterator, Mapping
 import h5py
 import numpy as np
 
+from ..errors import DamagedFileError
+
 SUFFIX = ".h5"
 
 
@@ -104,11 +106,15 @@ class EpisodeStore:
 
     @staticmethod
     def meta(path: Path) -> EpisodeMeta:
-        with h5py.File(path, "r") as f:
-            a = f.attrs
-            return EpisodeMeta(path, str(a["engine"]), str(a["triplet"]), int(a["seed"]), float(a["episode_return"]),
-                               bool(a["success"]), int(a["steps"]), str(a["instruction"]),
-                               tuple(json.loads(str(a["cameras"]))), bool(a.get("relabelled", False)))
+        try:
+            with h5py.File(path, "r") as f:
+                a = f.attrs
+                return EpisodeMeta(path, str(a["engine"]), str(a["triplet"]), int(a["seed"]),
+                                   float(a["episode_return"]), bool(a["success"]), int(a["steps"]),
+                                   str(a["instruction"]), tuple(json.loads(str(a["cameras"]))),
+                                   bool(a.get("relabelled", False)))
+        except (OSError, KeyError, ValueError) as error:
+            raise DamagedFileError(path, f"not a readable episode ({type(error).__name__}: {error})") from error
 
     def paths(self) -> list[Path]:
         """Committed episodes only: in-flight temporary files are hidden (dot-prefixed)."""
@@ -141,18 +147,30 @@ class EpisodeReader:
     """Lazy access to one episode's timesteps."""
 
     def __init__(self, path: str | Path):
-        self.file = h5py.File(path, "r")
-        self.steps = int(self.file.attrs["steps"])
-        self.cameras = tuple(json.loads(str(self.file.attrs["cameras"])))
+        self.path = Path(path)
+        try:
+            self.file = h5py.File(path, "r")
+            self.steps = int(self.file.attrs["steps"])
+            self.cameras = tuple(json.loads(str(self.file.attrs["cameras"])))
+        except (OSError, KeyError, ValueError) as error:
+            raise DamagedFileError(path, f"not a readable episode ({type(error).__name__}: {error})") from error
+
+    def _read(self, dataset: str, start: int, stop: int | None) -> np.ndarray:
+        """Timesteps [start, stop) of one dataset; a damaged chunk names the file and dataset."""
+        try:
+            return self.file[dataset][start:stop]
+        except (OSError, KeyError, ValueError) as error:
+            raise DamagedFileError(self.path, f"cannot read {dataset}[{start}:{stop}] "
+                                              f"({type(error).__name__}: {error})") from error
 
     def images(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        return {name: self.file[f"images/{name}"][start:stop] for name in self.cameras}
+        return {name: self._read(f"images/{name}", start, stop) for name in self.cameras}
 
     def proprio(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return self.file["proprio"][start:stop]
+        return self._read("proprio", start, stop)
 
     def actions(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return self.file["actions"][start:stop]
+        return self._read("actions", start, stop)
 
     def close(self) -> None:
         self.file.close()

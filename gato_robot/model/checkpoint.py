@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
+
+from ..errors import DamagedFileError
 
 from .config import GatoConfig
 from .policy import GatoPolicy
@@ -28,7 +31,10 @@ def load_config(directory: str | Path) -> GatoConfig:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint config not found: expected {path}")
-    return GatoConfig.from_dict(json.loads(path.read_text()))
+    try:
+        return GatoConfig.from_dict(json.loads(path.read_text()))
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, AttributeError) as error:
+        raise DamagedFileError(path, f"not a policy config ({type(error).__name__}: {error})") from error
 
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> GatoPolicy:
@@ -40,5 +46,8 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
     if not weights.is_file():
         raise FileNotFoundError(f"checkpoint weights not found: expected {weights}")
     policy = GatoPolicy(load_config(directory))
-    load_model(policy, str(weights), strict=True, device=str(device))
+    try:
+        load_model(policy, str(weights), strict=True, device=str(device))
+    except (SafetensorError, RuntimeError, OSError) as error:
+        raise DamagedFileError(weights, f"cannot load the policy's weights ({type(error).__name__}: {error})") from error
     return policy.eval()

@@ -8,7 +8,7 @@
   activates by itself; an e-stop stays latched through deactivate until ``~/reset_estop``.
 - SIGINT / SIGTERM: publish the hold, deactivate, exit.
 
-Topics: one ``sensor_msgs/Image`` per camera (sensor-data QoS, cached by a callback group of their
+Topics: one ``sensor_msgs/Image`` per camera (best effort, depth 1, cached by a callback group of their
 own), ``sensor_msgs/JointState`` (joints matched by name), commands as ros2_control expects them
 (``std_msgs/Float64MultiArray`` on ``/<controller>/commands`` for a forward position controller,
 or ``trajectory_msgs/JointTrajectory`` on ``/<controller>/joint_trajectory``), and
@@ -34,7 +34,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import Image, JointState
@@ -50,6 +50,8 @@ from ..safety import Frame, JointSample, WatchdogConfig
 from .convert import MessageError, image_to_rgb, joint_state_to_sample, stamp_seconds
 
 NODE_NAME = "gato_robot_stack"
+SENSOR_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+"""Cameras and joint states: best effort (as sensor drivers publish), newest sample only."""
 
 PARAMETERS: dict[str, object] = {
     "model_path": "",  # checkpoint dir (torch) or export dir (onnxruntime / tensorrt)
@@ -160,10 +162,10 @@ class GatoStackNode(LifecycleNode):
         owned = self._owned
         for name, topic in zip(names, topics):
             owned["subscription"].append(self.create_subscription(
-                Image, topic, lambda msg, name=name: self._on_image(name, msg), qos_profile_sensor_data,
+                Image, topic, lambda msg, name=name: self._on_image(name, msg), SENSOR_QOS,
                 callback_group=MutuallyExclusiveCallbackGroup()))
         owned["subscription"].append(self.create_subscription(
-            JointState, str(self._param("joint_states_topic")), self._on_joint_state, qos_profile_sensor_data,
+            JointState, str(self._param("joint_states_topic")), self._on_joint_state, SENSOR_QOS,
             callback_group=MutuallyExclusiveCallbackGroup()))
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         controller = str(self._param("controller"))

@@ -68,7 +68,9 @@ class PolicyRunner(ABC):
     def __init__(self, config: GatoConfig, temperature: float = 0.0, expectation: bool = False):
         self.config = config
         self.temperature = check_temperature(temperature)
-        self.expectation_dims = MOTION_DIMS if expectation else ()
+        order = config.timestep.action_token_order
+        self.expectation_dims = tuple(i for i, dim in enumerate(order) if dim in MOTION_DIMS) if expectation else ()
+        """Action token positions decoded by expectation (the motion dimensions, wherever they sit)."""
         self.rngs = [np.random.default_rng(0)]
         self.stage_seconds: dict[str, float] = {"prefill": 0.0, "decode": 0.0}
         """Wall time of the last act()'s stages, for the benchmarks."""

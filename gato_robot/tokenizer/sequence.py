@@ -63,6 +63,12 @@ class TimestepSpec:
     action (a linear map of them explains 70-89% of the variance of the expert's translation
     commands in our data), a copycat shortcut that lets a policy imitate its own motion instead of
     looking at the scene (causal confusion, de Haan et al. 2019; Wen et al. 2020).
+    action_order: the order in which the action dimensions are tokenized and decoded (None:
+    0, 1, ..., as the action vector; Gato samples them autoregressively in some fixed order, Sec.
+    2.1). Decoding the gripper first makes its open/close decision from the observation alone:
+    decoded after the motion, it learns to read the decision off the motion tokens instead (the
+    expert's grasp is the one state where all four are exactly zero), a cue the policy's own
+    decoded motion never reproduces (``results/ablation.md``).
     """
 
     camera_names: tuple[str, ...] = ("front_left", "front_right")
@@ -75,6 +81,7 @@ class TimestepSpec:
     proprio_mean: tuple[float, ...] | None = None
     proprio_std: tuple[float, ...] | None = None
     proprio_keep: tuple[int, ...] | None = None
+    action_order: tuple[int, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "text_model", portable_text_model(self.text_model))
@@ -94,6 +101,16 @@ class TimestepSpec:
             if not keep or len(set(keep)) != len(keep) or not all(0 <= i < self.proprio_dim for i in keep):
                 raise ValueError(f"proprio_keep must be distinct indices in [0, {self.proprio_dim}), got {keep}")
             object.__setattr__(self, "proprio_keep", keep)
+        if self.action_order is not None:
+            order = tuple(int(i) for i in self.action_order)
+            if sorted(order) != list(range(self.action_dim)):
+                raise ValueError(f"action_order must be a permutation of 0..{self.action_dim - 1}, got {order}")
+            object.__setattr__(self, "action_order", order)
+
+    @property
+    def action_token_order(self) -> tuple[int, ...]:
+        """Action dimension of each action token, in token (decoding) order."""
+        return self.action_order if self.action_order is not None else tuple(range(self.action_dim))
 
     @property
     def proprio_tokens(self) -> int:
@@ -284,15 +301,20 @@ class GatoTokenizer:
         action = np.asarray(action)
         if action.shape != (self.spec.action_dim,):
             raise TokenizationError(f"action: expected shape ({self.spec.action_dim},), got {action.shape}")
-        return TokenSequence.of_tokens(tokenize_continuous(action), Modality.ACTION, None)
+        ordered = action[list(self.spec.action_token_order)]
+        return TokenSequence.of_tokens(tokenize_continuous(ordered), Modality.ACTION, None)
 
     def decode_action(self, token_ids: np.ndarray) -> np.ndarray:
-        """Action token ids (..., action_dim) -> continuous action values (float64)."""
+        """Action token ids (..., action_dim), in token order -> continuous action values (float64)
+        in the action vector's order."""
         token_ids = np.asarray(token_ids)
         if token_ids.shape[-1:] != (self.spec.action_dim,):
             raise TokenizationError(f"action tokens: expected trailing dimension {self.spec.action_dim}, "
                                     f"got shape {token_ids.shape}")
-        return detokenize_continuous(token_ids)
+        values = detokenize_continuous(token_ids)
+        action = np.empty_like(values)
+        action[..., list(self.spec.action_token_order)] = values
+        return action
 
     def encode_timestep(self, observation: Observation, action: np.ndarray,
                         rng: np.random.Generator | None = None) -> TokenSequence:

@@ -1,4 +1,4 @@
-"""Does a policy read its observations, or copy its own previous actions?
+"""Does a policy read its observations, or copy its own (previous) actions?
 
 Behaviour cloning on observation histories is prone to the "copycat" shortcut (Wen et al. 2020,
 "Fighting Copycat Agents in Behavioral Cloning from Observation Histories"): expert actions change
@@ -16,9 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..data.dataset import EpisodeWindows
+from ..data.episodes import EpisodeReader
 from ..model.policy import INPUT_NAMES, GatoPolicy, batch_to_torch
-from ..tokenizer.ids import CONTINUOUS_OFFSET
+from ..observation import Observation
+from ..proprio import PROPRIO_OFFSETS
+from ..runtime.base import MOTION_DIMS, choose_bin
+from ..tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
+from ..tokenizer.sequence import GatoTokenizer, stack_sequences
 
 
 @dataclass(frozen=True)
@@ -56,3 +62,52 @@ def action_loss_by_window_position(policy: GatoPolicy, windows: EpisodeWindows, 
                                    (logits.argmax(-1) - target).abs().sum().item(), int(valid.sum()))
     return [WindowPositionLoss(position, s[0] / s[2], s[1] / s[2], int(s[2])) for position, s in enumerate(sums)
             if s[2] > 0]
+
+
+@dataclass(frozen=True)
+class GraspDecision:
+    states: int  # grasp-trigger timesteps measured
+    close_probability_teacher: float  # mean P(gripper closes), motion tokens = the expert's
+    close_probability_own: float  # mean P(gripper closes), motion tokens = the policy's own (expectation)
+    closes_own: float  # fraction of those states where the policy, decoding its own motion, would close
+
+
+@torch.inference_mode()
+def grasp_decision(policy: GatoPolicy, episodes: list, spec: ActionSpec = RGB_STACKING_ACTIONS) -> GraspDecision:
+    """Does the policy decide to grasp where the expert does?
+
+    Measured at every grasp-trigger timestep of ``episodes`` (the expert's label closes the gripper
+    while it is still open: one or two ticks per episode), the probability the gripper token puts on
+    "close" (bins above the middle) when the motion tokens before it are the expert's (teacher
+    forcing, as in training) and when they are the policy's own (decoded by expectation, as
+    deployed). A large gap means the gripper reads the decision off the motion tokens (the expert's
+    grasp is the one state where all four are exactly zero) instead of off the observation.
+    """
+    policy.eval()
+    tokenizer = GatoTokenizer(policy.config.timestep)
+    order = policy.config.timestep.action_token_order
+    gripper_token = order.index(spec.names.index("gripper"))
+    rng = np.random.default_rng(0)
+    teacher, own = [], []
+    for meta in episodes:
+        with EpisodeReader(meta.path) as reader:
+            actions, proprio = reader.actions(0, meta.steps), reader.proprio(0, meta.steps)
+            width = proprio[:, PROPRIO_OFFSETS["gripper_width"]]
+            triggers = np.flatnonzero((actions[:, -1] > 0) & (width > width.max() - 0.002))
+            for t in triggers:
+                images = {name: frames[0] for name, frames in reader.images(int(t), int(t) + 1).items()}
+                observation = Observation(images, proprio[t].astype(np.float64), meta.instruction)
+                tokens = batch_to_torch(stack_sequences([tokenizer.encode_observation(observation)]))
+                expert_bins = tokenizer.encode_action(spec.normalize(actions[t])).token_ids - CONTINUOUS_OFFSET
+                for forced, out in ((True, teacher), (False, own)):
+                    def choose(logits: torch.Tensor, token: int) -> torch.Tensor:
+                        if token == gripper_token:
+                            out.append(float(torch.softmax(logits.float(), -1)[0, NUM_CONTINUOUS_BINS // 2:].sum()))
+                        if forced:
+                            return torch.tensor([int(expert_bins[token])])
+                        return torch.tensor([choose_bin(logits[0].float().numpy(), 0.0, rng,
+                                                        expectation=order[token] in MOTION_DIMS)])
+                    policy.act(tokens, policy.new_cache(1), choose)
+    if not teacher:
+        raise ValueError("no grasp-trigger timesteps in these episodes (none closes the gripper)")
+    return GraspDecision(len(teacher), float(np.mean(teacher)), float(np.mean(own)), float(np.mean(np.array(own) > 0.5)))

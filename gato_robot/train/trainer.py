@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..action_spec import GRIPPER_FIRST
 from ..data.dataset import EpisodeWindows, proprio_statistics
 from ..data.episodes import EpisodeStore
 from ..model.checkpoint import load_checkpoint, save_checkpoint
@@ -55,6 +56,7 @@ class TrainConfig:
     standardize_proprio: bool = False  # per-dimension statistics of the training episodes, in the config
     random_shift_px: int = 0  # DrQ random shift of the camera images (0: off)
     joint_velocities: bool = True  # False: leave them out of the tokens (a copycat shortcut, TimestepSpec)
+    gripper_first: bool = False  # decode the gripper token before the motion (TimestepSpec.action_order)
     max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
     seed: int = 0
     device: str = "cpu"
@@ -140,6 +142,8 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
         timestep = replace(timestep, proprio_mean=tuple(mean.tolist()), proprio_std=tuple(std.tolist()))
     if not config.joint_velocities:
         timestep = replace(timestep, proprio_keep=JOINT_VELOCITY_FREE)
+    if config.gripper_first:
+        timestep = replace(timestep, action_order=GRIPPER_FIRST)
     return replace(base, context_tokens=config.window_timesteps * timestep.timestep_tokens, timestep=timestep)
 
 
@@ -157,10 +161,13 @@ def _prefetch(windows: EpisodeWindows, config: TrainConfig, first_step: int, sto
     batches: queue.Queue = queue.Queue(maxsize=2)
 
     def produce():
-        for step in range(first_step, config.steps):
-            if stop.is_set():
-                return
-            batches.put((step, windows.batch(config.seed, step, config.batch_size)))
+        try:
+            for step in range(first_step, config.steps):
+                if stop.is_set():
+                    return
+                batches.put((step, windows.batch(config.seed, step, config.batch_size)))
+        except Exception as error:  # reaches the training loop instead of leaving it waiting forever
+            batches.put((None, error))
 
     threading.Thread(target=produce, daemon=True).start()
     return batches
@@ -206,6 +213,8 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
     try:
         for step in bar:
             batch_step, arrays = batches.get()
+            if isinstance(arrays, Exception):
+                raise arrays
             assert batch_step == step
             batch = batch_to_torch(arrays, device)
             for group in optimizer.param_groups:
