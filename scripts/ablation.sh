@@ -17,7 +17,7 @@ OUT=${OUT:-results/ablation}
 STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
-ARMS=${ARMS:-"all all-gf all-novel all-novel-gf all-novel-dagger1 bc-imp paper"}
+ARMS=${ARMS:-"all all-gf all-novel all-novel-gf all-novel-gf-240k all-novel-dagger1 bc-imp paper"}
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -43,6 +43,11 @@ for arm in $ARMS; do
       --init-from "$RUNS/all-novel/checkpoint" --preset cpu-small --steps 2000 --batch-size 24 --window 1 --lr 5e-4 \
       --warmup 100 --checkpoint-every 500 --no-patch-jitter $(flags all-novel)
     policy=$RUNS/$arm/checkpoint
+  elif [ "$arm" = all-novel-gf-240k ]; then  # all-novel-gf trained for another 120k samples (new cosine cycle)
+    [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE" --run "$RUNS/$arm" \
+      --init-from "$RUNS/all-novel-gf/checkpoint" --preset cpu-small --steps "$STEPS" --batch-size 24 --window 1 --lr 5e-4 \
+      --warmup 100 --checkpoint-every 500 --no-patch-jitter $(flags all-novel-gf)
+    policy=$RUNS/$arm/checkpoint
   elif [ "$arm" = bc-imp ]; then
     [ -s "$RUNS/bc-imp/summary.json" ] || $G train-baseline --store "$STORE" --out "$RUNS/bc-imp" \
       --steps $((STEPS * 24 / 32)) --batch-size 32 --random-shift 4
@@ -59,7 +64,7 @@ for arm in $ARMS; do
     [ -s "$OUT/$arm-expectation.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
       --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --expectation --report "$OUT/$arm-expectation.json"
   fi
-  if [ "$arm" = all-gf ] || [ "$arm" = all-novel-gf ]; then  # deterministic: motion by expectation, gripper by argmax
+  if [ "$arm" = all-gf ] || [ "$arm" = all-novel-gf ] || [ "$arm" = all-novel-gf-240k ]; then  # deterministic: motion by expectation, gripper by argmax
     [ -s "$OUT/$arm-expectation-greedy.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
       --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 0 --expectation --report "$OUT/$arm-expectation-greedy.json"
   fi

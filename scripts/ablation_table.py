@@ -16,6 +16,8 @@ RECIPES = {
     "all-novel": "conv stem | HL-Gauss | standardized, no joint velocities | random shift 4 px",
     "all-novel-gf": "conv stem | HL-Gauss, gripper token decoded first | standardized, no joint velocities "
                     "| random shift 4 px",
+    "all-novel-gf-240k": "as all-novel-gf, then 120k more samples from its weights (new cosine cycle, lr 5e-4): "
+                         "240k in all; the columns count the second 120k",
     "all-novel-dagger1": "as all-novel | as all-novel | as all-novel | random shift 4 px; then 1 DAgger round "
                          "(120 relabelled episodes): samples beyond all-novel's 120k",
     "bc-imp": "BC-IMP specialist (conv + MLP, MSE) | - | log-scaled, with joint velocities | random shift 4 px",

@@ -55,3 +55,19 @@ def test_shipped_bc_imp_baseline_loads_by_name_and_acts_in_bounds():
     bounds = np.asarray(RGB_STACKING_ACTIONS.bounds)
     assert actions.shape == (2, 5) and np.all(np.isfinite(actions)) and np.all(np.abs(actions) <= bounds + 1e-9)
     assert not np.allclose(actions[0], actions[1])  # it reads the scene: two scenes, two actions
+
+
+def test_shipped_policy_reproduces_its_golden_actions():
+    """Recorded observations -> the exact bins the shipped weights chose when they were recorded
+    (`scripts/golden_actions.py`), by argmax, by expectation and sampled with fixed seeds."""
+    from pathlib import Path
+
+    from gato_robot.policies.golden import DECODINGS, golden_bins
+
+    golden = np.load(Path(__file__).parent / "data" / f"golden-{DEFAULT_POLICY}.npz")
+    images = {key.removeprefix("image_"): golden[key] for key in golden.files if key.startswith("image_")}
+    assert len(images) == 2 and golden["proprio"].shape == (5, 22)
+    replayed = golden_bins(DEFAULT_POLICY, str(golden["instruction"]), images, golden["proprio"])
+    for name in DECODINGS:
+        np.testing.assert_array_equal(replayed[name], golden[f"bins_{name}"], err_msg=name)
+    assert len({tuple(row) for row in golden["bins_greedy"]}) > 1  # five different states, not one answer

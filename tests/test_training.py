@@ -85,6 +85,25 @@ def test_interrupted_training_resumes_exactly(store, tmp_path):
     assert longer["steps"] == 14  # a new length only when asked for explicitly
 
 
+def test_a_kill_between_the_checkpoint_renames_resumes_from_the_last_complete_one(store, tmp_path):
+    config = TrainConfig(preset="tiny", steps=6, batch_size=2, window_timesteps=1, checkpoint_every=3, warmup_steps=1)
+    whole = train(store, tmp_path / "whole", config, progress=False)
+    train(store, tmp_path / "killed", config, progress=False, stop_at=3)
+    import torch
+
+    from gato_robot.train.trainer import STATE_FILE
+
+    run = tmp_path / "killed"
+    state = torch.load(run / "checkpoint" / STATE_FILE, weights_only=False)
+    state["losses"][0] = 123.0  # a marker: only a run that resumes from this checkpoint reports it
+    torch.save(state, run / "checkpoint" / STATE_FILE)
+    (run / "checkpoint").rename(run / ".checkpoint.old")  # the state a kill between the two renames leaves
+    (run / ".checkpoint.123.tmp").mkdir()  # and a half-written next checkpoint
+    resumed = train(store, run, config, progress=False)
+    assert resumed["losses"] == [123.0] + whole["losses"][1:]  # continued from step 3, not from scratch
+    assert not (run / ".checkpoint.old").exists() and not list(run.glob(".checkpoint.*.tmp"))
+
+
 def test_recipe_options_train_and_store_proprio_statistics(store, tmp_path):
     config = TrainConfig(preset="tiny", steps=3, batch_size=2, window_timesteps=1, checkpoint_every=3, warmup_steps=1,
                          image_encoder="conv_stem", action_loss="hl_gauss", standardize_proprio=True, random_shift_px=4)

@@ -99,6 +99,18 @@ def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step:
     return final
 
 
+def recover_checkpoint(run_dir: Path) -> None:
+    """Undo a kill inside :func:`save_training_checkpoint`: between its two renames the live
+    checkpoint is already ``.checkpoint.old`` and the new one not yet in place; the old one is the
+    last complete checkpoint, so it goes back. Half-written temporary checkpoints are removed."""
+    final, old = run_dir / "checkpoint", run_dir / ".checkpoint.old"
+    if not final.exists() and (old / STATE_FILE).is_file():
+        old.rename(final)
+        tqdm.write(f"recovered the last complete checkpoint of {run_dir} (a save was interrupted)")
+    for tmp in run_dir.glob(".checkpoint.*.tmp"):
+        shutil.rmtree(tmp)
+
+
 RESUMABLE_CHANGES = ("checkpoint_every", "device")
 """TrainConfig fields a resumed run may change; any other change would make it another run."""
 
@@ -179,6 +191,7 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
     ends this run after that step (with a checkpoint), as a time-boxed session would; the next
     call resumes."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    recover_checkpoint(run_dir)
     device = torch.device(config.device)
     checkpoint = run_dir / "checkpoint"
     store = EpisodeStore(store_dir)

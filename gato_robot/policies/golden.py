@@ -1,0 +1,38 @@
+"""Golden actions of a shipped policy: the action bins it chooses on fixed recorded observations,
+through the whole deployment path (tokenizer, runner, decoding). ``scripts/golden_actions.py``
+records them; a test replays them, so a change to preprocessing, tokenization, model code or
+weights that changes an action fails it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..agent import GatoAgent
+from ..proprio import PROPRIO_LAYOUT, PROPRIO_OFFSETS
+
+DECODINGS = {"greedy": dict(temperature=0.0), "expectation": dict(temperature=0.0, expectation=True),
+             "sampled": dict(temperature=1.0)}
+"""Decoding name -> GatoAgent.load keyword arguments; sampling is seeded with SAMPLING_SEED."""
+SAMPLING_SEED = 7
+
+
+def sensors_at(images: dict[str, np.ndarray], proprio: np.ndarray, index: int) -> dict[str, np.ndarray]:
+    """The sensors dict of recorded observation ``index`` (cameras + proprioception parts)."""
+    sensors = {name: frames[index] for name, frames in images.items()}
+    for key, size in PROPRIO_LAYOUT:
+        sensors[key] = proprio[index, PROPRIO_OFFSETS[key]:PROPRIO_OFFSETS[key] + size]
+    return sensors
+
+
+def golden_bins(policy: str, instruction: str, images: dict[str, np.ndarray], proprio: np.ndarray) -> dict:
+    """Action bins (N, action_dim) per decoding, each observation from a fresh context."""
+    out = {}
+    for name, kwargs in DECODINGS.items():
+        agent = GatoAgent.load(policy, instruction, **kwargs)
+        rows = []
+        for index in range(len(proprio)):
+            agent.reset(SAMPLING_SEED + index)
+            tokens = agent.tokenizer.encode_observation(agent.observation(sensors_at(images, proprio, index)))
+            rows.append(agent.runner.act(tokens))
+        out[name] = np.stack(rows)
+    return out
