@@ -29,7 +29,7 @@ from std_msgs.msg import Float64MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from gato_robot.actions import CartesianActionMapper  # noqa: E402
-from gato_robot.control import ControlLoop  # noqa: E402
+from gato_robot.control import ControlLoop, LoopState  # noqa: E402
 from gato_robot.model.checkpoint import save_checkpoint  # noqa: E402
 from gato_robot.model.config import preset  # noqa: E402
 from gato_robot.model.policy import GatoPolicy  # noqa: E402
@@ -111,12 +111,32 @@ def wait_for(predicate, timeout=10.0):
     return False
 
 
-def reference_commands(checkpoint, observation, ticks):
+def reference_commands(checkpoint, observation, times):
+    """ControlLoop's commands for the same inputs, ticked at ``times`` (s): each action is
+    integrated over the measured period, so the reference ticks when the node ticked."""
     loop = ControlLoop(TorchRunner.from_checkpoint(checkpoint), CartesianActionMapper())
-    frames = {name: Frame(observation[name], 0.0) for name in ("front_left", "front_right")}
-    joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, 0.0)
+    joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, times[0])
     loop.enable(joints)
-    return [loop.tick(0.0, frames, joints).command.arm_positions for _ in range(ticks)]
+    commands = []
+    for now in times:
+        frames = {name: Frame(observation[name], now) for name in ("front_left", "front_right")}
+        joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, now)
+        commands.append(loop.tick(now, frames, joints).command.arm_positions)
+    return commands
+
+
+def record_active_ticks(loop: ControlLoop) -> list[float]:
+    """The times (s) at which ``loop`` acted, appended as it ticks (the node's own loop object)."""
+    times, tick = [], loop.tick
+
+    def recording_tick(now_s, frames, joints):
+        result = tick(now_s, frames, joints)
+        if result.state is LoopState.ACTIVE:
+            times.append(now_s)
+        return result
+
+    loop.tick = recording_tick
+    return times
 
 
 def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_inputs):
@@ -130,6 +150,7 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.FAILURE  # no joint state yet
+        active_times = record_active_ticks(node.loop)
         sim = SimSensors(context, sim_inputs)
         executor.add_node(sim.node)
         assert wait_for(lambda: node._joints is not None and len(node._frames) == 2)
@@ -139,7 +160,7 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
         # 20 Hz, and the same commands ControlLoop computes for the same inputs.
         times = np.array([t for t, _ in sim.commands[5:45]])
         assert 16.0 < (len(times) - 1) / (times[-1] - times[0]) < 24.0
-        expected = reference_commands(checkpoint, {**sim_inputs, "joint_positions": sim_inputs["joint_positions"]}, 30)
+        expected = reference_commands(checkpoint, sim_inputs, active_times[:30])
         for (_, got), want in zip(sim.commands[:30], expected):
             np.testing.assert_allclose(got, want, atol=1e-9)
 
