@@ -68,7 +68,7 @@ class TimestepSpec:
     2.1). Decoding the gripper first makes its open/close decision from the observation alone:
     decoded after the motion, it learns to read the decision off the motion tokens instead (the
     expert's grasp is the one state where all four are exactly zero), a cue the policy's own
-    decoded motion never reproduces (``results/ablation.md``).
+    decoded motion never reproduces (``results/policy-diagnosis.md``).
     """
 
     camera_names: tuple[str, ...] = ("front_left", "front_right")
