@@ -34,9 +34,9 @@ class GatoAgent:
 
     @classmethod
     def load(cls, path: str | Path, instruction: str, backend: str = "torch", temperature: float = 0.0,
-             expectation: bool = False, batch_size: int = 1) -> "GatoAgent":
+             expectation: str = "off", batch_size: int = 1) -> "GatoAgent":
         """``temperature`` 0 decodes action tokens greedily; > 0 samples them, as Gato deploys;
-        ``expectation`` decodes the motion dimensions by their expected bin. ``batch_size`` > 1
+        ``expectation`` ("companded", "physical") decodes the motion dimensions by expectation. ``batch_size`` > 1
         (torch only) acts for that many episodes at once (:meth:`act_batch`)."""
         return cls(load_runner(backend, path, temperature=temperature, expectation=expectation,
                                batch_size=batch_size), instruction)

@@ -62,11 +62,11 @@ for arm in $ARMS; do
     --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --report "$OUT/$arm-sampled.json"
   if [ "$arm" = all ]; then  # the ordinal loss's decoding, beside sampling
     [ -s "$OUT/$arm-expectation.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
-      --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --expectation --report "$OUT/$arm-expectation.json"
+      --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --expectation companded --report "$OUT/$arm-expectation.json"
   fi
   if [ "$arm" = all-gf ] || [ "$arm" = all-novel-gf ] || [ "$arm" = all-novel-gf-240k ]; then  # deterministic: motion by expectation, gripper by argmax
     [ -s "$OUT/$arm-expectation-greedy.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
-      --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 0 --expectation --report "$OUT/$arm-expectation-greedy.json"
+      --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 0 --expectation companded --report "$OUT/$arm-expectation-greedy.json"
   fi
 done
 .venv/bin/python scripts/ablation_table.py --runs "$RUNS" --reports "$OUT" --out results/ablation.md

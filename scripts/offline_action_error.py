@@ -27,7 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--policy", action="append", required=True,
-                        help="POLICY[:expectation|:sampled] (default decoding: argmax)")
+                        help="POLICY[:expectation|:physical|:sampled] (default decoding: argmax; expectation = companded)")
     parser.add_argument("--every", type=int, default=3)
     args = parser.parse_args()
     sensors, labels = [], []
@@ -44,7 +44,7 @@ def main() -> None:
     for spec in args.policy:
         path, _, decoding = spec.partition(":")
         agent = PolicyAgent(path, temperature=1.0 if decoding == "sampled" else 0.0,
-                            expectation=decoding == "expectation", batch_size=BATCH)
+                            expectation={"expectation": "companded", "physical": "physical"}.get(decoding, "off"), batch_size=BATCH)
         predicted = []
         for start in range(0, len(sensors), BATCH):
             chunk = sensors[start:start + BATCH]

@@ -63,7 +63,7 @@ class Job:
     expert_noise: float
     temperature: float = 0.0  # policy action decoding: 0 greedy, > 0 sampled (seeded by the episode seed)
     gripper_noise: float = 0.0  # expert: per-tick probability of a gripper flip (recovery data)
-    expectation: bool = False  # policy: motion dimensions decoded by their expected bin
+    expectation: str = "off"  # policy: motion dimensions by expectation ("companded", "physical")
     relabel: bool = False  # DAgger: the policy drives, the expert's action is recorded (needs store)
 
 
@@ -200,7 +200,7 @@ def require_policy(policy: str) -> None:
 
 def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: int = 1, seed: int = 0,
              backend: str = "torch", video_dir: Path | None = None, videos_per_triplet: int = 1,
-             expert_noise: float = 0.0, temperature: float = 0.0, expectation: bool = False,
+             expert_noise: float = 0.0, temperature: float = 0.0, expectation: str = "off",
              batch_size: int = 8) -> dict:
     """Success per triplet with 95% CIs. ``triplets="train"`` draws a fresh training triplet per seed.
     ``temperature`` > 0 samples the policy's action tokens (seeded per episode) instead of argmax.
@@ -256,7 +256,7 @@ def generate(store: Path, engine: str, triplets: str, episodes: int, workers: in
 
 
 def collect_dagger(store: Path, engine: str, policy: str, triplets: str, episodes: int, workers: int = 1,
-                   seed: int = 6_000_000, temperature: float = 1.0, expectation: bool = False) -> dict:
+                   seed: int = 6_000_000, temperature: float = 1.0, expectation: str = "off") -> dict:
     """One DAgger round's data (Ross et al. 2011): ``policy`` drives, the scripted expert labels
     every state it visits, and each episode goes to ``store`` flagged as relabelled (so the return
     filter keeps it). Resumable like :func:`generate`; use seeds no other data or evaluation uses."""

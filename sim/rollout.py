@@ -64,7 +64,7 @@ class PolicyAgent:
 
     needs_cameras = True
 
-    def __init__(self, path: str, backend: str = "torch", temperature: float = 0.0, expectation: bool = False,
+    def __init__(self, path: str, backend: str = "torch", temperature: float = 0.0, expectation: str = "off",
                  batch_size: int = 1):
         from gato_robot.agent import GatoAgent
         from gato_robot.baselines import bc_imp
@@ -92,7 +92,7 @@ class PolicyAgent:
 
 
 def make_agent(policy: str, backend: str = "torch", expert_noise: float = 0.0, temperature: float = 0.0,
-               gripper_noise: float = 0.0, expectation: bool = False, batch_size: int = 1) -> Agent:
+               gripper_noise: float = 0.0, expectation: str = "off", batch_size: int = 1) -> Agent:
     """'expert' (the scripted expert, with ``expert_noise`` as a fraction of the bounds and
     ``gripper_noise`` as its per-tick probability of a gripper flip) or a policy
     (decoding its action tokens greedily, or sampled at ``temperature`` > 0)."""

@@ -17,6 +17,7 @@ from gato_robot.runtime.base import MOTION_DIMS, choose_bin
 from gato_robot.runtime.export import export_checkpoint
 from gato_robot.runtime.factory import load_runner
 from gato_robot.tokenizer.image import image_to_patches
+from gato_robot.tokenizer.mulaw import bins_to_continuous, continuous_to_bins
 from gato_robot.tokenizer.sequence import GatoTokenizer, stack_sequences
 
 
@@ -99,15 +100,33 @@ def test_expectation_decoding_takes_the_mean_bin_and_nan_logits_raise():
     logits[[100, 300]] = 0.0  # two equal modes
     logits = np.where(np.isfinite(logits), logits, -1e9)
     rng = np.random.default_rng(0)
-    assert choose_bin(logits, 0.0, rng, expectation=True) == 200
+    assert choose_bin(logits, 0.0, rng, expectation="companded") == 200
     assert choose_bin(logits, 0.0, rng) == 100  # argmax: the first mode
     nan = np.full(1024, np.nan)
-    for temperature, expectation in ((0.0, False), (1.0, False), (0.0, True)):
+    for temperature, expectation in ((0.0, "off"), (1.0, "off"), (0.0, "companded"), (0.0, "physical")):
         with pytest.raises(ValueError, match="non-finite action logits"):
             choose_bin(nan, temperature, rng, expectation)
     with pytest.raises(ValueError, match="non-finite action logits"):
         greedy(torch.from_numpy(nan)[None], 0)  # GatoPolicy.act's default chooser
     assert 4 not in MOTION_DIMS and MOTION_DIMS == (0, 1, 2, 3)  # the gripper is never averaged
+
+
+def test_physical_expectation_averages_decoded_values_not_bin_indices():
+    """An even mix of "hold still" and "full speed": the companded mean is pulled toward zero
+    (the companding crowds bins near 0), the physical mean is halfway, as an MSE regressor's."""
+    zero, full = int(continuous_to_bins(0.0)), int(continuous_to_bins(1.0))
+    logits = np.full(1024, -1e9)
+    logits[[zero, full]] = 0.0
+    rng = np.random.default_rng(0)
+    physical = float(bins_to_continuous(choose_bin(logits, 0.0, rng, expectation="physical")))
+    companded = float(bins_to_continuous(choose_bin(logits, 0.0, rng, expectation="companded")))
+    assert physical == pytest.approx(0.5 * (bins_to_continuous(zero) + bins_to_continuous(full)), abs=0.02)
+    assert 0.05 < companded < 0.15  # +0.09: the stall of results/policy-diagnosis.md
+    peaked = np.full(1024, -1e9)
+    peaked[700] = 0.0
+    assert choose_bin(peaked, 0.0, rng, expectation="physical") == 700  # one mode: its own bin
+    with pytest.raises(ValueError, match="expectation must be one of"):
+        choose_bin(peaked, 0.0, rng, expectation="median")
 
 
 def test_proprio_statistics_change_the_tokens_and_travel_with_the_config(spec, rng):
@@ -149,7 +168,7 @@ def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng)
                 weight.normal_(0.0, 1.0 if "token" in name else 3.0 / weight.shape[-1] ** 0.5)
     checkpoint = save_checkpoint(policy.eval(), tmp_path / "checkpoint")
     export = export_checkpoint(checkpoint, tmp_path / "onnx")
-    for expectation in (False, True):
+    for expectation in ("off", "companded", "physical"):
         torch_runner = load_runner("torch", checkpoint, expectation=expectation)
         onnx_runner = load_runner("onnxruntime", export.directory, expectation=expectation)
         tokenizer = GatoTokenizer(torch_runner.config.timestep)
@@ -198,7 +217,7 @@ def test_gripper_first_order_tokenizes_decodes_and_maps_expectation_to_the_motio
     config = replace(preset("tiny"), timestep=ordered)
     assert GatoConfig.from_dict(json.loads(config.to_json())) == config
     checkpoint = save_checkpoint(GatoPolicy(config).eval(), tmp_path / "checkpoint")
-    runner = load_runner("torch", checkpoint, expectation=True)
+    runner = load_runner("torch", checkpoint, expectation="companded")
     assert [GRIPPER_FIRST[i] for i in runner.expectation_dims] == list(MOTION_DIMS)  # token 0 (gripper) is sampled
     with pytest.raises(ValueError, match="permutation of 0..4"):
         replace(spec, action_order=(4, 0, 1, 2, 2))

@@ -299,3 +299,28 @@ def test_damaged_checkpoint_files_are_named(tmp_path):
     (directory / "config.json").write_text('{"n_layer": 2\n"n_head": 2}')
     with pytest.raises(DamagedFileError, match=r"config.json: not a policy config \(JSONDecodeError"):
         load_checkpoint(directory)
+
+
+def test_heldout_metrics_are_logged_at_each_checkpoint_and_survive_a_resume(store, tmp_path):
+    """Held-out action CE and physical action error: one row per checkpoint, kept across a resume,
+    and equal to a direct evaluation of the saved weights (so the numbers are the checkpoint's)."""
+    from gato_robot.train.validation import heldout_batch, heldout_metrics
+
+    config = TrainConfig(preset="tiny", steps=6, batch_size=2, window_timesteps=1, checkpoint_every=2, warmup_steps=1,
+                         learning_rate=3e-3, action_loss="hl_gauss", gripper_first=True, heldout_store=str(store),
+                         heldout_windows=8)
+    train(store, tmp_path / "run", config, progress=False, stop_at=4)
+    summary = train(store, tmp_path / "run", config, progress=False)
+    rows = summary["heldout"]
+    assert [row["step"] for row in rows] == [2, 4, 6]
+    assert rows[-1]["action_cross_entropy"] < rows[0]["action_cross_entropy"]  # training on the same store lowers it
+    policy = load_checkpoint(tmp_path / "run" / "checkpoint")
+    windows = EpisodeWindows(EpisodeStore(store), policy.config.timestep, 1, min_return_fraction=0.0,
+                             patch_position_jitter=False)
+    direct = heldout_metrics(policy, heldout_batch(windows, 8), 6)
+    windows.close()
+    assert direct.action_cross_entropy == pytest.approx(rows[-1]["action_cross_entropy"], rel=1e-5)
+    assert direct.action_error == pytest.approx(rows[-1]["action_error"], rel=1e-5)
+    assert len(direct.action_error) == 5 and all(0 <= e < 300 for e in direct.action_error)
+    with pytest.raises(ValueError, match="held-out window count"):
+        heldout_batch(windows, 0)

@@ -30,8 +30,9 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
              expert_noise: float = typer.Option(0.0, help="Action noise of the scripted expert (fraction of bounds)."),
              temperature: float = typer.Option(1.0, help="Gato action tokens: sampled at this temperature, as "
                                                "Gato deploys (seeded by the episode seed); 0 = argmax."),
-             expectation: bool = typer.Option(False, help="Decode the motion dimensions by the expectation of "
-                                              "their bin distribution (the gripper by --temperature)."),
+             expectation: str = typer.Option("off", help="Decode the motion dimensions by the expectation of their "
+                                             "bins: companded (mean bin, mu-law space) or physical (mean "
+                                             "decoded value); off: by --temperature like the gripper."),
              batch_size: int = typer.Option(8, help="Policy episodes stepped in lockstep per worker, one batched "
                                             "policy call per tick (torch backend; 1 = one at a time).")) -> None:
     """Success rate per triplet with 95% confidence intervals, headless."""
@@ -41,8 +42,8 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
         result = evaluate(engine, policy, triplets, episodes, workers, seed, backend, videos, 1, expert_noise, temperature,
                           expectation, batch_size)
     decoding = f"sampled at T={temperature}" if temperature else "greedy"
-    if expectation:
-        decoding = f"motion by expectation, gripper {decoding}"
+    if expectation != "off":
+        decoding = f"motion by {expectation} expectation, gripper {decoding}"
     table = Table(title=f"{engine}: {policy} ({decoding}) on {triplets} triplets, {episodes} episodes each "
                         f"(rev {result['git_revision']})")
     for column in ("triplet", "success", "95% CI", "episodes", "mean steps"):
@@ -71,7 +72,7 @@ def sim_relabel(policy: str = typer.Option("gato-cpu-small", help="Shipped polic
                 trace_every: int = typer.Option(20, help="Print every Kth step of the first episode (0: none)."),
                 temperature: float = typer.Option(0.0, help="Gato action tokens: sampled at this temperature "
                                                   "(0 = argmax), as in `sim eval`."),
-                expectation: bool = typer.Option(False, help="Decode the motion dimensions by expectation."),
+                expectation: str = typer.Option("off", help="Motion dimensions by expectation: off, companded or physical."),
                 csv_out: Path = typer.Option(None, "--csv", help="Write every relabelled step here.")) -> None:
     """Let the policy drive and the scripted expert say what it would do in each state (DAgger's
     labelling step): per-axis sign agreement, gripper agreement and distance to the red object."""
@@ -174,7 +175,7 @@ def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the re
                workers: int = typer.Option(2, help="Parallel processes."),
                seed: int = typer.Option(6_000_000, help="First episode seed (disjoint from data and evaluation)."),
                temperature: float = typer.Option(1.0, help="Policy action sampling temperature."),
-               expectation: bool = typer.Option(False, help="Motion dimensions decoded by their expected bin.")) -> None:
+               expectation: str = typer.Option("off", help="Motion dimensions by expectation: off, companded or physical.")) -> None:
     """DAgger data collection: the policy drives, the scripted expert labels every visited state;
     episodes go to the store flagged as relabelled (kept whatever their return)."""
     from sim.evaluate import collect_dagger

@@ -35,6 +35,9 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                                                         "proprioception); off: leave out this copycat shortcut."),
                   gripper_first: bool = typer.Option(False, help="Decode the gripper token before the motion tokens "
                                                      "(Gato's order is the action vector's: motion, then gripper)."),
+                  heldout_store: Path = typer.Option(None, help="Episode store never trained on: held-out action "
+                                                     "cross-entropy and physical action error at every checkpoint."),
+                  heldout_windows: int = typer.Option(96, help="Held-out windows per measurement."),
                   warm_restart: bool = typer.Option(False, help="Resume with a new --steps: the cosine schedule "
                                                     "restarts for the new length (other settings must match)."),
                   seed: int = 0) -> None:
@@ -46,7 +49,8 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                          device=device, patch_position_jitter=patch_jitter, image_encoder=image_encoder,
                          action_loss=action_loss, hl_gauss_sigma_bins=hl_gauss_sigma,
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
-                         joint_velocities=joint_velocities, gripper_first=gripper_first)
+                         joint_velocities=joint_velocities, gripper_first=gripper_first,
+                         heldout_store=str(heldout_store) if heldout_store else None, heldout_windows=heldout_windows)
     with _clear_errors():
         summary = train(store, run, config, init_from=init_from, stop_at=stop_at, warm_restart=warm_restart)
     console.print(f"step {summary['steps']}: loss {summary['final_loss']:.4f}, {summary['tokens_per_s']:.0f} tokens/s; "

@@ -57,7 +57,7 @@ PARAMETERS: dict[str, object] = {
     "model_path": "",  # checkpoint dir (torch) or export dir (onnxruntime / tensorrt)
     "backend": "onnxruntime",
     "action_temperature": 0.0,  # 0 = argmax (replayable from a bag); 1.0 samples as Gato and `sim eval` do
-    "action_expectation": False,  # decode the motion dimensions by their expected bin (gripper by temperature)
+    "action_expectation": "off",  # motion dimensions by expectation: companded or physical (gripper by temperature)
     "camera_names": ["front_left", "front_right"],
     "camera_topics": ["/front_left/image_raw", "/front_right/image_raw"],
     "joint_states_topic": "/joint_states",
@@ -146,7 +146,7 @@ class GatoStackNode(LifecycleNode):
             mapper = CartesianActionMapper(self.arm, ActionPathConfig(control_period_s=1.0 / rate))
             runner = load_runner(str(self._param("backend")), model_path,
                                  temperature=float(self._param("action_temperature")),
-                                 expectation=bool(self._param("action_expectation")))
+                                 expectation=str(self._param("action_expectation")))
             self.loop = ControlLoop(runner, mapper, config)
             expected = set(self.loop.tokenizer.spec.camera_names)
             if set(names) != expected:

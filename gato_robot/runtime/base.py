@@ -5,9 +5,13 @@ timestep at a time), take the same :class:`TokenSequence` of one observation and
 per action dimension: greedily by default (the backends then choose the same actions for the same
 weights), or by sampling at ``temperature`` > 0 as Gato deploys (Sec. 3: action tokens are sampled
 autoregressively), from a generator reseeded per episode (:meth:`PolicyRunner.seed`). With
-``expectation`` the motion dimensions are decoded by the expectation of their bin distribution
-(in mu-law companded space, where bins are uniform: the rounded mean bin index) and the gripper,
-whose two modes would average to half-open, by temperature as above. Non-finite logits (an fp16
+``expectation`` "companded" or "physical" the motion dimensions are decoded by the expectation of
+their bin distribution and the gripper, whose two modes would average to half-open, by temperature
+as above. "companded" is the mean bin index (mu-law space, where the bins are uniform); "physical"
+is the mean of the bins' decoded values (Gato's inverse mu-law of each bin centre), re-binned: the
+estimate a regression policy trained with MSE makes. The two differ when the distribution is
+spread: an even mix of 0 and +1 is +0.09 in companded space (the companding crowds bins near 0)
+and +0.5 in physical space. Non-finite logits (an fp16
 overflow, a damaged export) raise instead of decoding to bin 0, so the control loop holds.
 """
 
@@ -23,7 +27,8 @@ from ..model.config import GatoConfig
 from ..model.kv_cache import NumpyKVCache, StaticKVCache
 from ..action_spec import RGB_STACKING_ACTIONS
 from ..model.rotary import RotaryEmbedding
-from ..tokenizer.ids import CONTINUOUS_OFFSET
+from ..tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
+from ..tokenizer.mulaw import bins_to_continuous, continuous_to_bins
 from ..tokenizer.sequence import TokenSequence
 
 
@@ -37,6 +42,20 @@ MOTION_DIMS = tuple(i for i, name in enumerate(RGB_STACKING_ACTIONS.names) if na
 """Action dimensions decoded by expectation when asked: all but the (bimodal) gripper."""
 
 
+EXPECTATIONS = ("off", "companded", "physical")
+"""Decodings of the motion dimensions: by temperature ("off"), or the expectation of their bin
+distribution in mu-law companded space or in physical (normalized action) space."""
+
+_BIN_VALUES = bins_to_continuous(np.arange(NUM_CONTINUOUS_BINS))
+"""Decoded value of every bin's centre (Gato Sec. 2.1: inverse mu-law), for "physical"."""
+
+
+def check_expectation(expectation: str) -> str:
+    if expectation not in EXPECTATIONS:
+        raise ValueError(f"expectation must be one of {EXPECTATIONS}, got {expectation!r}")
+    return expectation
+
+
 def check_logits(logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float64)
     if not np.all(np.isfinite(logits)):
@@ -45,14 +64,19 @@ def check_logits(logits: np.ndarray) -> np.ndarray:
     return logits
 
 
-def choose_bin(logits: np.ndarray, temperature: float, rng: np.random.Generator, expectation: bool = False) -> int:
-    """Greedy (``temperature`` 0), sampled from softmax(logits / temperature), or with
-    ``expectation`` the rounded mean bin of softmax(logits) (companded space)."""
+def choose_bin(logits: np.ndarray, temperature: float, rng: np.random.Generator, expectation: str = "off") -> int:
+    """Greedy (``temperature`` 0) or sampled from softmax(logits / temperature); with
+    ``expectation`` "companded" the rounded mean bin of softmax(logits), with "physical" the bin
+    holding the mean decoded value of softmax(logits) (both ignore the temperature)."""
     logits = check_logits(logits)
-    if expectation:
+    if check_expectation(expectation) != "off":
+        if len(logits) != NUM_CONTINUOUS_BINS:
+            raise ValueError(f"expectation decoding needs logits over the {NUM_CONTINUOUS_BINS} bins, got {len(logits)}")
         probabilities = np.exp(logits - logits.max())
-        mean = probabilities @ np.arange(len(probabilities)) / probabilities.sum()
-        return int(np.clip(np.rint(mean), 0, len(probabilities) - 1))
+        probabilities /= probabilities.sum()
+        if expectation == "physical":
+            return int(continuous_to_bins(probabilities @ _BIN_VALUES))
+        return int(np.clip(np.rint(probabilities @ np.arange(NUM_CONTINUOUS_BINS)), 0, NUM_CONTINUOUS_BINS - 1))
     if check_temperature(temperature) == 0:
         return int(np.argmax(logits))
     scaled = logits / temperature
@@ -65,15 +89,21 @@ class PolicyRunner(ABC):
 
     backend: str = "abstract"
 
-    def __init__(self, config: GatoConfig, temperature: float = 0.0, expectation: bool = False):
+    def __init__(self, config: GatoConfig, temperature: float = 0.0, expectation: str = "off"):
         self.config = config
         self.temperature = check_temperature(temperature)
+        self.expectation = check_expectation(expectation)
         order = config.timestep.action_token_order
-        self.expectation_dims = tuple(i for i, dim in enumerate(order) if dim in MOTION_DIMS) if expectation else ()
+        self.expectation_dims = (tuple(i for i, dim in enumerate(order) if dim in MOTION_DIMS)
+                                 if expectation != "off" else ())
         """Action token positions decoded by expectation (the motion dimensions, wherever they sit)."""
         self.rngs = [np.random.default_rng(0)]
         self.stage_seconds: dict[str, float] = {"prefill": 0.0, "decode": 0.0}
         """Wall time of the last act()'s stages, for the benchmarks."""
+
+    def decoding_of(self, token: int) -> str:
+        """The expectation decoding of action token ``token`` ("off": by temperature)."""
+        return self.expectation if token in self.expectation_dims else "off"
 
     @abstractmethod
     def reset(self) -> None:
@@ -108,7 +138,7 @@ class GraphRunner(PolicyRunner):
     """
 
     def __init__(self, config: GatoConfig, device: str | torch.device | None = None, temperature: float = 0.0,
-                 expectation: bool = False):
+                 expectation: str = "off"):
         """``device`` None: the cache is numpy (CPU backends); otherwise torch tensors on ``device``."""
         super().__init__(config, temperature, expectation)
         c = config
@@ -140,7 +170,7 @@ class GraphRunner(PolicyRunner):
         bins = np.empty(spec.action_dim, dtype=np.int64)
         for i in range(spec.action_dim):
             host = logits if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
-            bins[i] = choose_bin(host, self.temperature, self.rngs[0], i in self.expectation_dims)
+            bins[i] = choose_bin(host, self.temperature, self.rngs[0], self.decoding_of(i))
             logits, keys, values = self._decode(int(bins[i]) + CONTINUOUS_OFFSET)
             self.cache.append(keys, values)
         self.stage_seconds["prefill"] = prefilled - start

@@ -10,10 +10,11 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
 def load_runner(backend: str, path: str | Path, device: str = "cpu", threads: int = 0,
-                temperature: float = 0.0, expectation: bool = False, batch_size: int = 1) -> PolicyRunner:
+                temperature: float = 0.0, expectation: str = "off", batch_size: int = 1) -> PolicyRunner:
     """torch: a checkpoint directory (or a shipped policy's name); onnxruntime: an ONNX export
-    directory; tensorrt: an engine directory. ``temperature`` 0 decodes greedily, > 0 samples; ``expectation`` decodes the motion
-    dimensions by their expected bin (the gripper by temperature). ``batch_size`` > 1: episodes in
+    directory; tensorrt: an engine directory. ``temperature`` 0 decodes greedily, > 0 samples;
+    ``expectation`` ("companded" or "physical", :func:`~gato_robot.runtime.base.choose_bin`) decodes
+    the motion dimensions by the expectation of their bins (the gripper by temperature). ``batch_size`` > 1: episodes in
     lockstep, one batched call per tick (torch only; the exported graphs are batch 1)."""
     if batch_size != 1 and backend != "torch":
         raise ValueError(f"batched acting (batch_size {batch_size}) needs the torch backend, not {backend!r}")

@@ -33,7 +33,7 @@ def _require_onnxruntime():
 class OnnxRunner(GraphRunner):
     backend = "onnxruntime"
 
-    def __init__(self, export_dir: str | Path, threads: int = 0, temperature: float = 0.0, expectation: bool = False):
+    def __init__(self, export_dir: str | Path, threads: int = 0, temperature: float = 0.0, expectation: str = "off"):
         export_dir = Path(export_dir)
         for name in (PREFILL_FILE, DECODE_FILE):
             if not (export_dir / name).is_file():

@@ -21,7 +21,7 @@ class TensorRTRunner(GraphRunner):
     backend = "tensorrt"
 
     def __init__(self, engine_dir: str | Path, cuda_graph: bool = True, temperature: float = 0.0,
-                 expectation: bool = False):
+                 expectation: str = "off"):
         trt = require_tensorrt()
         engine_dir = Path(engine_dir)
         paths = [engine_dir / engine_name(PREFILL_FILE), engine_dir / engine_name(DECODE_FILE)]

@@ -22,7 +22,7 @@ class TorchRunner(PolicyRunner):
     backend = "torch"
 
     def __init__(self, policy: GatoPolicy, device: str | torch.device = "cpu", temperature: float = 0.0,
-                 expectation: bool = False, batch_size: int = 1):
+                 expectation: str = "off", batch_size: int = 1):
         super().__init__(policy.config, temperature, expectation)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -34,7 +34,7 @@ class TorchRunner(PolicyRunner):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", temperature: float = 0.0,
-                        expectation: bool = False, batch_size: int = 1) -> "TorchRunner":
+                        expectation: str = "off", batch_size: int = 1) -> "TorchRunner":
         return cls(load_checkpoint(checkpoint), device, temperature, expectation, batch_size)
 
     def reset(self) -> None:
@@ -43,7 +43,7 @@ class TorchRunner(PolicyRunner):
     def _choose(self, logits: torch.Tensor, dimension: int) -> torch.Tensor:
         """The shared sampler (:func:`choose_bin`), row by row with each row's generator."""
         host = logits.float().cpu().numpy()
-        expectation = dimension in self.expectation_dims
+        expectation = self.decoding_of(dimension)
         bins = [choose_bin(row, self.temperature, rng, expectation) for row, rng in zip(host, self.rngs)]
         return torch.tensor(bins, dtype=torch.long, device=logits.device)
 

@@ -106,7 +106,7 @@ def grasp_decision(policy: GatoPolicy, episodes: list, spec: ActionSpec = RGB_ST
                         if forced:
                             return torch.tensor([int(expert_bins[token])])
                         return torch.tensor([choose_bin(logits[0].float().numpy(), 0.0, rng,
-                                                        expectation=order[token] in MOTION_DIMS)])
+                                                        expectation="companded" if order[token] in MOTION_DIMS else "off")])
                     policy.act(tokens, policy.new_cache(1), choose)
     if not teacher:
         raise ValueError("no grasp-trigger timesteps in these episodes (none closes the gripper)")

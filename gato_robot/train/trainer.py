@@ -3,10 +3,12 @@
 AdamW with linear warm-up and cosine decay (Gato Sec. 4: AdamW, warm-up, cosine schedule),
 gradient clipping, bf16 autocast on CUDA, the masked next-token loss (text and action targets).
 Checkpoints (``model.safetensors`` + ``config.json`` + ``training_state.pt`` with optimizer state,
-step and loss history) are written atomically every ``checkpoint_every`` steps; a run started on a
+step, loss history and held-out metrics) are written atomically every ``checkpoint_every`` steps; a run started on a
 directory that holds one resumes exactly: batches are a pure function of (seed, step), dropout is
 off, so the loss curve continues as if never interrupted. Batches are prepared by a background
-thread one step ahead, so data loading overlaps the optimizer step.
+thread one step ahead, so data loading overlaps the optimizer step. With ``heldout_store`` the
+held-out action cross-entropy and physical action error (:mod:`gato_robot.train.validation`) are
+measured at every checkpoint and plotted beside the loss.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..action_spec import GRIPPER_FIRST
+from ..action_spec import GRIPPER_FIRST, RGB_STACKING_ACTIONS
 from ..data.dataset import EpisodeWindows, proprio_statistics
 from ..data.episodes import EpisodeStore
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.config import GatoConfig, preset
 from ..model.policy import GatoPolicy, batch_to_torch
 from ..tokenizer.sequence import JOINT_VELOCITY_FREE
+from .validation import heldout_batch, heldout_metrics
 
 STATE_FILE = "training_state.pt"
 
@@ -58,6 +61,8 @@ class TrainConfig:
     joint_velocities: bool = True  # False: leave them out of the tokens (a copycat shortcut, TimestepSpec)
     gripper_first: bool = False  # decode the gripper token before the motion (TimestepSpec.action_order)
     max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
+    heldout_store: str | None = None  # episode store never trained on: metrics at every checkpoint
+    heldout_windows: int = 96
     seed: int = 0
     device: str = "cpu"
 
@@ -79,7 +84,7 @@ def _optimizer(policy: GatoPolicy, config: TrainConfig) -> torch.optim.AdamW:
 
 
 def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step: int, losses: list[float],
-                             config: TrainConfig, elapsed_s: float = 0.0) -> Path:
+                             config: TrainConfig, elapsed_s: float = 0.0, heldout: list[dict] | None = None) -> Path:
     """Write the checkpoint next to the live one, then swap it in (a kill never leaves half a checkpoint)."""
     final = run_dir / "checkpoint"
     tmp = run_dir / f".checkpoint.{os.getpid()}.tmp"
@@ -87,7 +92,7 @@ def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step:
         shutil.rmtree(tmp)
     save_checkpoint(policy, tmp, metadata={"step": step, "preset": config.preset, "trained": "true"})
     torch.save({"optimizer": optimizer.state_dict(), "step": step, "losses": losses, "config": asdict(config),
-                "elapsed_s": elapsed_s}, tmp / STATE_FILE)
+                "elapsed_s": elapsed_s, "heldout": heldout or []}, tmp / STATE_FILE)
     old = run_dir / ".checkpoint.old"
     if final.exists():
         if old.exists():
@@ -111,7 +116,7 @@ def recover_checkpoint(run_dir: Path) -> None:
         shutil.rmtree(tmp)
 
 
-RESUMABLE_CHANGES = ("checkpoint_every", "device")
+RESUMABLE_CHANGES = ("checkpoint_every", "device", "heldout_store", "heldout_windows")
 """TrainConfig fields a resumed run may change; any other change would make it another run."""
 
 
@@ -202,14 +207,14 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
         optimizer = _optimizer(policy, config)
         optimizer.load_state_dict(state["optimizer"])
         start, losses = int(state["step"]), list(state["losses"])
-        elapsed_before = float(state.get("elapsed_s", 0.0))
+        elapsed_before, heldout = float(state.get("elapsed_s", 0.0)), list(state.get("heldout", []))
         check_resume_matches(state.get("config", {}), config, start, warm_restart)
     else:
         torch.manual_seed(config.seed)
         policy = (load_checkpoint(init_from) if init_from else
                   GatoPolicy(model_config(config, episodes))).to(device).train()
         optimizer = _optimizer(policy, config)
-        start, losses, elapsed_before = 0, [], 0.0
+        start, losses, elapsed_before, heldout = 0, [], 0.0, []
     check_window_fits(config, policy.config)
     (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps, episodes=episodes,
@@ -217,6 +222,12 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
     if progress:
         tqdm.write(f"training on {len(windows.episodes)} of {len(store)} episodes in {store_dir} "
                    f"({windows.timesteps} timesteps) after the return filter")
+    heldout_arrays = None
+    if config.heldout_store:
+        heldout_windows = EpisodeWindows(EpisodeStore(Path(config.heldout_store)), policy.config.timestep, config.window_timesteps,
+                                         min_return_fraction=0.0, patch_position_jitter=False)
+        heldout_arrays = heldout_batch(heldout_windows, config.heldout_windows)
+        heldout_windows.close()
     stop = threading.Event()
     batches = _prefetch(windows, config, start, stop)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -243,31 +254,37 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
             bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
             last = step + 1 == config.steps or (stop_at is not None and step + 1 >= stop_at)
             if (step + 1) % config.checkpoint_every == 0 or last:
+                if heldout_arrays is not None:
+                    heldout.append(heldout_metrics(policy, heldout_arrays, step + 1).as_dict())
+                    tqdm.write(f"step {step + 1}: held-out action CE {heldout[-1]['action_cross_entropy']:.3f} nats, "
+                               f"error/bound {' '.join(f'{e:.3f}' for e in heldout[-1]['action_error'])}")
                 save_training_checkpoint(run_dir, policy, optimizer, step + 1, losses, config,
-                                         elapsed_before + time.perf_counter() - started)
+                                         elapsed_before + time.perf_counter() - started, heldout)
             if last:
                 break
     finally:
         stop.set()
         windows.close()
-    plot_learning_curve(losses, run_dir / "learning_curve.png")
+    plot_learning_curve(losses, run_dir / "learning_curve.png", heldout)
     wall_s = elapsed_before + time.perf_counter() - started
     summary = {"steps": len(losses), "samples": len(losses) * config.batch_size * config.window_timesteps,
                "wall_time_s": wall_s, "samples_per_s": len(losses) * config.batch_size * config.window_timesteps / wall_s,
                "final_loss": losses[-1] if losses else None, "episodes": len(windows.episodes),
-               "parameters": policy.num_parameters(), "config": asdict(config)}
+               "parameters": policy.num_parameters(), "heldout": heldout, "config": asdict(config)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return {**summary, "losses": losses, "tokens_per_s": tokens / max(1e-9, time.perf_counter() - started),
             "checkpoint": str(checkpoint)}
 
 
-def plot_learning_curve(losses: list[float], path: Path) -> None:
+def plot_learning_curve(losses: list[float], path: Path, heldout: list[dict] | None = None) -> None:
+    """Training loss; with held-out metrics, a second panel of held-out action CE and error."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 3.5))
+    figure, axes = plt.subplots(1, 2 if heldout else 1, figsize=(11 if heldout else 6, 3.5), squeeze=False)
+    axis = axes[0, 0]
     axis.plot(np.arange(1, len(losses) + 1), losses, linewidth=0.8, label="batch loss")
     if len(losses) >= 20:
         kernel = np.ones(20) / 20
@@ -276,6 +293,17 @@ def plot_learning_curve(losses: list[float], path: Path) -> None:
     axis.set_ylabel("masked cross-entropy (nats)")
     axis.set_yscale("log")
     axis.legend()
+    if heldout:
+        steps = [row["step"] for row in heldout]
+        right = axes[0, 1]
+        right.plot(steps, [row["action_cross_entropy"] for row in heldout], "k-o", markersize=3, label="action CE (nats)")
+        right.set_xlabel("step")
+        right.set_ylabel("held-out action cross-entropy (nats)")
+        error_axis = right.twinx()
+        for dimension, name in enumerate(RGB_STACKING_ACTIONS.names):
+            error_axis.plot(steps, [row["action_error"][dimension] for row in heldout], linewidth=0.8, label=name)
+        error_axis.set_ylabel("held-out |E[action] - label| / bound")
+        error_axis.legend(fontsize=7, loc="upper right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
