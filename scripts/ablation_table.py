@@ -1,6 +1,7 @@
 """Markdown table of the recipe ablation (scripts/ablation.sh): one row per arm with its recipe,
 samples seen, training wall time and samples/s, and closed-loop success (95% Wilson interval) for
-each decoding, plus the success an arm reaches per CPU-minute (the equal-wall-time view)."""
+each decoding (companded / physical: the expectation of the motion bins in mu-law or in physical
+space, `sim eval --expectation`)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     lines = ["| arm | encoder \\| action loss \\| proprio \\| augmentation | samples | train wall time | samples/s "
-             "| success, sampled T=1 | success, expectation (motion) + sampled gripper "
-             "| success, expectation (motion) + argmax gripper |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| success, sampled T=1 | success, companded expectation (motion) + sampled gripper "
+             "| success, companded expectation (motion) + argmax gripper "
+             "| success, physical expectation (motion) + argmax gripper |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for arm, recipe in RECIPES.items():
         summary_path = args.runs / arm / "summary.json"
         if not summary_path.is_file():
@@ -53,12 +55,13 @@ def main() -> None:
         lines.append(f"| {arm} | {recipe} | {summary['samples'] / 1e3:.0f}k | {summary['wall_time_s'] / 60:.0f} min "
                      f"| {summary['samples_per_s']:.0f} | {cell(args.reports / f'{arm}-sampled.json')} "
                      f"| {cell(args.reports / f'{arm}-expectation.json')} "
-                     f"| {cell(args.reports / f'{arm}-expectation-greedy.json')} |")
+                     f"| {cell(args.reports / f'{arm}-expectation-greedy.json')} "
+                     f"| {cell(args.reports / f'{arm}-physical-greedy.json')} |")
     shipped = args.reports / "shipped-sampled.json"
     if shipped.is_file():  # the previous session's policy: another store (479 episodes), 3.2x the samples
         lines.append("| gato-cpu-small (shipped, previous recipe) | patch ResNet v2 \\| one-hot CE over vocabulary "
                      "\\| raw, with joint velocities \\| none; 479-episode store without gripper flips | 384k "
-                     f"| 100 min | 64 | {cell(shipped)} | not run | not run |")
+                     f"| 100 min | 64 | {cell(shipped)} | not run | not run | not run |")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -34,7 +34,7 @@ from gato_robot.model.checkpoint import save_checkpoint  # noqa: E402
 from gato_robot.model.config import preset  # noqa: E402
 from gato_robot.model.policy import GatoPolicy  # noqa: E402
 from gato_robot.ros.convert import rgb_to_image_fields  # noqa: E402
-from gato_robot.ros.node import NODE_NAME, PARAMETERS, GatoStackNode  # noqa: E402
+from gato_robot.ros.node import NODE_NAME, PARAMETERS, GatoStackNode, check_parameter  # noqa: E402
 from gato_robot.runtime.torch_runner import TorchRunner  # noqa: E402
 from gato_robot.safety import Frame, JointSample  # noqa: E402
 from sim.rollout import make_env  # noqa: E402
@@ -216,6 +216,35 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
         node.destroy_node()
         if sim is not None:
             sim.node.destroy_node()
+
+
+def test_parameters_are_described_checked_at_set_and_configure_and_frozen_while_configured(context, checkpoint):
+    """Every parameter carries a description and its constraints; an invalid value is refused by
+    `ros2 param set` and by configure with the parameter's name; once configured, a change is
+    refused instead of being silently ignored until the next configure."""
+    node = GatoStackNode(context=context, parameter_overrides=[
+        Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch"),
+        Parameter("rate_hz", value=0.0)])  # a launch file or params file can still pass a bad value
+    try:
+        descriptors = node.describe_parameters(list(PARAMETERS))
+        assert all(d.description for d in descriptors)
+        assert dict(zip(PARAMETERS, descriptors))["rate_hz"].additional_constraints == "in [1, 1000]"
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE  # rate 0: no division by zero
+        with pytest.raises(ValueError, match="parameter rate_hz: expected a number in"):
+            check_parameter("rate_hz", 0.0)
+        for name, value in (("rate_hz", 0.0), ("max_image_age_s", 1e9), ("action_expectation", "median"),
+                            ("backend", "tensorflow"), ("rate_hz", "fast")):
+            result = node.set_parameters([Parameter(name, value=value)])[0]
+            assert not result.successful and f"parameter {name}" in result.reason, (name, result.reason)
+        assert node.set_parameters([Parameter("rate_hz", value=20)])[0].successful  # an int for a double
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        result = node.set_parameters([Parameter("rate_hz", value=10.0)])[0]
+        assert not result.successful and "takes effect at configure" in result.reason
+        assert node.get_parameter("rate_hz").value == 20
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.set_parameters([Parameter("rate_hz", value=10.0)])[0].successful  # unconfigured again
+    finally:
+        node.destroy_node()
 
 
 def test_node_started_with_params_file_as_the_launch_file_does(context, checkpoint, tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
@@ -45,7 +46,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from ..actions import ActionPathConfig, CartesianActionMapper, JointCommand
 from ..control import ControlConfig, ControlLoop, LoopState
 from ..robot_description import PANDA, ArmDescription
-from ..runtime.factory import load_runner
+from ..runtime.base import EXPECTATIONS
+from ..runtime.factory import BACKENDS, load_runner
 from ..safety import Frame, JointSample, WatchdogConfig
 from .convert import MessageError, image_to_rgb, joint_state_to_sample, stamp_seconds
 
@@ -53,26 +55,75 @@ NODE_NAME = "gato_robot_stack"
 SENSOR_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
 """Cameras and joint states: best effort (as sensor drivers publish), newest sample only."""
 
-PARAMETERS: dict[str, object] = {
-    "model_path": "",  # checkpoint dir (torch) or export dir (onnxruntime / tensorrt)
-    "backend": "onnxruntime",
-    "action_temperature": 0.0,  # 0 = argmax (replayable from a bag); 1.0 samples as Gato and `sim eval` do
-    "action_expectation": "off",  # motion dimensions by expectation: companded or physical (gripper by temperature)
-    "camera_names": ["front_left", "front_right"],
-    "camera_topics": ["/front_left/image_raw", "/front_right/image_raw"],
-    "joint_states_topic": "/joint_states",
-    "arm_joints": list(PANDA.arm_joints),
-    "finger_joints": list(PANDA.finger_joints),
-    "urdf_path": "",
-    "command_interface": "forward",  # forward | trajectory
-    "controller": "forward_position_controller",
-    "gripper_controller": "gripper_forward_controller",
-    "rate_hz": 20.0,
-    "max_image_age_s": 0.25,
-    "max_joint_state_age_s": 0.1,
-    "instruction": "stack the red object on the blue object",
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One node parameter: its default (which fixes its type), what it means, and the values it
+    may take (``low``/``high`` for numbers, ``choices`` for strings)."""
+
+    default: object
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def constraints(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.low is not None:
+            return f"in [{self.low:g}, {self.high:g}]"
+        return ""
+
+
+PARAMETER_SPECS: dict[str, ParameterSpec] = {
+    "model_path": ParameterSpec("", "checkpoint dir (torch) or export dir (onnxruntime / tensorrt)"),
+    "backend": ParameterSpec("onnxruntime", "policy runtime", choices=BACKENDS),
+    "action_temperature": ParameterSpec(0.0, "action token sampling temperature; 0 = argmax (replayable from a bag), "
+                                             "1.0 samples as Gato does", 0.0, 10.0),
+    "action_expectation": ParameterSpec("off", "motion dimensions decoded by the expectation of their bins "
+                                               "(the gripper by temperature)", choices=EXPECTATIONS),
+    "camera_names": ParameterSpec(["front_left", "front_right"], "the policy's cameras, in token order"),
+    "camera_topics": ParameterSpec(["/front_left/image_raw", "/front_right/image_raw"],
+                                   "sensor_msgs/Image topic of each camera (128x128)"),
+    "joint_states_topic": ParameterSpec("/joint_states", "sensor_msgs/JointState topic"),
+    "arm_joints": ParameterSpec(list(PANDA.arm_joints), "arm joint names, base to flange"),
+    "finger_joints": ParameterSpec(list(PANDA.finger_joints), "gripper finger joint names"),
+    "urdf_path": ParameterSpec("", "robot URDF; empty: the Panda URDF from pybullet_data"),
+    "command_interface": ParameterSpec("forward", "forward: Float64MultiArray position steps; trajectory: "
+                                                  "JointTrajectory", choices=("forward", "trajectory")),
+    "controller": ParameterSpec("forward_position_controller", "ros2_control arm controller name"),
+    "gripper_controller": ParameterSpec("gripper_forward_controller", "ros2_control gripper controller name"),
+    "rate_hz": ParameterSpec(20.0, "control rate (Hz)", 1.0, 1000.0),
+    "max_image_age_s": ParameterSpec(0.25, "oldest camera frame the loop acts on (s)", 0.001, 2.0),
+    "max_joint_state_age_s": ParameterSpec(0.1, "oldest joint state the loop acts on (s)", 0.001, 1.0),
+    "instruction": ParameterSpec("stack the red object on the blue object", "task instruction (text tokens)"),
 }
-"""Every parameter the node declares, with its default (config/params.yaml mirrors it; a test checks)."""
+"""Every parameter the node declares (config/params.yaml mirrors the defaults; a test checks)."""
+
+PARAMETERS: dict[str, object] = {name: spec.default for name, spec in PARAMETER_SPECS.items()}
+
+
+def check_parameter(name: str, value):
+    """``value`` of parameter ``name``, checked against the type of its default (ints accepted for
+    doubles) and its range or choices; a ValueError naming the parameter otherwise."""
+    spec = PARAMETER_SPECS[name]
+    default = spec.default
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, float):
+        ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        value = float(value) if ok else value
+        if ok and not (np.isfinite(value) and spec.low <= value <= spec.high):
+            ok, expected = False, f"a number {spec.constraints()}"
+    elif isinstance(default, list):
+        ok = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+        expected, value = "a list of strings", list(value) if ok else value
+    else:
+        ok, expected = isinstance(value, str), "a string"
+        if ok and spec.choices and value not in spec.choices:
+            ok, expected = False, spec.constraints()
+    if not ok:
+        raise ValueError(f"parameter {name}: expected {expected}, got {value!r}")
+    return value
 
 
 class GatoStackNode(LifecycleNode):
@@ -80,8 +131,10 @@ class GatoStackNode(LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)
         # Dynamically typed, so a params file or launch argument of the wrong type (an int where a
         # double is declared) cannot kill the node; _param() checks each type at configure.
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
+        for name, spec in PARAMETER_SPECS.items():
+            self.declare_parameter(name, spec.default, ParameterDescriptor(
+                description=spec.description, additional_constraints=spec.constraints(), dynamic_typing=True))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.loop: ControlLoop | None = None
         self._lock = threading.Lock()
         self._frames: dict[str, Frame] = {}
@@ -94,22 +147,24 @@ class GatoStackNode(LifecycleNode):
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _param(self, name: str):
-        """The parameter's value, checked against the type of its default (ints accepted for
-        doubles); a clear ValueError otherwise."""
-        value, default = self.get_parameter(name).value, PARAMETERS[name]
-        if isinstance(default, bool):
-            ok, expected = isinstance(value, bool), "true or false"
-        elif isinstance(default, float):
-            ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-            value = float(value) if ok else value
-        elif isinstance(default, list):
-            ok = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
-            expected, value = "a list of strings", list(value) if ok else value
-        else:
-            ok, expected = isinstance(value, str), "a string"
-        if not ok:
-            raise ValueError(f"parameter {name}: expected {expected}, got {value!r}")
-        return value
+        """The parameter's value, checked (:func:`check_parameter`)."""
+        return check_parameter(name, self.get_parameter(name).value)
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        """``ros2 param set``: refused while configured (every parameter takes effect at configure,
+        so a change then would be silently ignored) and refused when the value is invalid."""
+        for parameter in parameters:
+            if parameter.name not in PARAMETER_SPECS:
+                continue  # use_sim_time and the other parameters rclpy declares
+            if self.loop is not None:
+                return SetParametersResult(successful=False, reason=(
+                    f"{parameter.name} takes effect at configure: deactivate and clean up the node, set it, "
+                    "then configure again"))
+            try:
+                check_parameter(parameter.name, parameter.value)
+            except ValueError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -122,8 +177,6 @@ class GatoStackNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
             rate = float(self._param("rate_hz"))
-            if not (np.isfinite(rate) and 1.0 <= rate <= 1000.0):
-                raise ValueError(f"parameter rate_hz must be in [1, 1000] Hz, got {rate}")
             for name in ("controller", "joint_states_topic"):
                 if not str(self._param(name)).strip():
                     raise ValueError(f"parameter {name} must not be empty")
@@ -134,8 +187,6 @@ class GatoStackNode(LifecycleNode):
             if len(names) != len(topics):
                 raise ValueError(f"camera_names ({len(names)}) and camera_topics ({len(topics)}) must pair up")
             interface = str(self._param("command_interface"))
-            if interface not in ("forward", "trajectory"):
-                raise ValueError(f"command_interface must be 'forward' or 'trajectory', got '{interface}'")
             self.arm = ArmDescription(urdf_path=str(self._param("urdf_path")),
                                       arm_joints=tuple(self._param("arm_joints")),
                                       finger_joints=tuple(self._param("finger_joints")))
@@ -152,6 +203,7 @@ class GatoStackNode(LifecycleNode):
             if set(names) != expected:
                 raise ValueError(f"camera_names {names} do not match the policy's cameras {sorted(expected)}")
         except Exception as error:  # report any configuration problem and stay unconfigured
+            self.loop = None
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
 
