@@ -111,10 +111,12 @@ def wait_for(predicate, timeout=10.0):
     return False
 
 
-def reference_commands(checkpoint, observation, times):
+def reference_commands(checkpoint, observation, times, node_loop):
     """ControlLoop's commands for the same inputs, ticked at ``times`` (s): each action is
-    integrated over the measured period, so the reference ticks when the node ticked."""
-    loop = ControlLoop(TorchRunner.from_checkpoint(checkpoint), CartesianActionMapper())
+    integrated over the measured period, so the reference ticks when the node ticked; the action
+    path and safety limits are the node's (its speed_scale and workspace parameters)."""
+    loop = ControlLoop(TorchRunner.from_checkpoint(checkpoint), CartesianActionMapper(config=node_loop.mapper.config),
+                       limits=node_loop.limits)
     joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, times[0])
     loop.enable(joints)
     commands = []
@@ -160,7 +162,7 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
         # 20 Hz, and the same commands ControlLoop computes for the same inputs.
         times = np.array([t for t, _ in sim.commands[5:45]])
         assert 16.0 < (len(times) - 1) / (times[-1] - times[0]) < 24.0
-        expected = reference_commands(checkpoint, sim_inputs, active_times[:30])
+        expected = reference_commands(checkpoint, sim_inputs, active_times[:30], node.loop)
         for (_, got), want in zip(sim.commands[:30], expected):
             np.testing.assert_allclose(got, want, atol=1e-9)
 
@@ -237,9 +239,13 @@ def test_parameters_are_described_checked_at_set_and_configure_and_frozen_while_
             result = node.set_parameters([Parameter(name, value=value)])[0]
             assert not result.successful and f"parameter {name}" in result.reason, (name, result.reason)
         assert node.set_parameters([Parameter("rate_hz", value=20)])[0].successful  # an int for a double
+        assert not node.set_parameters([Parameter("workspace_low", value=[0.3, 0.0])])[0].successful  # 2 of 3
+        assert node.set_parameters([Parameter("workspace_high", value=[0.7, 0.2, 0.3])])[0].successful
+        assert node.set_parameters([Parameter("speed_scale", value=0.5)])[0].successful
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         result = node.set_parameters([Parameter("rate_hz", value=10.0)])[0]
         assert not result.successful and "takes effect at configure" in result.reason
+        assert node.loop.limits.velocity_scale == 0.5 and node.loop.mapper.config.workspace.high == (0.7, 0.2, 0.3)
         assert node.get_parameter("rate_hz").value == 20
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         assert node.set_parameters([Parameter("rate_hz", value=10.0)])[0].successful  # unconfigured again

@@ -43,12 +43,12 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from ..actions import ActionPathConfig, CartesianActionMapper, JointCommand
+from ..actions import ActionPathConfig, CartesianActionMapper, JointCommand, Workspace
 from ..control import ControlConfig, ControlLoop, LoopState
 from ..robot_description import PANDA, ArmDescription
 from ..runtime.base import EXPECTATIONS
 from ..runtime.factory import BACKENDS, load_runner
-from ..safety import Frame, JointSample, WatchdogConfig
+from ..safety import Frame, JointSample, SafetyLimits, WatchdogConfig
 from .convert import MessageError, image_to_rgb, joint_state_to_sample, stamp_seconds
 
 NODE_NAME = "gato_robot_stack"
@@ -93,6 +93,10 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
     "controller": ParameterSpec("forward_position_controller", "ros2_control arm controller name"),
     "gripper_controller": ParameterSpec("gripper_forward_controller", "ros2_control gripper controller name"),
     "rate_hz": ParameterSpec(20.0, "control rate (Hz)", 1.0, 1000.0),
+    "speed_scale": ParameterSpec(0.25, "fraction of the URDF joint velocity limits the commands may use (0.25 for a "
+                                       "first deployment; simulation evaluates at 0.9)", 0.01, 1.0),
+    "workspace_low": ParameterSpec(list(Workspace.low), "TCP box lower corner x, y, z (m, base frame)"),
+    "workspace_high": ParameterSpec(list(Workspace.high), "TCP box upper corner x, y, z (m, base frame)"),
     "max_image_age_s": ParameterSpec(0.25, "oldest camera frame the loop acts on (s)", 0.001, 2.0),
     "max_joint_state_age_s": ParameterSpec(0.1, "oldest joint state the loop acts on (s)", 0.001, 1.0),
     "instruction": ParameterSpec("stack the red object on the blue object", "task instruction (text tokens)"),
@@ -114,6 +118,10 @@ def check_parameter(name: str, value):
         value = float(value) if ok else value
         if ok and not (np.isfinite(value) and spec.low <= value <= spec.high):
             ok, expected = False, f"a number {spec.constraints()}"
+    elif isinstance(default, list) and isinstance(default[0], float):
+        ok = (isinstance(value, (list, tuple)) and len(value) == len(default)
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value))
+        expected, value = f"a list of {len(default)} numbers", [float(v) for v in value] if ok else value
     elif isinstance(default, list):
         ok = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
         expected, value = "a list of strings", list(value) if ok else value
@@ -194,11 +202,18 @@ class GatoStackNode(LifecycleNode):
                                    WatchdogConfig(float(self._param("max_image_age_s")),
                                                   float(self._param("max_joint_state_age_s")),
                                                   joint_count=len(self.arm.arm_joints)))
-            mapper = CartesianActionMapper(self.arm, ActionPathConfig(control_period_s=1.0 / rate))
+            low, high = tuple(self._param("workspace_low")), tuple(self._param("workspace_high"))
+            if not all(a < b for a, b in zip(low, high)):
+                raise ValueError(f"parameters workspace_low {list(low)} must be below workspace_high {list(high)}")
+            speed = float(self._param("speed_scale"))
+            mapper = CartesianActionMapper(self.arm, ActionPathConfig(
+                control_period_s=1.0 / rate, workspace=Workspace(low, high), velocity_limit_scale=speed))
+            limits = SafetyLimits.from_kinematics(mapper.kinematics, 1.0 / rate, velocity_scale=speed,
+                                                  max_gripper_width_m=self.arm.max_gripper_width_m)
             runner = load_runner(str(self._param("backend")), model_path,
                                  temperature=float(self._param("action_temperature")),
                                  expectation=str(self._param("action_expectation")))
-            self.loop = ControlLoop(runner, mapper, config)
+            self.loop = ControlLoop(runner, mapper, config, limits)
             expected = set(self.loop.tokenizer.spec.camera_names)
             if set(names) != expected:
                 raise ValueError(f"camera_names {names} do not match the policy's cameras {sorted(expected)}")
