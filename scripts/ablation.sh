@@ -21,7 +21,7 @@ HELDOUT=${HELDOUT:-../data/heldout}   # sim generate --episodes 24 --seed 700000
 STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
-ARMS=${ARMS:-"all all-gf all-novel all-novel-gf all-novel-gf-240k all-novel-dagger1 bc-imp paper"}
+ARMS=${ARMS:-"all-novel-gf all-novel-gf-dagger1 bc-imp"}   # this round; earlier arms: all all-gf all-novel all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -48,6 +48,15 @@ for arm in $ARMS; do
     [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE-merged1" --run "$RUNS/$arm" \
       --init-from "$RUNS/all-novel/checkpoint" --preset cpu-small --steps 2000 --batch-size 24 --window 1 --lr 5e-4 \
       --warmup 100 --checkpoint-every 500 --no-patch-jitter $(flags all-novel)
+    policy=$RUNS/$arm/checkpoint
+  elif [ "$arm" = all-novel-gf-dagger1 ]; then  # DAgger round on all-novel-gf, which drives deterministically
+    # (motion by physical expectation, gripper by argmax); then 120k more samples on the union from its weights
+    $G sim dagger --store "$STORE-gf-dagger1" --policy "$RUNS/all-novel-gf/checkpoint" --episodes 200 --seed 6000000 \
+      --temperature 0 --expectation physical
+    mkdir -p "$STORE-gf-merged1" && ln -sf "$(realpath "$STORE")"/episode-*.h5 "$(realpath "$STORE-gf-dagger1")"/episode-*.h5 "$STORE-gf-merged1/"
+    [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE-gf-merged1" --run "$RUNS/$arm" \
+      --init-from "$RUNS/all-novel-gf/checkpoint" --preset cpu-small --steps "$STEPS" --batch-size 24 --window 1 --lr 5e-4 \
+      --warmup 100 --checkpoint-every 500 --no-patch-jitter --heldout-store "$HELDOUT" $(flags all-novel-gf)
     policy=$RUNS/$arm/checkpoint
   elif [ "$arm" = all-novel-gf-240k ]; then  # all-novel-gf trained for another 120k samples (new cosine cycle)
     [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE" --run "$RUNS/$arm" \

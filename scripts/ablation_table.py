@@ -21,6 +21,9 @@ RECIPES = {
                          "240k in all; the columns count the second 120k",
     "all-novel-dagger1": "as all-novel | as all-novel | as all-novel | random shift 4 px; then 1 DAgger round "
                          "(120 relabelled episodes): samples beyond all-novel's 120k",
+    "all-novel-gf-dagger1": "as all-novel-gf; then 1 DAgger round (200 episodes driven by all-novel-gf, motion by "
+                            "physical expectation, labelled by the expert) and 120k more samples on the union from its "
+                            "weights (lr 5e-4): the columns count the second 120k",
     "bc-imp": "BC-IMP specialist (conv + MLP, MSE) | - | log-scaled, with joint velocities | random shift 4 px",
 }
 
