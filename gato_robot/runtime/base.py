@@ -11,8 +11,8 @@ as above. "companded" is the mean bin index (mu-law space, where the bins are un
 is the mean of the bins' decoded values (Gato's inverse mu-law of each bin centre), re-binned: the
 estimate a regression policy trained with MSE makes. The two differ when the distribution is
 spread: an even mix of 0 and +1 is +0.09 in companded space (the companding crowds bins near 0)
-and +0.5 in physical space. Non-finite logits (an fp16
-overflow, a damaged export) raise instead of decoding to bin 0, so the control loop holds.
+and +0.5 in physical space. Non-finite logits (an fp16 overflow, a damaged export) raise instead
+of decoding to bin 0, so the control loop holds.
 """
 
 from __future__ import annotations
