@@ -28,7 +28,7 @@ from ..model.kv_cache import NumpyKVCache, StaticKVCache
 from ..action_spec import RGB_STACKING_ACTIONS
 from ..model.rotary import RotaryEmbedding
 from ..tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
-from ..tokenizer.mulaw import bins_to_continuous, continuous_to_bins
+from ..tokenizer.mulaw import BIN_VALUES, continuous_to_bins
 from ..tokenizer.sequence import TokenSequence
 
 
@@ -45,10 +45,6 @@ MOTION_DIMS = tuple(i for i, name in enumerate(RGB_STACKING_ACTIONS.names) if na
 EXPECTATIONS = ("off", "companded", "physical")
 """Decodings of the motion dimensions: by temperature ("off"), or the expectation of their bin
 distribution in mu-law companded space or in physical (normalized action) space."""
-
-_BIN_VALUES = bins_to_continuous(np.arange(NUM_CONTINUOUS_BINS))
-"""Decoded value of every bin's centre (Gato Sec. 2.1: inverse mu-law), for "physical"."""
-
 
 def check_expectation(expectation: str) -> str:
     if expectation not in EXPECTATIONS:
@@ -75,7 +71,7 @@ def choose_bin(logits: np.ndarray, temperature: float, rng: np.random.Generator,
         probabilities = np.exp(logits - logits.max())
         probabilities /= probabilities.sum()
         if expectation == "physical":
-            return int(continuous_to_bins(probabilities @ _BIN_VALUES))
+            return int(continuous_to_bins(probabilities @ BIN_VALUES))
         return int(np.clip(np.rint(probabilities @ np.arange(NUM_CONTINUOUS_BINS)), 0, NUM_CONTINUOUS_BINS - 1))
     if check_temperature(temperature) == 0:
         return int(np.argmax(logits))

@@ -79,6 +79,11 @@ def bins_to_continuous(bins: np.ndarray | int) -> np.ndarray:
     return mu_law_decode((2.0 * bins + 1.0) / NUM_CONTINUOUS_BINS - 1.0)
 
 
+BIN_VALUES = bins_to_continuous(np.arange(NUM_CONTINUOUS_BINS))
+"""The decoded value of every bin's centre, (1024,) float64: what an expectation over the bins
+averages in physical space (runtime decoding, held-out training metrics)."""
+
+
 def tokenize_continuous(x: np.ndarray | float) -> np.ndarray:
     """Continuous values -> token ids in [32000, 33024), int64, row-major flattened order kept."""
     return continuous_to_bins(x) + CONTINUOUS_OFFSET

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from ..data.dataset import EpisodeWindows
 from ..model.policy import INPUT_NAMES, GatoPolicy, batch_to_torch
-from ..tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
-from ..tokenizer.mulaw import bins_to_continuous
+from ..tokenizer.ids import CONTINUOUS_OFFSET
+from ..tokenizer.mulaw import BIN_VALUES
 from ..tokenizer.sequence import Modality
 
 HELDOUT_SEED = 20_221_112
@@ -51,7 +51,7 @@ def heldout_metrics(policy: GatoPolicy, arrays: dict[str, np.ndarray], step: int
     was_training = policy.training
     policy.eval()
     device = policy.embed.token.weight.device
-    values = torch.from_numpy(bins_to_continuous(np.arange(NUM_CONTINUOUS_BINS))).float().to(device)
+    values = torch.from_numpy(BIN_VALUES).float().to(device)
     order = policy.config.timestep.action_token_order
     losses, errors = [], []
     try:
