@@ -21,7 +21,7 @@ HELDOUT=${HELDOUT:-../data/heldout}   # sim generate --episodes 24 --seed 700000
 STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
-ARMS=${ARMS:-"all-novel-gf all-novel-gf-noshift"}   # this round; earlier arms: all all-gf all-novel all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-novel-gf all-novel-gf-fourier"}   # this round; earlier arms: all all-gf all-novel all-novel-gf-noshift all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -35,6 +35,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-gf)       echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --gripper-first" ;;
     all-novel-gf) echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-noshift) echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 0 --no-joint-velocities --gripper-first" ;;
+    all-novel-gf-fourier) echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --continuous-embedding table_fourier" ;;
     all-novel)    echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities" ;;
     paper)        echo "--image-encoder patch_resnet --action-loss vocab_ce" ;;
     *) echo "unknown arm $1" >&2; exit 2 ;;
@@ -74,8 +75,13 @@ for arm in $ARMS; do
       --steps "$STEPS" --batch-size 24 --window 1 --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter --heldout-store "$HELDOUT" $(flags "$arm")
     policy=$RUNS/$arm/checkpoint
   fi
-  [ -s "$OUT/$arm-sampled.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
-    --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --report "$OUT/$arm-sampled.json"
+  if [ -s "$RUNS/$arm/summary.json" ]; then  # what the table and the reader need, kept in the repo
+    mkdir -p "$OUT/runs/$arm" && cp "$RUNS/$arm"/{summary.json,train_config.json,learning_curve.png} "$OUT/runs/$arm/" 2>/dev/null || true
+  fi
+  case $arm in all-gf*|all-novel-gf*) ;;  # sampled at T=1 the gripper-first arms stacked 0/50 (round 2): not re-run
+    *) [ -s "$OUT/$arm-sampled.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
+         --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --report "$OUT/$arm-sampled.json" ;;
+  esac
   if [ "$arm" = all ]; then  # the ordinal loss's decoding, beside sampling
     [ -s "$OUT/$arm-expectation.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
       --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --expectation companded --report "$OUT/$arm-expectation.json"
@@ -87,4 +93,4 @@ for arm in $ARMS; do
       --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 0 --expectation physical --report "$OUT/$arm-physical-greedy.json"
   esac
 done
-.venv/bin/python scripts/ablation_table.py --runs "$RUNS" --reports "$OUT" --out results/ablation.md
+.venv/bin/python scripts/ablation_table.py --runs "$OUT/runs" --reports "$OUT" --out "$OUT.md"

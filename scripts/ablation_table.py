@@ -19,6 +19,8 @@ RECIPES = {
                     "| random shift 4 px",
     "all-novel-gf-noshift": "conv stem | HL-Gauss, gripper token decoded first | standardized, no joint velocities "
                             "| none (all-novel-gf without the random shift)",
+    "all-novel-gf-fourier": "conv stem + Fourier value embedding of the mu-law bins | HL-Gauss, gripper token decoded "
+                            "first | standardized, no joint velocities | random shift 4 px",
     "all-novel-gf-240k": "as all-novel-gf, then 120k more samples from its weights (new cosine cycle, lr 5e-4): "
                          "240k in all; the columns count the second 120k",
     "all-novel-dagger1": "as all-novel | as all-novel | as all-novel | random shift 4 px; then 1 DAgger round "

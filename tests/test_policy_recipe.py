@@ -158,8 +158,25 @@ def test_random_shift_crops_a_shifted_copy_deterministically():
     np.testing.assert_array_equal(interior, frames[:, 8 + dy:120 + dy, 8 + dx:120 + dx])
 
 
-def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng):
-    config = preset("tiny", image_encoder="conv_stem", action_loss="hl_gauss")
+def test_fourier_value_embedding_is_ordinal_and_only_touches_continuous_tokens():
+    from gato_robot.tokenizer.ids import CONTINUOUS_OFFSET, SEPARATOR_ID
+
+    torch.manual_seed(0)
+    value = GatoPolicy(preset("tiny", continuous_embedding="table_fourier")).embed.value
+    ids = torch.tensor([[5, SEPARATOR_ID, CONTINUOUS_OFFSET + 500, CONTINUOUS_OFFSET + 501, CONTINUOUS_OFFSET + 900]])
+    with torch.no_grad():
+        out = value(ids)[0]
+    assert out[0].abs().max() == 0 and out[1].abs().max() == 0  # text and separator: the table alone
+    near, far = (out[2] - out[3]).norm(), (out[2] - out[4]).norm()
+    assert 0 < near < 0.35 * far  # neighbouring bins embed alike from the start; far bins do not
+    assert GatoPolicy(preset("tiny")).embed.value is None  # the paper's table, unchanged
+    with pytest.raises(ValueError, match="unknown continuous_embedding"):
+        preset("tiny", continuous_embedding="mlp")
+
+
+@pytest.mark.parametrize("continuous_embedding", ["table", "table_fourier"])
+def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng, continuous_embedding):
+    config = preset("tiny", image_encoder="conv_stem", action_loss="hl_gauss", continuous_embedding=continuous_embedding)
     torch.manual_seed(3)
     policy = GatoPolicy(config)
     with torch.no_grad():

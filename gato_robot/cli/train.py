@@ -28,6 +28,8 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                   action_loss: str = typer.Option("vocab_ce", help="vocab_ce (Gato Eq. 2: one-hot over the vocabulary, "
                                                   "text + actions) or hl_gauss (ordinal, over the 1024 action bins)."),
                   hl_gauss_sigma: float = typer.Option(2.0, help="HL-Gauss standard deviation, in bins."),
+                  continuous_embedding: str = typer.Option("table", help="table (Gato: one learned row per mu-law "
+                                                           "bin) or table_fourier (+ Fourier features of the bin's value)."),
                   standardize_proprio: bool = typer.Option(False, help="Standardize proprioception per dimension "
                                                            "before mu-law (statistics stored in the checkpoint)."),
                   random_shift: int = typer.Option(0, help="DrQ random shift of the images, in pixels (0: off)."),
@@ -48,6 +50,7 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                          min_learning_rate=lr / 10, warmup_steps=warmup, checkpoint_every=checkpoint_every, seed=seed,
                          device=device, patch_position_jitter=patch_jitter, image_encoder=image_encoder,
                          action_loss=action_loss, hl_gauss_sigma_bins=hl_gauss_sigma,
+                         continuous_embedding=continuous_embedding,
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
                          joint_velocities=joint_velocities, gripper_first=gripper_first,
                          heldout_store=str(heldout_store) if heldout_store else None, heldout_windows=heldout_windows)

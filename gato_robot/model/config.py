@@ -16,6 +16,7 @@ from ..tokenizer.sequence import TimestepSpec
 
 IMAGE_ENCODERS = ("patch_resnet", "conv_stem")
 ACTION_LOSSES = ("vocab_ce", "hl_gauss")
+CONTINUOUS_EMBEDDINGS = ("table", "table_fourier")
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,20 @@ class GatoConfig:
     conv_stem_channels: tuple[int, ...] = (32, 64, 64, 128)
     action_loss: str = "vocab_ce"
     hl_gauss_sigma_bins: float = 2.0
+    continuous_embedding: str = "table"
+    fourier_frequencies: int = 8
 
     def __post_init__(self) -> None:
         if self.image_encoder not in IMAGE_ENCODERS:
             raise ValueError(f"unknown image_encoder {self.image_encoder!r}; choose one of {IMAGE_ENCODERS}")
         if self.action_loss not in ACTION_LOSSES:
             raise ValueError(f"unknown action_loss {self.action_loss!r}; choose one of {ACTION_LOSSES}")
+        if self.continuous_embedding not in CONTINUOUS_EMBEDDINGS:
+            raise ValueError(f"unknown continuous_embedding {self.continuous_embedding!r}; "
+                             f"choose one of {CONTINUOUS_EMBEDDINGS}")
+        if not 1 <= self.fourier_frequencies <= 10:
+            raise ValueError(f"fourier_frequencies must be in [1, 10] (2^10 periods span one bin), "
+                             f"got {self.fourier_frequencies}")
         if 2 ** len(self.conv_stem_channels) != self.patch_size:
             raise ValueError(f"conv_stem_channels needs log2(patch_size) = {self.patch_size.bit_length() - 1} "
                              f"stride-2 layers, got {len(self.conv_stem_channels)}")

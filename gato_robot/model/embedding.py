@@ -1,6 +1,10 @@
 """Token embeddings (Reed et al. 2022, Sec. 2.2 and Appendix C.3).
 
-- Text, discrete, continuous, separator and padding ids: one learned lookup table.
+- Text, discrete, continuous, separator and padding ids: one learned lookup table (Gato's,
+  ``continuous_embedding="table"``). With ``"table_fourier"`` a continuous token's row also gets a
+  learned linear map of Fourier features of its bin's companded value, so neighbouring bins embed
+  alike by construction and a value between seen bins still has a sensible embedding (the table
+  alone learns each of the 1024 rows on its own: a proprioceptive reading is an unordered symbol).
 - Image patches: a single ResNet v2 (pre-activation) block per patch, GroupNorm with 32 groups and
   GELU, flattened and projected to the model width (``image_encoder="patch_resnet"``, the paper's);
   or a convolutional stem over each whole image whose stride-16 output cell (i, j) becomes the
@@ -16,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
 from ..tokenizer.image import PIXEL_SCALE
 from .config import GatoConfig
 
@@ -87,10 +92,31 @@ class ConvStemEncoder(nn.Module):
         return self.proj(features.flatten(2).transpose(1, 2)).reshape(batch, num_patches, -1)
 
 
+class ContinuousValueEmbedding(nn.Module):
+    """Token ids (B, L) -> (B, L, n_embd): for continuous ids (mu-law bins, Gato Sec. 2.1) a linear
+    map of [c, sin(pi 2^k c), cos(pi 2^k c)] for k < ``frequencies``, c the bin centre's companded
+    value in [-1, 1] (the finest period spans 2^(11 - frequencies) bins); zero for every other id."""
+
+    def __init__(self, n_embd: int, frequencies: int = 8):
+        super().__init__()
+        self.register_buffer("scales", torch.pi * 2.0 ** torch.arange(frequencies), persistent=False)
+        self.linear = nn.Linear(1 + 2 * frequencies, n_embd, bias=False)
+
+    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        bins = token_ids - CONTINUOUS_OFFSET
+        continuous = (bins >= 0) & (bins < NUM_CONTINUOUS_BINS)
+        companded = ((2.0 * bins.to(self.scales.dtype) + 1.0) / NUM_CONTINUOUS_BINS - 1.0).unsqueeze(-1)
+        angles = companded * self.scales
+        features = torch.cat([companded, torch.sin(angles), torch.cos(angles)], dim=-1)
+        return self.linear(features) * continuous.unsqueeze(-1)
+
+
 class GatoEmbedding(nn.Module):
     def __init__(self, config: GatoConfig):
         super().__init__()
         self.token = nn.Embedding(config.vocab_size, config.n_embd)
+        self.value = (ContinuousValueEmbedding(config.n_embd, config.fourier_frequencies)
+                      if config.continuous_embedding == "table_fourier" else None)
         encoders = {"patch_resnet": PatchResNetV2Block, "conv_stem": ConvStemEncoder}
         self.patch_encoder = encoders[config.image_encoder](config)
         self.patch_row = nn.Embedding(config.num_position_bins, config.n_embd)
@@ -102,6 +128,8 @@ class GatoEmbedding(nn.Module):
                 patch_cols: torch.Tensor, image_index: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         """Shapes: ids/positions/index (B, L) int64, patches (B, P, 3, 16, 16) float -> (B, L, n_embd)."""
         x = self.token(token_ids.clamp(0, self.vocab_size - 1))
+        if self.value is not None:
+            x = x + self.value(token_ids).to(x.dtype)
         if patches.shape[1] > 0:
             encoded = self.patch_encoder(patches)
             gather_index = image_index.clamp(min=0).unsqueeze(-1).expand(-1, -1, x.shape[-1])

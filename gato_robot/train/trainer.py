@@ -56,6 +56,7 @@ class TrainConfig:
     image_encoder: str = "patch_resnet"  # GatoConfig.image_encoder: "patch_resnet" (Gato) or "conv_stem"
     action_loss: str = "vocab_ce"  # GatoConfig.action_loss: "vocab_ce" (Gato Eq. 2) or "hl_gauss"
     hl_gauss_sigma_bins: float = 2.0
+    continuous_embedding: str = "table"  # GatoConfig.continuous_embedding: "table" (Gato) or "table_fourier"
     standardize_proprio: bool = False  # per-dimension statistics of the training episodes, in the config
     random_shift_px: int = 0  # DrQ random shift of the camera images (0: off)
     joint_velocities: bool = True  # False: leave them out of the tokens (a copycat shortcut, TimestepSpec)
@@ -149,7 +150,7 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
     deployment as it was trained on (with windows of the full context, as in Gato, the preset's).
     With ``standardize_proprio`` the statistics of the training ``episodes`` go into the config."""
     base = preset(config.preset, image_encoder=config.image_encoder, action_loss=config.action_loss,
-                  hl_gauss_sigma_bins=config.hl_gauss_sigma_bins)
+                  hl_gauss_sigma_bins=config.hl_gauss_sigma_bins, continuous_embedding=config.continuous_embedding)
     check_window_fits(config, base)
     timestep = base.timestep
     if config.standardize_proprio:
