@@ -1,5 +1,7 @@
 """Compiled runtime: ONNX export, ONNX Runtime vs PyTorch parity, TensorRT's CPU-side logic."""
 
+import shutil
+
 import numpy as np
 import onnx
 import pytest
@@ -15,7 +17,8 @@ from gato_robot.runtime.export import OPSET, export_checkpoint
 from gato_robot.runtime.factory import load_runner
 from gato_robot.runtime.graphs import DECODE_INPUTS, OUTPUTS, PREFILL_INPUTS
 from gato_robot.runtime.onnx_runner import OnnxRunner
-from gato_robot.runtime.tensorrt_engine import build_engines, prefill_profiles, require_tensorrt
+from gato_robot.runtime.tensorrt_engine import (ENGINE_MANIFEST, build_engines, ensure_engines, prefill_profiles,
+                                                require_tensorrt)
 from gato_robot.runtime.verify import verify_export
 from gato_robot.tokenizer.sequence import GatoTokenizer
 
@@ -100,6 +103,44 @@ def test_tensorrt_profiles_are_sized_from_the_config():
     assert profiles["token_ids"].max == (1, config.context_tokens)
     assert profiles["patches"].opt == (1, 128, 3, 16, 16)
     assert all(p.min[1] >= 1 for p in profiles.values())
+
+
+def test_engine_cache_rebuilds_exactly_when_graphs_precision_tensorrt_or_gpu_change(exported, tmp_path):
+    """The cache logic of ensure_engines, with a builder that writes placeholder engines: the real
+    TensorRT build needs a GPU (scripts/device_check.sh runs it on the device machine)."""
+    _, export = exported
+    onnx_dir = tmp_path / "onnx"
+    shutil.copytree(export.directory, onnx_dir)
+    builds = []
+
+    def build(onnx, out, precision):
+        builds.append(precision)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("prefill.engine", "decode.engine"):
+            (out / name).write_bytes(b"engine")
+
+    here = ("10.3.0", "NVIDIA H200 (sm_90)")
+    engine_dir, reason = ensure_engines(onnx_dir, platform=here, build=build)
+    assert engine_dir == onnx_dir / "tensorrt-fp16" and reason.startswith("no prefill.engine")
+    assert ensure_engines(onnx_dir, platform=here, build=build) == (engine_dir, None)  # reused
+    assert "tensorrt '10.3.0' -> '10.4.0'" in ensure_engines(onnx_dir, platform=("10.4.0", here[1]), build=build)[1]
+    assert "gpu" in ensure_engines(onnx_dir, platform=("10.4.0", "NVIDIA L4 (sm_89)"), build=build)[1]
+    assert ensure_engines(onnx_dir, platform=("10.4.0", "NVIDIA L4 (sm_89)"), build=build, force=True)[1] == \
+        "force rebuild requested"
+    with open(onnx_dir / "decode.onnx", "ab") as graph:  # a re-export
+        graph.write(b"\0")
+    assert "ONNX graphs changed" in ensure_engines(onnx_dir, platform=("10.4.0", "NVIDIA L4 (sm_89)"), build=build)[1]
+    assert len(builds) == 5
+
+    def crash(onnx, out, precision):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        ensure_engines(onnx_dir, platform=here, build=crash)
+    assert not (engine_dir / ENGINE_MANIFEST).exists()  # half-built engines never look current
+    assert ensure_engines(onnx_dir, platform=here, build=build)[1].startswith("no engines.json")
+    with pytest.raises(FileNotFoundError, match="expected the output of `gato-robot export onnx`"):
+        ensure_engines(tmp_path / "empty", platform=here, build=build)
 
 
 @pytest.mark.skipif(not NO_GPU, reason="checks the error a machine without a GPU gives")

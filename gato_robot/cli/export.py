@@ -37,14 +37,16 @@ def export_onnx_command(checkpoint: Path = typer.Argument(..., help="Checkpoint 
 
 @export_app.command("tensorrt")
 def export_tensorrt_command(onnx_dir: Path = typer.Argument(..., help="Directory from `gato-robot export onnx`."),
-                            out: Path = typer.Option(None, help="Engine directory (default: ONNX_DIR)."),
-                            precision: str = typer.Option("fp16", help="fp32, fp16, bf16, int8 or fp8 (Q/DQ ONNX).")) -> None:
-    """Build TensorRT engines (needs an NVIDIA GPU and the tensorrt package)."""
-    from ..runtime.tensorrt_engine import build_engines
+                            out: Path = typer.Option(None, help="Engine directory (default: ONNX_DIR/tensorrt-PRECISION)."),
+                            precision: str = typer.Option("fp16", help="fp32, fp16, bf16, int8 or fp8 (Q/DQ ONNX)."),
+                            force: bool = typer.Option(False, help="Rebuild even when the cached engines are current.")) -> None:
+    """Build TensorRT engines (needs an NVIDIA GPU and the tensorrt package); engines that match the
+    graphs, precision, TensorRT version and GPU are reused."""
+    from ..runtime.tensorrt_engine import ensure_engines
 
     try:
-        engines = build_engines(onnx_dir, out, precision)
+        engine_dir, reason = ensure_engines(onnx_dir, out, precision, force)
     except (RuntimeError, FileNotFoundError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
-    console.print("wrote " + ", ".join(map(str, engines)))
+    console.print(f"built engines in {engine_dir} ({reason})" if reason else f"engines in {engine_dir} are current")

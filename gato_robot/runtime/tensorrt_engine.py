@@ -9,6 +9,8 @@ A timing cache file beside the engines makes rebuilds fast.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,3 +122,73 @@ def build_engines(onnx_dir: str | Path, out_dir: str | Path | None = None, preci
     return [build_engine(onnx_dir / PREFILL_FILE, out_dir / engine_name(PREFILL_FILE), prefill_profiles(config),
                          precision, timing_cache),
             build_engine(onnx_dir / DECODE_FILE, out_dir / engine_name(DECODE_FILE), [], precision, timing_cache)]
+
+
+ENGINE_MANIFEST = "engines.json"
+"""Written beside the engines: what they were built from and for (:func:`engine_fingerprint`)."""
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def engine_fingerprint(onnx_dir: Path, precision: str, tensorrt_version: str, gpu: str) -> dict:
+    """What makes a built engine valid: the ONNX graphs' digests, the precision, the TensorRT
+    version and the GPU (name and compute capability). An engine is only portable across none of them."""
+    return {"onnx": {name: file_digest(Path(onnx_dir) / name) for name in (PREFILL_FILE, DECODE_FILE)},
+            "precision": precision, "tensorrt": tensorrt_version, "gpu": gpu}
+
+
+def stale_reason(engine_dir: Path, wanted: dict) -> str | None:
+    """Why the engines in ``engine_dir`` cannot be used for ``wanted`` (a fingerprint); None if they can."""
+    engine_dir = Path(engine_dir)
+    missing = [name for name in (engine_name(PREFILL_FILE), engine_name(DECODE_FILE), ENGINE_MANIFEST)
+               if not (engine_dir / name).is_file()]
+    if missing:
+        return f"no {', '.join(missing)} in {engine_dir}"
+    try:
+        built = json.loads((engine_dir / ENGINE_MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        return f"unreadable {engine_dir / ENGINE_MANIFEST} ({error})"
+    changed = ["the ONNX graphs changed" if key == "onnx" else f"{key} {built.get(key)!r} -> {wanted[key]!r}"
+               for key in ("onnx", "precision", "tensorrt", "gpu") if built.get(key) != wanted[key]]
+    if changed:
+        return "engines are stale: " + "; ".join(changed)
+    return None
+
+
+def current_platform() -> tuple[str, str]:
+    """(TensorRT version, GPU "name (sm_XY)") of this machine; raises as :func:`require_tensorrt`."""
+    trt = require_tensorrt()
+    import torch
+
+    major, minor = torch.cuda.get_device_capability()
+    return trt.__version__, f"{torch.cuda.get_device_name()} (sm_{major}{minor})"
+
+
+def ensure_engines(onnx_dir: str | Path, engine_dir: str | Path | None = None, precision: str = "fp16",
+                   force: bool = False, platform: tuple[str, str] | None = None,
+                   build=build_engines) -> tuple[Path, str | None]:
+    """Engines for ``onnx_dir`` in ``engine_dir`` (default ``onnx_dir/tensorrt-<precision>``), built
+    when missing, stale (other graphs, precision, TensorRT or GPU) or ``force``d, as Isaac ROS's
+    TensorRT node does on start. Returns the engine directory and why it was rebuilt (None: reused)."""
+    onnx_dir = Path(onnx_dir)
+    engine_dir = Path(engine_dir) if engine_dir else onnx_dir / f"tensorrt-{precision}"
+    for name in (PREFILL_FILE, DECODE_FILE):
+        if not (onnx_dir / name).is_file():
+            raise FileNotFoundError(f"no {name} in {onnx_dir}: expected the output of `gato-robot export onnx`")
+    tensorrt_version, gpu = platform or current_platform()
+    wanted = engine_fingerprint(onnx_dir, precision, tensorrt_version, gpu)
+    reason = "force rebuild requested" if force else stale_reason(engine_dir, wanted)
+    if reason is None:
+        return engine_dir, None
+    manifest = engine_dir / ENGINE_MANIFEST
+    manifest.unlink(missing_ok=True)  # a build that dies half-way must not leave engines that look valid
+    build(onnx_dir, engine_dir, precision)
+    manifest.write_text(json.dumps(wanted, indent=2))
+    return engine_dir, reason

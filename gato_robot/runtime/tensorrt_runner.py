@@ -28,7 +28,7 @@ class TensorRTRunner(GraphRunner):
         for path in paths:
             if not path.is_file():
                 raise FileNotFoundError(f"TensorRT engine not found: expected {path} "
-                                        "(run `gato-robot export tensorrt ONNX_DIR`)")
+                                        "(run `gato-robot export tensorrt ONNX_DIR --out ENGINE_DIR`)")
         super().__init__(load_config(engine_dir), device="cuda", temperature=temperature, expectation=expectation)
         self._logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._logger)
