@@ -14,6 +14,7 @@ next good tick resumes with a fresh policy context. Every decision is logged wit
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -97,6 +98,25 @@ class ControlLoop:
         self.estop_reason = ""
         self._needs_fresh_context = True
         self._last_active_s: float | None = None  # time of the last tick that acted
+
+    def warm_up(self, iterations: int = 3) -> float:
+        """Run the policy ``iterations`` times on a blank observation (mid-grey images, zero
+        proprioception) and forget it: a backend's first calls allocate, compile or autotune, and
+        must not be the first tick on the arm. Moves nothing; the sampling generators are restored,
+        so the actions that follow are those of a loop that never warmed up. Returns the last
+        call's wall time (s)."""
+        spec = self.tokenizer.spec
+        images = {name: np.full((spec.image_height, spec.image_width, 3), 127, np.uint8) for name in spec.camera_names}
+        tokens = self.tokenizer.encode_observation(Observation(images, np.zeros(spec.proprio_dim), self.config.instruction))
+        generators, elapsed = copy.deepcopy(self.runner.rngs), 0.0
+        for _ in range(iterations):
+            self.runner.reset()
+            started = time.perf_counter()
+            self.runner.act(tokens)
+            elapsed = time.perf_counter() - started
+        self.runner.reset()
+        self.runner.rngs, self._needs_fresh_context = generators, True
+        return elapsed
 
     # -- modes ---------------------------------------------------------------------------------------
     def enable(self, measured: JointSample) -> None:

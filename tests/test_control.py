@@ -270,3 +270,28 @@ def test_action_step_integrates_over_the_measured_period_within_bounds(mujoco_en
     tick(2.0)
     loop.enable(joints)
     assert loop.step_period(2.5) == 0.05  # after a hold: nominal again
+
+
+def test_warm_up_runs_the_policy_but_leaves_no_trace(mujoco_env):
+    """After warm_up the loop acts exactly as one that never warmed up: fresh context, same samples."""
+    observation, _ = mujoco_env.reset(seed=4)
+    results = []
+    for warm in (False, True):
+        torch.manual_seed(0)
+        runner = TorchRunner(GatoPolicy(preset("tiny")), temperature=1.0)
+        runner.seed(11)
+        loop = ControlLoop(runner, MAPPER)
+        calls = []
+        act = runner.act
+        runner.act = lambda tokens: calls.append(1) or act(tokens)
+        if warm:
+            assert loop.warm_up(iterations=2) > 0 and len(calls) == 2
+        def joints(now):
+            return JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, now)
+
+        loop.enable(joints(0.0))
+        frames = {name: Frame(observation[name], 0.0) for name in ("front_left", "front_right")}
+        results.append([loop.tick(0.05 * i, frames, joints(0.05 * i)).action for i in range(4)])
+        assert loop.state is LoopState.ACTIVE
+    for cold, warm in zip(*results):
+        np.testing.assert_array_equal(cold, warm)

@@ -2,6 +2,7 @@
 parameters from --params-file, and the package/launch/params consistency."""
 
 import ast
+import importlib.util
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from gato_robot.actions import CartesianActionMapper  # noqa: E402
 from gato_robot.control import ControlLoop, LoopState  # noqa: E402
@@ -218,6 +220,65 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
         node.destroy_node()
         if sim is not None:
             sim.node.destroy_node()
+
+
+def test_trajectory_mode_sends_arm_joints_starting_now_with_velocities_and_fits_other_camera_sizes(
+        context, checkpoint, sim_inputs):
+    """The real-arm output (franka_ros2 / MoveIt Servo conventions) and a 4:3 camera of another size."""
+    import cv2
+
+    node = GatoStackNode(context=context, parameter_overrides=[
+        Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch"),
+        Parameter("command_interface", value="trajectory"), Parameter("controller", value="fr3_arm_controller")])
+    wide = {name: cv2.resize(sim_inputs[name], (256, 192)) for name in ("front_left", "front_right")}  # 4:3
+    sim = SimSensors(context, {**sim_inputs, **wide})
+    trajectories, fingers = [], []
+    sim.node.create_subscription(JointTrajectory, "/fr3_arm_controller/joint_trajectory", trajectories.append, 10)
+    sim.node.create_subscription(Float64MultiArray, "/gripper_forward_controller/commands",
+                                 lambda m: fingers.append(list(m.data)), 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(sim.node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert wait_for(lambda: node._joints is not None and len(node._frames) == 2)
+        assert node._frames["front_left"].image.shape == (128, 128, 3)
+        expected = cv2.resize(sim_inputs["front_left"][:, 16:112], (128, 128))  # the centre 3:4 of the 4:3 view
+        assert np.abs(node._frames["front_left"].image.astype(int) - expected.astype(int)).mean() < 12
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert wait_for(lambda: len(trajectories) >= 6 and len(fingers) >= 6)
+        for message in trajectories[:6]:
+            assert list(message.joint_names) == ARM  # no finger joints: the arm controller owns 7 joints
+            assert message.header.stamp.sec == 0 and message.header.stamp.nanosec == 0  # start now
+            (point,) = message.points
+            assert len(point.positions) == 7 and len(point.velocities) == 7
+            assert point.time_from_start.sec == 0 and point.time_from_start.nanosec == 50_000_000
+        for before, after in zip(trajectories[1:5], trajectories[2:6]):
+            step = np.subtract(after.points[0].positions, before.points[0].positions) / 0.05
+            np.testing.assert_allclose(after.points[0].velocities, step, atol=1e-9)
+        assert all(len(f) == 2 for f in fingers)
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=5)
+        node.destroy_node()
+        sim.node.destroy_node()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("control_msgs") is not None,
+                    reason="checks the error where control_msgs is missing; a ROS machine has it")
+def test_gripper_action_interface_without_control_msgs_fails_configure_with_a_clear_error(context, checkpoint):
+    node = GatoStackNode(context=context, parameter_overrides=[
+        Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch"),
+        Parameter("gripper_interface", value="action")])
+    messages = []
+    node.get_logger().error = lambda message, **kw: messages.append(message)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node.loop is None and "needs control_msgs" in messages[0]
+    finally:
+        node.destroy_node()
 
 
 def test_parameters_are_described_checked_at_set_and_configure_and_frozen_while_configured(context, checkpoint):

@@ -3,7 +3,8 @@
 Works on any object with the message's fields (rclpy messages and rosbags' deserialized messages
 alike), so the node and rosbag2 replay share it. Encodings: rgb8, bgr8, rgba8, bgra8, mono8 and
 their 16-bit forms (rgb16, bgr16, mono16; byte order from ``is_bigendian``, scaled to 8 bits).
-Rows may be padded (``step`` > width x pixel size).
+Rows may be padded (``step`` > width x pixel size). :func:`fit_image` brings a camera of another
+size to the policy's input size.
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ def image_to_rgb(message) -> np.ndarray:
     else:
         pixels = rows.reshape(height, width, channels)
     return np.ascontiguousarray(pixels[..., list(order)])
+
+
+def fit_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """RGB image of any size -> ``height`` x ``width``, as the training cameras see: the largest
+    centred crop of the target aspect ratio (the optical axis stays in the middle), then an area
+    resize (OpenCV INTER_AREA, which averages rather than aliases when shrinking). An image of the
+    target size is returned as it is."""
+    rows, cols = image.shape[:2]
+    if (rows, cols) == (height, width):
+        return image
+    crop_rows, crop_cols = min(rows, round(cols * height / width)), min(cols, round(rows * width / height))
+    top, left = (rows - crop_rows) // 2, (cols - crop_cols) // 2
+    import cv2
+
+    cropped = image[top:top + crop_rows, left:left + crop_cols]
+    interpolation = cv2.INTER_AREA if crop_rows >= height else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(cropped), (width, height), interpolation=interpolation)
 
 
 def rgb_to_image_fields(image: np.ndarray) -> dict:

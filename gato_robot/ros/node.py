@@ -1,7 +1,8 @@
 """The rclpy lifecycle node: a thin adapter between ROS 2 topics and :class:`ControlLoop`.
 
-- configure: read parameters, load the policy (checkpoint or compiled export) and the robot model,
-  create subscriptions, publishers and services.
+- configure: read parameters, load the policy (checkpoint or compiled export; for TensorRT, engines
+  are built from the ONNX export when missing or stale, as Isaac ROS's TensorRT node does), warm it
+  up, load the robot model, create subscriptions, publishers and services.
 - activate: refuses unless a fresh, plausible joint state has arrived and no e-stop is latched;
   seeds the loop from the measured position (the first command holds it) and starts acting.
 - deactivate: holds (publishes the last safe command once) and stops acting. Nothing in the node
@@ -11,7 +12,8 @@
 Topics: one ``sensor_msgs/Image`` per camera (best effort, depth 1, cached by a callback group of their
 own), ``sensor_msgs/JointState`` (joints matched by name), commands as ros2_control expects them
 (``std_msgs/Float64MultiArray`` on ``/<controller>/commands`` for a forward position controller,
-or ``trajectory_msgs/JointTrajectory`` on ``/<controller>/joint_trajectory``), and
+or ``trajectory_msgs/JointTrajectory`` of the arm joints on ``/<controller>/joint_trajectory``; the
+gripper on its forward controller or through ``control_msgs/GripperCommand``), and
 ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics``. Service ``~/estop`` (std_srvs/Trigger)
 latches an e-stop; ``~/reset_estop`` clears it while the node is inactive (then activate to resume).
 The loop latches one itself on implausible joint measurements. Every sample keeps its stamp and
@@ -48,10 +50,15 @@ from ..control import ControlConfig, ControlLoop, LoopState
 from ..robot_description import PANDA, ArmDescription
 from ..runtime.base import EXPECTATIONS
 from ..runtime.factory import BACKENDS, load_runner
+from ..runtime.export import PREFILL_FILE
+from ..runtime.tensorrt_engine import PRECISIONS, ensure_engines
 from ..safety import Frame, JointSample, SafetyLimits, WatchdogConfig
-from .convert import MessageError, image_to_rgb, joint_state_to_sample, stamp_seconds
+from .convert import MessageError, fit_image, image_to_rgb, joint_state_to_sample, stamp_seconds
 
 NODE_NAME = "gato_robot_stack"
+GRIPPER_GOAL_STEP_M = 0.005
+"""gripper_interface "action": a new goal when the commanded width moves this far (franka_gripper's
+width tolerance); goals at the 20 Hz tick would preempt each other before the fingers move."""
 SENSOR_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
 """Cameras and joint states: best effort (as sensor drivers publish), newest sample only."""
 
@@ -75,23 +82,41 @@ class ParameterSpec:
 
 
 PARAMETER_SPECS: dict[str, ParameterSpec] = {
-    "model_path": ParameterSpec("", "checkpoint dir (torch) or export dir (onnxruntime / tensorrt)"),
+    "model_path": ParameterSpec("", "checkpoint dir (torch), ONNX export dir (onnxruntime; tensorrt: engines are "
+                                    "built from it on configure), or a TensorRT engine dir"),
     "backend": ParameterSpec("onnxruntime", "policy runtime", choices=BACKENDS),
+    "engine_dir": ParameterSpec("", "tensorrt: where engines are cached (empty: MODEL_PATH/tensorrt-PRECISION); "
+                                    "rebuilt when missing or built for other graphs, precision, TensorRT or GPU"),
+    "engine_precision": ParameterSpec("fp16", "tensorrt: engine precision", choices=PRECISIONS),
+    "force_engine_rebuild": ParameterSpec(False, "tensorrt: rebuild the engines at configure even when current"),
     "action_temperature": ParameterSpec(0.0, "action token sampling temperature; 0 = argmax (replayable from a bag), "
                                              "1.0 samples as Gato does", 0.0, 10.0),
     "action_expectation": ParameterSpec("off", "motion dimensions decoded by the expectation of their bins "
                                                "(the gripper by temperature)", choices=EXPECTATIONS),
     "camera_names": ParameterSpec(["front_left", "front_right"], "the policy's cameras, in token order"),
     "camera_topics": ParameterSpec(["/front_left/image_raw", "/front_right/image_raw"],
-                                   "sensor_msgs/Image topic of each camera (128x128)"),
+                                   "sensor_msgs/Image topic of each camera (another size than the policy's is "
+                                   "centre-cropped to its aspect ratio and resized, with a warning)"),
     "joint_states_topic": ParameterSpec("/joint_states", "sensor_msgs/JointState topic"),
     "arm_joints": ParameterSpec(list(PANDA.arm_joints), "arm joint names, base to flange"),
     "finger_joints": ParameterSpec(list(PANDA.finger_joints), "gripper finger joint names"),
+    "tcp_frame": ParameterSpec(PANDA.tcp_frame, "URDF frame of the tool centre point (between the fingertips); "
+                                                "the URDF root is the base frame of the TCP pose and workspace"),
     "urdf_path": ParameterSpec("", "robot URDF; empty: the Panda URDF from pybullet_data"),
-    "command_interface": ParameterSpec("forward", "forward: Float64MultiArray position steps; trajectory: "
-                                                  "JointTrajectory", choices=("forward", "trajectory")),
+    "command_interface": ParameterSpec("forward", "forward: Float64MultiArray position steps to "
+                                                  "/CONTROLLER/commands (simulators); trajectory: a one-point "
+                                                  "JointTrajectory of the arm joints, start now, with velocities, to "
+                                                  "/CONTROLLER/joint_trajectory (real arms)",
+                                       choices=("forward", "trajectory")),
     "controller": ParameterSpec("forward_position_controller", "ros2_control arm controller name"),
-    "gripper_controller": ParameterSpec("gripper_forward_controller", "ros2_control gripper controller name"),
+    "gripper_interface": ParameterSpec("forward", "forward: finger positions to /GRIPPER_CONTROLLER/commands; "
+                                                  "action: control_msgs/GripperCommand goals to "
+                                                  "/GRIPPER_CONTROLLER/gripper_action (franka_gripper: position = "
+                                                  "width / 2), sent when the width changes by 5 mm",
+                                       choices=("forward", "action")),
+    "gripper_controller": ParameterSpec("gripper_forward_controller", "gripper controller (forward) or action "
+                                                                     "server namespace (action), e.g. fr3_gripper"),
+    "gripper_max_effort_n": ParameterSpec(20.0, "action: grasp force (N)", 1.0, 70.0),
     "rate_hz": ParameterSpec(20.0, "control rate (Hz)", 1.0, 1000.0),
     "speed_scale": ParameterSpec(0.25, "fraction of the URDF joint velocity limits the commands may use (0.25 for a "
                                        "first deployment; simulation evaluates at 0.9)", 0.01, 1.0),
@@ -104,6 +129,17 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
 """Every parameter the node declares (config/params.yaml mirrors the defaults; a test checks)."""
 
 PARAMETERS: dict[str, object] = {name: spec.default for name, spec in PARAMETER_SPECS.items()}
+
+
+def _gripper_command_type():
+    """control_msgs/action/GripperCommand, or a clear error where control_msgs is missing (it is not
+    on PyPI: a ROS machine has it from ros-jazzy-control-msgs)."""
+    try:
+        from control_msgs.action import GripperCommand
+    except ImportError as error:
+        raise RuntimeError("gripper_interface 'action' needs control_msgs (apt install ros-jazzy-control-msgs); "
+                           "use gripper_interface 'forward' where it is not installed") from error
+    return GripperCommand
 
 
 def check_parameter(name: str, value):
@@ -152,6 +188,7 @@ class GatoStackNode(LifecycleNode):
         self._owned: dict[str, list] = {"subscription": [], "publisher": [], "service": [], "timer": []}
         self._tick_times: list[float] = []
         self._reported: dict[str, int] = {}
+        self._previous_arm: list[float] | None = None  # last published arm command (trajectory velocities)
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _param(self, name: str):
@@ -197,7 +234,10 @@ class GatoStackNode(LifecycleNode):
             interface = str(self._param("command_interface"))
             self.arm = ArmDescription(urdf_path=str(self._param("urdf_path")),
                                       arm_joints=tuple(self._param("arm_joints")),
-                                      finger_joints=tuple(self._param("finger_joints")))
+                                      finger_joints=tuple(self._param("finger_joints")),
+                                      tcp_frame=str(self._param("tcp_frame")))
+            gripper_interface = str(self._param("gripper_interface"))
+            gripper_command = _gripper_command_type() if gripper_interface == "action" else None
             config = ControlConfig(rate, str(self._param("instruction")),
                                    WatchdogConfig(float(self._param("max_image_age_s")),
                                                   float(self._param("max_joint_state_age_s")),
@@ -210,13 +250,17 @@ class GatoStackNode(LifecycleNode):
                 control_period_s=1.0 / rate, workspace=Workspace(low, high), velocity_limit_scale=speed))
             limits = SafetyLimits.from_kinematics(mapper.kinematics, 1.0 / rate, velocity_scale=speed,
                                                   max_gripper_width_m=self.arm.max_gripper_width_m)
-            runner = load_runner(str(self._param("backend")), model_path,
-                                 temperature=float(self._param("action_temperature")),
+            backend = str(self._param("backend"))
+            if backend == "tensorrt" and (Path(model_path) / PREFILL_FILE).is_file():  # an ONNX export
+                model_path = self._ensure_engines(model_path)
+            runner = load_runner(backend, model_path, temperature=float(self._param("action_temperature")),
                                  expectation=str(self._param("action_expectation")))
             self.loop = ControlLoop(runner, mapper, config, limits)
             expected = set(self.loop.tokenizer.spec.camera_names)
             if set(names) != expected:
                 raise ValueError(f"camera_names {names} do not match the policy's cameras {sorted(expected)}")
+            warm = self.loop.warm_up()
+            self.get_logger().info(f"policy warmed up: {1e3 * warm:.1f} ms per action")
         except Exception as error:  # report any configuration problem and stay unconfigured
             self.loop = None
             self.get_logger().error(f"configure failed: {error}")
@@ -236,15 +280,21 @@ class GatoStackNode(LifecycleNode):
             callback_group=MutuallyExclusiveCallbackGroup()))
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         controller = str(self._param("controller"))
-        if interface == "forward":
-            self._arm_publisher = self.create_publisher(Float64MultiArray, f"/{controller}/commands", reliable)
-            self._gripper_publisher = self.create_publisher(
-                Float64MultiArray, f"/{self._param('gripper_controller')}/commands", reliable)
+        arm_type, arm_topic = ((Float64MultiArray, f"/{controller}/commands") if interface == "forward"
+                               else (JointTrajectory, f"/{controller}/joint_trajectory"))
+        self._arm_publisher = self.create_publisher(arm_type, arm_topic, reliable)
+        gripper = str(self._param("gripper_controller"))
+        self._gripper_publisher, self._gripper_action, self._sent_width = None, None, None
+        if gripper_command is None:
+            self._gripper_publisher = self.create_publisher(Float64MultiArray, f"/{gripper}/commands", reliable)
         else:
-            self._arm_publisher = self.create_publisher(JointTrajectory, f"/{controller}/joint_trajectory", reliable)
-            self._gripper_publisher = None
+            from rclpy.action import ActionClient
+
+            self._gripper_action = ActionClient(self, gripper_command, f"/{gripper}/gripper_action")
+            self._gripper_goal_type, self._max_effort = gripper_command.Goal, float(self._param("gripper_max_effort_n"))
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         owned["publisher"] += [p for p in (self._arm_publisher, self._gripper_publisher, self._diagnostics) if p]
+        self._fitted_cameras: set[str] = set()
         owned["service"].append(self.create_service(Trigger, "~/estop", self._on_estop,
                                                     callback_group=self._control_group))
         owned["service"].append(self.create_service(Trigger, "~/reset_estop", self._on_reset_estop,
@@ -258,6 +308,15 @@ class GatoStackNode(LifecycleNode):
                                f"{interface} commands to /{controller}, {rate} Hz")
         return TransitionCallbackReturn.SUCCESS
 
+    def _ensure_engines(self, onnx_dir: str) -> str:
+        """TensorRT engines for the ONNX export ``onnx_dir``: reused when current, else built (minutes)."""
+        self.get_logger().info(f"checking TensorRT engines for {onnx_dir} ...")
+        engine_dir, reason = ensure_engines(onnx_dir, str(self._param("engine_dir")) or None,
+                                            str(self._param("engine_precision")), bool(self._param("force_engine_rebuild")))
+        self.get_logger().info(f"TensorRT engines rebuilt in {engine_dir} ({reason})" if reason
+                               else f"TensorRT engines in {engine_dir} are current")
+        return str(engine_dir)
+
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         with self._lock:
             joints = self._joints
@@ -270,7 +329,7 @@ class GatoStackNode(LifecycleNode):
         if problem:
             self.get_logger().error(f"activate refused: {problem}")
             return TransitionCallbackReturn.FAILURE
-        self._active = True
+        self._active, self._previous_arm = True, None
         self.get_logger().info("active: policy in control")
         return super().on_activate(state)
 
@@ -299,12 +358,25 @@ class GatoStackNode(LifecycleNode):
             for entity in entities:
                 destroy[kind](entity)
             entities.clear()
+        if getattr(self, "_gripper_action", None) is not None:
+            self._gripper_action.destroy()
+            self._gripper_action = None
         self.loop = None
 
     # -- callbacks --------------------------------------------------------------------------------------
     def _on_image(self, name: str, message: Image) -> None:
         try:
-            frame = Frame(image_to_rgb(message), self._stamp(message.header), self._now())
+            image = image_to_rgb(message)
+            spec = self.loop.tokenizer.spec
+            if image.shape[:2] != (spec.image_height, spec.image_width):
+                if name not in self._fitted_cameras:
+                    self._fitted_cameras.add(name)
+                    self.get_logger().warning(
+                        f"camera '{name}' sends {image.shape[1]}x{image.shape[0]} images; the policy was trained on "
+                        f"{spec.image_width}x{spec.image_height}: centre-cropping and resizing each frame. Check "
+                        "that the field of view matches the training cameras' (calibration/)")
+                image = fit_image(image, spec.image_height, spec.image_width)
+            frame = Frame(image, self._stamp(message.header), self._now())
         except MessageError as error:
             with self._lock:
                 self._input_problems[name] = f"camera '{name}': {error}"
@@ -367,19 +439,27 @@ class GatoStackNode(LifecycleNode):
     def _publish(self, command: JointCommand | None) -> None:
         if command is None:
             return
+        arm = [float(v) for v in command.arm_positions]
         if self._arm_publisher.msg_type is Float64MultiArray:
-            self._arm_publisher.publish(Float64MultiArray(data=[float(v) for v in command.arm_positions]))
+            self._arm_publisher.publish(Float64MultiArray(data=arm))
+        else:  # as MoveIt Servo streams to a joint trajectory controller: arm joints only, start now
+            period = self.loop.config.period_s
+            previous = self._previous_arm if self._previous_arm is not None else arm
+            point = JointTrajectoryPoint(positions=arm, velocities=[(a - b) / period for a, b in zip(arm, previous)],
+                                         time_from_start=Duration(sec=int(period), nanosec=int((period % 1) * 1e9)))
+            # A zero header stamp means "start now" to the controller: a stamp taken here would be in
+            # the past on arrival, and the controller would skip into the point.
+            self._arm_publisher.publish(JointTrajectory(joint_names=list(self.arm.arm_joints), points=[point]))
+        self._previous_arm = arm
+        if self._gripper_publisher is not None:
             fingers = [command.gripper_width / len(self.arm.finger_joints)] * len(self.arm.finger_joints)
             self._gripper_publisher.publish(Float64MultiArray(data=fingers))
-        else:
-            period = self.loop.config.period_s
-            point = JointTrajectoryPoint(
-                positions=[float(v) for v in command.arm_positions]
-                + [command.gripper_width / len(self.arm.finger_joints)] * len(self.arm.finger_joints),
-                time_from_start=Duration(sec=int(period), nanosec=int((period % 1) * 1e9)))
-            trajectory = JointTrajectory(joint_names=[*self.arm.arm_joints, *self.arm.finger_joints], points=[point])
-            trajectory.header.stamp = self.get_clock().now().to_msg()
-            self._arm_publisher.publish(trajectory)
+        elif self._sent_width is None or abs(command.gripper_width - self._sent_width) >= GRIPPER_GOAL_STEP_M:
+            goal = self._gripper_goal_type()
+            goal.command.position = command.gripper_width / 2  # franka_gripper: target width = 2 x position
+            goal.command.max_effort = self._max_effort
+            self._gripper_action.send_goal_async(goal)
+            self._sent_width = command.gripper_width
 
     def _publish_diagnostics(self) -> None:
         if self.loop is None:
