@@ -1,5 +1,6 @@
 """Compiled runtime: ONNX export, ONNX Runtime vs PyTorch parity, TensorRT's CPU-side logic."""
 
+import importlib.util
 import shutil
 
 import numpy as np
@@ -107,7 +108,7 @@ def test_tensorrt_profiles_are_sized_from_the_config():
 
 def test_engine_cache_rebuilds_exactly_when_graphs_precision_tensorrt_or_gpu_change(exported, tmp_path):
     """The cache logic of ensure_engines, with a builder that writes placeholder engines: the real
-    TensorRT build needs a GPU (scripts/device_check.sh runs it on the device machine)."""
+    TensorRT build needs a GPU and runs in the GPU-only tests."""
     _, export = exported
     onnx_dir = tmp_path / "onnx"
     shutil.copytree(export.directory, onnx_dir)
@@ -141,6 +142,30 @@ def test_engine_cache_rebuilds_exactly_when_graphs_precision_tensorrt_or_gpu_cha
     assert ensure_engines(onnx_dir, platform=here, build=build)[1].startswith("no engines.json")
     with pytest.raises(FileNotFoundError, match="expected the output of `gato-robot export onnx`"):
         ensure_engines(tmp_path / "empty", platform=here, build=build)
+
+
+HAS_TENSORRT = not NO_GPU and importlib.util.find_spec("tensorrt") is not None
+
+
+@pytest.mark.skipif(not HAS_TENSORRT, reason="needs an NVIDIA GPU and the tensorrt package")
+@pytest.mark.parametrize("precision, identical, within", [("fp32", 0.95, 2), ("fp16", 0.8, 8)])
+def test_tensorrt_engines_choose_the_torch_actions(exported, tmp_path, rng, precision, identical, within):
+    """Engines built as the node builds them (ensure_engines) against the torch policy, greedy, on
+    random observations: fp32 (TF32 matmuls) nearly always the same bins, fp16 close to them."""
+    checkpoint, export = exported
+    engine_dir, reason = ensure_engines(export.directory, tmp_path / precision, precision)
+    assert reason is not None and ensure_engines(export.directory, engine_dir, precision)[1] is None
+    torch_runner, engine_runner = load_runner("torch", checkpoint), load_runner("tensorrt", engine_dir)
+    tokenizer = GatoTokenizer(torch_runner.config.timestep)
+    expected, got = [], []
+    for _ in range(20):
+        tokens = tokenizer.encode_observation(random_observation(tokenizer, rng))
+        torch_runner.reset(), engine_runner.reset()
+        expected.append(torch_runner.act(tokens))
+        got.append(engine_runner.act(tokens))
+    expected, got = np.stack(expected), np.stack(got)
+    assert len({tuple(row) for row in expected}) > 1  # the actions depend on the input
+    assert np.mean(expected == got) >= identical and np.abs(expected - got).max() <= within
 
 
 @pytest.mark.skipif(not NO_GPU, reason="checks the error a machine without a GPU gives")
