@@ -53,17 +53,21 @@ class SafetyLimits:
             raise UnsafeCommand(f"command has {positions.size} joint targets, the arm has {self.lower.size}")
         if not np.all(np.isfinite(positions)) or not np.isfinite(command.gripper_width):
             raise UnsafeCommand(f"non-finite command: joints {positions}, gripper {command.gripper_width}")
+        anchor = np.asarray(previous.arm_positions, dtype=np.float64)
+        if anchor.shape != self.lower.shape or not np.all(np.isfinite(anchor)):
+            raise UnsafeCommand(f"previous command {anchor} is not {self.lower.size} finite joint targets: "
+                                "no bounded step can be taken from it")
         hits = []
         clamped = np.clip(positions, self.lower, self.upper)
         if np.any(clamped != positions):
             hits.append("joint position limit")
-        step = np.clip(clamped - previous.arm_positions, -self.max_step, self.max_step)
-        if np.any(previous.arm_positions + step != clamped):
+        step = np.clip(clamped - anchor, -self.max_step, self.max_step)
+        if np.any(anchor + step != clamped):
             hits.append("joint velocity limit")
         width = float(np.clip(command.gripper_width, 0.0, self.max_gripper_width_m))
         if width != command.gripper_width:
             hits.append("gripper width limit")
-        return JointCommand(np.clip(previous.arm_positions + step, self.lower, self.upper), width), hits
+        return JointCommand(np.clip(anchor + step, self.lower, self.upper), width), hits
 
 
 @dataclass(frozen=True)
