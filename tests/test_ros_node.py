@@ -87,19 +87,25 @@ class SimSensors:
                                       lambda m: self.commands.append((time.monotonic(), np.array(m.data))), 10,
                                       callback_group=group)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10, callback_group=group)
-        self.publish_joints = True
+        self.publish_joints = self.publish_images = True
+        self.encoding = "rgb8"  # fault injection: what the image messages claim to be
+        self.arm_names = list(ARM)  # fault injection: drop one to send a JointState missing a joint
         self.node.create_timer(0.02, self.publish, callback_group=group)
 
     def publish(self):
         stamp = self.node.get_clock().now().to_msg()
         for name, publisher in self.images.items():
-            message = Image(**rgb_to_image_fields(self.observation[name]))
+            if not self.publish_images:
+                break
+            message = Image(**{**rgb_to_image_fields(self.observation[name]), "encoding": self.encoding})
             message.header.stamp = stamp
             publisher.publish(message)
         if self.publish_joints:
-            message = JointState(name=[*reversed(ARM), *FINGERS],  # by name, not index
-                                 position=[*self.observation["joint_positions"][::-1], 0.04, 0.04],
-                                 velocity=[*self.observation["joint_velocities"][::-1], 0.0, 0.0])
+            joints = dict(zip(ARM, self.observation["joint_positions"]))
+            velocities = dict(zip(ARM, self.observation["joint_velocities"]))
+            names = list(reversed(self.arm_names))  # by name, not index
+            message = JointState(name=[*names, *FINGERS], position=[*(joints[n] for n in names), 0.04, 0.04],
+                                 velocity=[*(velocities[n] for n in names), 0.0, 0.0])
             message.header.stamp = stamp
             self.joints.publish(message)
 
@@ -220,6 +226,80 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
         node.destroy_node()
         if sim is not None:
             sim.node.destroy_node()
+
+
+def test_node_sensor_faults_and_lifecycle_edges_on_the_onnxruntime_backend(context, checkpoint, sim_inputs, tmp_path):
+    """The default backend in the node; each sensor fault holds with its reason on /diagnostics and
+    recovers; deactivate stops publishing; re-activation after the arm was moved by hand starts
+    from the new measurement; cleanup -> configure -> activate works again."""
+    from gato_robot.runtime.export import export_checkpoint
+
+    export = export_checkpoint(checkpoint, tmp_path / "onnx")
+    node = GatoStackNode(context=context, parameter_overrides=[Parameter("model_path", value=str(export.directory))])
+    sim = SimSensors(context, {**sim_inputs, "joint_positions": sim_inputs["joint_positions"].copy()})
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(sim.node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+
+    def reported(text):
+        return wait_for(lambda: any(text in kv.value for d in sim.diagnostics[-3:] for st in d.status
+                                    for kv in st.values), timeout=4)
+
+    def holding():
+        count = len(sim.commands)
+        assert wait_for(lambda: len(sim.commands) >= count + 4)
+        recent = [c for _, c in sim.commands[count:count + 4]]
+        return all(np.array_equal(c, recent[0]) for c in recent)
+
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.loop.runner.backend == "onnxruntime"
+        assert wait_for(lambda: node._joints is not None and len(node._frames) == 2)
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert wait_for(lambda: len(sim.commands) >= 5) and not holding()
+
+        for fault, reason, undo in (
+                (lambda: setattr(sim, "encoding", "yuv422"), "image encoding 'yuv422' is not supported",
+                 lambda: setattr(sim, "encoding", "rgb8")),
+                (lambda: setattr(sim, "arm_names", ARM[:-1]), "lacks joint(s) ['panda_joint7']",
+                 lambda: setattr(sim, "arm_names", list(ARM))),
+                (lambda: setattr(sim, "publish_images", False), "is stale",
+                 lambda: setattr(sim, "publish_images", True))):
+            fault()
+            time.sleep(0.4)  # past max_image_age_s / max_joint_state_age_s
+            assert holding(), reason
+            assert reported(reason), reason
+            undo()
+            time.sleep(0.4)
+            assert not holding(), f"no recovery after: {reason}"
+            assert reported("none"), f"input_problem not cleared after: {reason}"
+
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        count = len(sim.commands)
+        time.sleep(0.4)
+        assert len(sim.commands) - count <= 1  # the hold, then silence
+        sim.observation["joint_positions"][0] += 0.2  # moved by hand while inactive
+        time.sleep(0.2)
+        count = len(sim.commands)
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert wait_for(lambda: len(sim.commands) >= count + 3)
+        first = sim.commands[count][1]  # the first tick after activate: one bounded step from the new pose
+        assert abs(first[0] - sim.observation["joint_positions"][0]) <= node.loop.limits.max_step[0] + 1e-9
+
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS and node.loop is None
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert wait_for(lambda: node._joints is not None and len(node._frames) == 2)
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        count = len(sim.commands)
+        assert wait_for(lambda: len(sim.commands) >= count + 5)
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=5)
+        node.destroy_node()
+        sim.node.destroy_node()
 
 
 def test_trajectory_mode_sends_arm_joints_starting_now_with_velocities_and_fits_other_camera_sizes(

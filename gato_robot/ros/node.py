@@ -358,6 +358,10 @@ class GatoStackNode(LifecycleNode):
             for entity in entities:
                 destroy[kind](entity)
             entities.clear()
+        with self._lock:  # samples of the old subscriptions must not pass for those of the next configure
+            self._frames.clear()
+            self._joints = None
+            self._input_problems.clear()
         if getattr(self, "_gripper_action", None) is not None:
             self._gripper_action.destroy()
             self._gripper_action = None
