@@ -51,14 +51,16 @@ for arm in $ARMS; do
       --init-from "$RUNS/all-novel/checkpoint" --preset cpu-small --steps 2000 --batch-size 24 --window 1 --lr 5e-4 \
       --warmup 100 --checkpoint-every 500 --no-patch-jitter $(flags all-novel)
     policy=$RUNS/$arm/checkpoint
-  elif [ "$arm" = all-novel-gf-dagger1 ]; then  # DAgger round on all-novel-gf, which drives deterministically
-    # (motion by physical expectation, gripper by argmax); then 120k more samples on the union from its weights
-    $G sim dagger --store "$STORE-gf-dagger1" --policy "$RUNS/all-novel-gf/checkpoint" --episodes 200 --seed 6000000 \
+  elif [[ "$arm" == all-novel-gf*-dagger1 ]]; then  # one DAgger round on a gripper-first arm, which drives
+    # deterministically (motion by physical expectation, gripper by argmax); then 120k more samples on the union
+    base=${arm%-dagger1}
+    $G sim dagger --store "$STORE-$base-dagger1" --policy "$RUNS/$base/checkpoint" --episodes 200 --seed 6000000 \
       --temperature 0 --expectation physical
-    mkdir -p "$STORE-gf-merged1" && ln -sf "$(realpath "$STORE")"/episode-*.h5 "$(realpath "$STORE-gf-dagger1")"/episode-*.h5 "$STORE-gf-merged1/"
-    [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE-gf-merged1" --run "$RUNS/$arm" \
-      --init-from "$RUNS/all-novel-gf/checkpoint" --preset cpu-small --steps "$STEPS" --batch-size 24 --window 1 --lr 5e-4 \
-      --warmup 100 --checkpoint-every 500 --no-patch-jitter --heldout-store "$HELDOUT" $(flags all-novel-gf)
+    mkdir -p "$STORE-$base-merged1" && ln -sf "$(realpath "$STORE")"/episode-*.h5 "$(realpath "$STORE-$base-dagger1")"/episode-*.h5 "$STORE-$base-merged1/"
+    # shellcheck disable=SC2046
+    [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE-$base-merged1" --run "$RUNS/$arm" \
+      --init-from "$RUNS/$base/checkpoint" --preset cpu-small --steps "$STEPS" --batch-size 24 --window 1 --lr 5e-4 \
+      --warmup 100 --checkpoint-every 500 --no-patch-jitter --heldout-store "$HELDOUT" $(flags "$base")
     policy=$RUNS/$arm/checkpoint
   elif [ "$arm" = all-novel-gf-240k ]; then  # all-novel-gf trained for another 120k samples (new cosine cycle)
     [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE" --run "$RUNS/$arm" \
