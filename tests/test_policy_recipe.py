@@ -43,6 +43,24 @@ def test_only_the_conv_stem_sees_across_patch_borders(encoder, crosses_borders):
         assert (before[63] - after[63]).norm() < 0.2 * (before[0] - after[0]).norm()
 
 
+def test_the_whole_image_code_reaches_every_token_of_its_own_image_only():
+    config = preset("tiny", image_encoder="conv_stem_global")
+    torch.manual_seed(0)
+    encoder = GatoPolicy(config).embed.patch_encoder
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for _ in range(2)]
+    changed = images[0].copy()
+    changed[0:16, 16:32] = 255 - changed[0:16, 16:32]  # patch (0, 1) of camera 0 only
+    def tokens(first):
+        patches = torch.from_numpy(np.concatenate([image_to_patches(first), image_to_patches(images[1])]))[None]
+        with torch.no_grad():
+            return encoder(patches)[0]
+    before, after = tokens(images[0]), tokens(changed)
+    # without the code a far token moves < 0.2x a neighbour (test above); the code moves it as much
+    assert (before[63] - after[63]).norm() > 0.2 * (before[0] - after[0]).norm()
+    torch.testing.assert_close(before[64:], after[64:])  # the other camera's tokens are its own
+
+
 def test_conv_stem_reassembles_the_images_the_tokenizer_cut():
     config = preset("tiny", image_encoder="conv_stem")
     torch.manual_seed(0)
@@ -174,9 +192,10 @@ def test_fourier_value_embedding_is_ordinal_and_only_touches_continuous_tokens()
         preset("tiny", continuous_embedding="mlp")
 
 
-@pytest.mark.parametrize("continuous_embedding", ["table", "table_fourier"])
-def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng, continuous_embedding):
-    config = preset("tiny", image_encoder="conv_stem", action_loss="hl_gauss", continuous_embedding=continuous_embedding)
+@pytest.mark.parametrize("encoder, continuous_embedding", [("conv_stem", "table"), ("conv_stem", "table_fourier"),
+                                                           ("conv_stem_global", "table")])
+def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng, encoder, continuous_embedding):
+    config = preset("tiny", image_encoder=encoder, action_loss="hl_gauss", continuous_embedding=continuous_embedding)
     torch.manual_seed(3)
     policy = GatoPolicy(config)
     with torch.no_grad():

@@ -14,7 +14,7 @@ from ..tokenizer.ids import VOCAB_SIZE
 from ..tokenizer.image import NUM_POSITION_BINS, PATCH_SIZE
 from ..tokenizer.sequence import TimestepSpec
 
-IMAGE_ENCODERS = ("patch_resnet", "conv_stem")
+IMAGE_ENCODERS = ("patch_resnet", "conv_stem", "conv_stem_global")
 ACTION_LOSSES = ("vocab_ce", "hl_gauss")
 CONTINUOUS_EMBEDDINGS = ("table", "table_fourier")
 
@@ -30,8 +30,10 @@ class GatoConfig:
     image_encoder: "patch_resnet", Gato's single ResNet v2 block per 16x16 patch (App. C.3; it sees
         one patch at a time), or "conv_stem", strided 3x3 convolutions over each whole image whose
         stride-16 output grid maps 1:1 onto the patch grid (receptive field 31 px, across patch
-        borders); tokens, positions and the exported graphs keep their shapes either way.
-    conv_stem_channels: widths of the four stride-2 convolutions of "conv_stem".
+        borders); or "conv_stem_global", the conv stem plus one whole-image code (flatten + linear, as
+        BC-IMP's encoder) added to each of the image's tokens; tokens, positions and the exported
+        graphs keep their shapes every way.
+    conv_stem_channels: widths of the four stride-2 convolutions of "conv_stem" and "conv_stem_global".
     action_loss: "vocab_ce", Gato's one-hot cross-entropy over the whole vocabulary on text and
         action targets (Eq. 2), or "hl_gauss", cross-entropy over the 1024 action bins only, on
         action targets only, against a Gaussian of ``hl_gauss_sigma_bins`` bins integrated over

@@ -9,7 +9,10 @@
   GELU, flattened and projected to the model width (``image_encoder="patch_resnet"``, the paper's);
   or a convolutional stem over each whole image whose stride-16 output cell (i, j) becomes the
   token of patch (i, j) (``"conv_stem"``: it sees across patch borders); plus learned row and
-  column patch position embeddings (quantized normalized intervals, 128 bins) either way.
+  column patch position embeddings (quantized normalized intervals, 128 bins) either way. With
+  ``"conv_stem_global"`` every token of an image also gets one code of the whole image: a 1x1 conv
+  and a linear map over the flattened feature grid (the BC-IMP encoder's head), so where things are
+  reaches the model as weights on grid cells, not only through attention over position embeddings.
 - Learned local observation position embeddings, added to observation tokens only (index 0 of
   the table is a fixed zero vector for tokens without a position: actions and padding).
 """
@@ -26,6 +29,7 @@ from .config import GatoConfig
 
 GROUPNORM_GROUPS = 32
 CONV_STEM_GROUPS = 8
+KEYPOINT_CHANNELS = 32  # channels of the whole-image code's grid (BC-IMP's keypoint_channels)
 
 
 class PatchResNetV2Block(nn.Module):
@@ -89,7 +93,26 @@ class ConvStemEncoder(nn.Module):
         half = height // 2
         centred = F.pad(images[..., half:, half:] * PIXEL_SCALE, (0, half, 0, half))  # [-1, 1] pixels, 0 outside
         features = self.body(centred)  # (N, C, rows, cols)
-        return self.proj(features.flatten(2).transpose(1, 2)).reshape(batch, num_patches, -1)
+        return self.tokens(features).reshape(batch, num_patches, -1)
+
+    def tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """Feature grids (N, C, rows, cols) -> one token per cell (N, rows * cols, n_embd)."""
+        return self.proj(features.flatten(2).transpose(1, 2))
+
+
+class GlobalConvStemEncoder(ConvStemEncoder):
+    """The conv stem, plus one code per image added to each of its tokens: a 1x1 conv to
+    ``KEYPOINT_CHANNELS`` and a linear map over the whole flattened grid, as the BC-IMP encoder
+    (``baselines/bc_imp.py``), so an object's absolute position survives as the weight it meets."""
+
+    def __init__(self, config: GatoConfig):
+        super().__init__(config)
+        self.squeeze = nn.Sequential(nn.Conv2d(config.conv_stem_channels[-1], KEYPOINT_CHANNELS, 1), nn.GELU())
+        self.whole = nn.Linear(KEYPOINT_CHANNELS * self.rows * self.cols, config.n_embd)
+
+    def tokens(self, features: torch.Tensor) -> torch.Tensor:
+        whole_image = self.whole(self.squeeze(features).flatten(1)).unsqueeze(1)  # (N, 1, n_embd)
+        return super().tokens(features) + whole_image
 
 
 class ContinuousValueEmbedding(nn.Module):
@@ -117,7 +140,8 @@ class GatoEmbedding(nn.Module):
         self.token = nn.Embedding(config.vocab_size, config.n_embd)
         self.value = (ContinuousValueEmbedding(config.n_embd, config.fourier_frequencies)
                       if config.continuous_embedding == "table_fourier" else None)
-        encoders = {"patch_resnet": PatchResNetV2Block, "conv_stem": ConvStemEncoder}
+        encoders = {"patch_resnet": PatchResNetV2Block, "conv_stem": ConvStemEncoder,
+                    "conv_stem_global": GlobalConvStemEncoder}
         self.patch_encoder = encoders[config.image_encoder](config)
         self.patch_row = nn.Embedding(config.num_position_bins, config.n_embd)
         self.patch_col = nn.Embedding(config.num_position_bins, config.n_embd)
