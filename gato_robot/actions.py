@@ -6,7 +6,10 @@ Damped least-squares differential IK on the robot's URDF (Pinocchio):
 ``dq = J^T (J J^T + lambda^2 I)^-1 [v; w]``, where ``v`` is the commanded TCP linear velocity
 (m/s, clipped to keep the TCP inside the workspace box) and ``w`` (rad/s) turns the gripper toward
 "pointing down at the commanded yaw": the commanded yaw rate integrates a yaw target that stays
-within +-pi/2 of the home yaw, and roll/pitch errors are corrected at the same time. Joint targets
+within +-pi/2 of the home yaw, and roll/pitch errors are corrected at the same time. With a
+``posture_gain`` k > 0 (1/s), ``(I - J+ J) k (q_home - q)`` is added: a pull toward the home
+posture in the null space of the TCP task, so the redundant elbow does not drift to its limits
+over a long episode while the TCP motion is unchanged (to first order). Joint targets
 ``q + dq * dt`` are clamped to the URDF's velocity and position limits. The gripper command in
 [-1, 1] (-1 open, +1 closed) maps linearly to a finger width in [max_width, 0].
 """
@@ -43,6 +46,11 @@ class ActionPathConfig:
     workspace: Workspace = Workspace()
     velocity_limit_scale: float = 0.9  # fraction of the URDF joint velocity limits used
     max_tracking_error_rad: float = 0.05  # how far the IK linearization point may lead the measurement
+    posture_gain: float = 0.0  # 1/s: null-space pull toward the home joints (0: off, as the training data were made)
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.posture_gain) and 0.0 <= self.posture_gain * self.control_period_s <= 1.0):
+            raise ValueError(f"posture_gain must be in [0, 1 / control_period_s] (1/s), got {self.posture_gain}")
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,7 @@ class CartesianActionMapper:
         home = self.kinematics.tcp_transform(np.asarray(arm.home_joint_positions)).rotation
         self.home_yaw = _yaw_of(home)
         self._down = pin.utils.rpyToMatrix(0.0, 0.0, -self.home_yaw) @ home  # home orientation at zero yaw
+        self._home = np.asarray(arm.home_joint_positions, dtype=np.float64)
 
     def tcp_pose(self, q: np.ndarray) -> np.ndarray:
         return self.kinematics.tcp_pose(q)
@@ -167,7 +176,10 @@ class CartesianActionMapper:
 
         twist = np.concatenate([velocity, angular])
         gram = jacobian @ jacobian.T + cfg.damping ** 2 * np.eye(6)
-        dq = jacobian.T @ np.linalg.solve(gram, twist) * dt  # joint velocities (rad/s) over one period
+        dq = jacobian.T @ np.linalg.solve(gram, twist) * dt  # joint step (rad) over one period
+        if cfg.posture_gain > 0:
+            pull = cfg.posture_gain * dt * (self._home - q)
+            dq += pull - jacobian.T @ np.linalg.solve(gram, jacobian @ pull)  # (I - J+ J) pull
         max_step = self.kinematics.velocity_limit * cfg.velocity_limit_scale * dt
         dq = np.clip(dq, -max_step, max_step)
         targets = np.clip(q + dq, self.kinematics.lower, self.kinematics.upper)

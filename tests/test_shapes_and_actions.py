@@ -115,6 +115,23 @@ def test_any_action_sequence_keeps_tcp_in_the_box_and_joints_in_limits(actions):
 _MAPPER = CartesianActionMapper()
 
 
+def test_posture_term_returns_the_elbow_without_moving_the_tcp():
+    """Arm moved along the TCP task's null space (elbow swung, TCP still): holding still, the
+    posture term brings the joints back toward home while the TCP stays put; without it they stay."""
+    from gato_robot.actions import ActionPathConfig
+    home = np.array(_MAPPER.arm.home_joint_positions)
+    jacobian, _ = _MAPPER.kinematics.jacobian(home)
+    null_direction = np.linalg.svd(jacobian)[2][-1]  # unit joint direction with J n = 0
+    start = home + 0.3 * null_direction
+    for gain, remaining in ((0.0, (0.9, 1.01)), (1.0, (0.0, 0.5))):
+        mapper = CartesianActionMapper(config=ActionPathConfig(posture_gain=gain))
+        q = _integrate(mapper, np.zeros(5), 40, start)  # 2 s of "hold still"
+        assert remaining[0] <= np.linalg.norm(q - home) / 0.3 <= remaining[1]
+        assert np.linalg.norm(mapper.tcp_pose(q)[:3] - mapper.tcp_pose(start)[:3]) < 0.003
+    with pytest.raises(ValueError, match="posture_gain"):
+        ActionPathConfig(posture_gain=-1.0)
+
+
 def test_bad_joint_state_is_rejected(mapper):
     with pytest.raises(ValueError, match="expected 7 finite values"):
         mapper(np.r_[np.zeros(6), np.nan], np.zeros(5))

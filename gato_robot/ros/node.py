@@ -120,6 +120,9 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
     "rate_hz": ParameterSpec(20.0, "control rate (Hz)", 1.0, 1000.0),
     "speed_scale": ParameterSpec(0.25, "fraction of the URDF joint velocity limits the commands may use (0.25 for a "
                                        "first deployment; simulation evaluates at 0.9)", 0.01, 1.0),
+    "ik_posture_gain": ParameterSpec(0.0, "null-space pull of the IK toward the home joints (1/s; 0: off, as the "
+                                          "simulator made the training data; 0.5 keeps the elbow off its limits)",
+                                     0.0, 10.0),
     "workspace_low": ParameterSpec(list(Workspace.low), "TCP box lower corner x, y, z (m, base frame)"),
     "workspace_high": ParameterSpec(list(Workspace.high), "TCP box upper corner x, y, z (m, base frame)"),
     "max_image_age_s": ParameterSpec(0.25, "oldest camera frame the loop acts on (s)", 0.001, 2.0),
@@ -247,7 +250,8 @@ class GatoStackNode(LifecycleNode):
                 raise ValueError(f"parameters workspace_low {list(low)} must be below workspace_high {list(high)}")
             speed = float(self._param("speed_scale"))
             mapper = CartesianActionMapper(self.arm, ActionPathConfig(
-                control_period_s=1.0 / rate, workspace=Workspace(low, high), velocity_limit_scale=speed))
+                control_period_s=1.0 / rate, workspace=Workspace(low, high), velocity_limit_scale=speed,
+                posture_gain=float(self._param("ik_posture_gain"))))
             limits = SafetyLimits.from_kinematics(mapper.kinematics, 1.0 / rate, velocity_scale=speed,
                                                   max_gripper_width_m=self.arm.max_gripper_width_m)
             backend = str(self._param("backend"))
