@@ -25,7 +25,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import Image, JointState  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
@@ -312,6 +312,13 @@ def test_trajectory_mode_sends_arm_joints_starting_now_with_velocities_and_fits_
         Parameter("command_interface", value="trajectory"), Parameter("controller", value="fr3_arm_controller")])
     wide = {name: cv2.resize(sim_inputs[name], (256, 192)) for name in ("front_left", "front_right")}  # 4:3
     sim = SimSensors(context, {**sim_inputs, **wide})
+    # camera_info beside each image topic: front_left's 192 rows span 45 deg as the training
+    # cameras' do; front_right has a wide-angle lens (fy halved: 79 deg), which must be reported
+    fy = 96 / np.tan(np.radians(22.5))
+    infos = {name: CameraInfo(height=192, width=256, k=[f, 0.0, 127.5, 0.0, f, 95.5, 0.0, 0.0, 1.0])
+             for name, f in (("front_left", fy), ("front_right", fy / 2))}
+    info_publishers = {name: sim.node.create_publisher(CameraInfo, f"/{name}/camera_info", 10) for name in infos}
+    sim.node.create_timer(0.1, lambda: [info_publishers[n].publish(m) for n, m in infos.items()])
     trajectories, fingers = [], []
     sim.node.create_subscription(JointTrajectory, "/fr3_arm_controller/joint_trajectory", trajectories.append, 10)
     sim.node.create_subscription(Float64MultiArray, "/gripper_forward_controller/commands",
@@ -339,6 +346,10 @@ def test_trajectory_mode_sends_arm_joints_starting_now_with_velocities_and_fits_
             step = np.subtract(after.points[0].positions, before.points[0].positions) / 0.05
             np.testing.assert_allclose(after.points[0].velocities, step, atol=1e-9)
         assert all(len(f) == 2 for f in fingers)
+        assert wait_for(lambda: any("front_right" in value.value for d in sim.diagnostics for value in d.status[0].values
+                                    if value.key == "camera_fovy_deg"))
+        fovy = next(v.value for v in sim.diagnostics[-1].status[0].values if v.key == "camera_fovy_deg")
+        assert fovy == "front_left 45.0; front_right 79.3 (training 45.0: differs)"
     finally:
         executor.shutdown()
         spinner.join(timeout=5)

@@ -67,6 +67,17 @@ def fit_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(cropped), (width, height), interpolation=interpolation)
 
 
+def fitted_fovy_deg(camera_matrix: np.ndarray, rows: int, cols: int, height: int, width: int) -> float:
+    """Vertical field of view (degrees) of a ``rows`` x ``cols`` camera with the 3x3 pinhole
+    ``camera_matrix`` (pixels) after :func:`fit_image` to ``height`` x ``width``: the centred crop
+    keeps fy and shortens the image, the resize scales both alike."""
+    fy = float(np.asarray(camera_matrix, dtype=np.float64).reshape(3, 3)[1, 1])
+    if not (np.isfinite(fy) and fy > 0):
+        raise MessageError(f"camera_info: focal length fy must be a positive number of pixels, got {fy}")
+    crop_rows = min(rows, round(cols * height / width))
+    return float(np.degrees(2 * np.arctan(crop_rows / 2 / fy)))
+
+
 def rgb_to_image_fields(image: np.ndarray) -> dict:
     """uint8 HxWx3 RGB -> the fields of an rgb8 sensor_msgs/Image (without header)."""
     image = np.ascontiguousarray(image, dtype=np.uint8)

@@ -10,7 +10,8 @@
 - SIGINT / SIGTERM: publish the hold, deactivate, exit.
 
 Topics: one ``sensor_msgs/Image`` per camera (best effort, depth 1, cached by a callback group of their
-own), ``sensor_msgs/JointState`` (joints matched by name), commands as ros2_control expects them
+own) and its ``camera_info`` beside it (image_transport's convention; the field of view after
+fitting is compared with the training cameras' once), ``sensor_msgs/JointState`` (joints matched by name), commands as ros2_control expects them
 (``std_msgs/Float64MultiArray`` on ``/<controller>/commands`` for a forward position controller,
 or ``trajectory_msgs/JointTrajectory`` of the arm joints on ``/<controller>/joint_trajectory``; the
 gripper on its forward controller or through ``control_msgs/GripperCommand``), and
@@ -40,7 +41,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -53,7 +54,7 @@ from ..runtime.factory import BACKENDS, load_runner
 from ..runtime.export import PREFILL_FILE
 from ..runtime.tensorrt_engine import PRECISIONS, ensure_engines
 from ..safety import Frame, JointSample, SafetyLimits, WatchdogConfig
-from .convert import MessageError, fit_image, image_to_rgb, joint_state_to_sample, stamp_seconds
+from .convert import MessageError, fit_image, fitted_fovy_deg, image_to_rgb, joint_state_to_sample, stamp_seconds
 
 NODE_NAME = "gato_robot_stack"
 GRIPPER_GOAL_STEP_M = 0.005
@@ -125,6 +126,9 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
                                      0.0, 10.0),
     "workspace_low": ParameterSpec(list(Workspace.low), "TCP box lower corner x, y, z (m, base frame)"),
     "workspace_high": ParameterSpec(list(Workspace.high), "TCP box upper corner x, y, z (m, base frame)"),
+    "training_fovy_deg": ParameterSpec(45.0, "vertical field of view of the training cameras (degrees; the "
+                                             "simulators'); a camera whose camera_info, after fitting, differs "
+                                             "by more than 10% is warned about once", 1.0, 179.0),
     "max_image_age_s": ParameterSpec(0.25, "oldest camera frame the loop acts on (s)", 0.001, 2.0),
     "max_joint_state_age_s": ParameterSpec(0.1, "oldest joint state the loop acts on (s)", 0.001, 1.0),
     "instruction": ParameterSpec("stack the red object on the blue object", "task instruction (text tokens)"),
@@ -132,6 +136,12 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
 """Every parameter the node declares (config/params.yaml mirrors the defaults; a test checks)."""
 
 PARAMETERS: dict[str, object] = {name: spec.default for name, spec in PARAMETER_SPECS.items()}
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """The camera_info topic beside an image topic (image_transport): /cam/image_raw -> /cam/camera_info."""
+    head, slash, _ = image_topic.rpartition("/")
+    return f"{head}{slash}camera_info"
 
 
 def _gripper_command_type():
@@ -275,10 +285,15 @@ class GatoStackNode(LifecycleNode):
         # tick never waits on sensor I/O; the control tick and the e-stop share an exclusive group.
         self._control_group = MutuallyExclusiveCallbackGroup()
         owned = self._owned
+        self._fitted_cameras: set[str] = set()  # before the subscriptions whose callbacks use them
+        self._camera_fovy: dict[str, str] = {}  # camera -> its fitted field of view, for diagnostics
         for name, topic in zip(names, topics):
             owned["subscription"].append(self.create_subscription(
                 Image, topic, lambda msg, name=name: self._on_image(name, msg), SENSOR_QOS,
                 callback_group=MutuallyExclusiveCallbackGroup()))
+            owned["subscription"].append(self.create_subscription(
+                CameraInfo, camera_info_topic(topic), lambda msg, name=name: self._on_camera_info(name, msg),
+                SENSOR_QOS, callback_group=MutuallyExclusiveCallbackGroup()))
         owned["subscription"].append(self.create_subscription(
             JointState, str(self._param("joint_states_topic")), self._on_joint_state, SENSOR_QOS,
             callback_group=MutuallyExclusiveCallbackGroup()))
@@ -298,7 +313,6 @@ class GatoStackNode(LifecycleNode):
             self._gripper_goal_type, self._max_effort = gripper_command.Goal, float(self._param("gripper_max_effort_n"))
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         owned["publisher"] += [p for p in (self._arm_publisher, self._gripper_publisher, self._diagnostics) if p]
-        self._fitted_cameras: set[str] = set()
         owned["service"].append(self.create_service(Trigger, "~/estop", self._on_estop,
                                                     callback_group=self._control_group))
         owned["service"].append(self.create_service(Trigger, "~/reset_estop", self._on_reset_estop,
@@ -372,6 +386,27 @@ class GatoStackNode(LifecycleNode):
         self.loop = None
 
     # -- callbacks --------------------------------------------------------------------------------------
+    def _on_camera_info(self, name: str, message: CameraInfo) -> None:
+        """Once per camera: warn when its field of view, fitted to the policy's images, is not the
+        training cameras' (the policy would see objects at another scale)."""
+        if name in self._camera_fovy or self.loop is None:
+            return
+        spec, expected = self.loop.tokenizer.spec, float(self._param("training_fovy_deg"))
+        try:
+            fovy = fitted_fovy_deg(np.asarray(message.k), message.height, message.width,
+                                   spec.image_height, spec.image_width)
+        except MessageError as error:
+            self._camera_fovy[name] = str(error)
+            self.get_logger().warning(f"camera '{name}': {error}")
+            return
+        differs = abs(fovy - expected) > 0.1 * expected
+        self._camera_fovy[name] = f"{fovy:.1f}" + (f" (training {expected:.1f}: differs)" if differs else "")
+        if differs:
+            self.get_logger().warning(
+                f"camera '{name}': vertical field of view {fovy:.1f} deg after fitting to {spec.image_width}x"
+                f"{spec.image_height}, the training cameras' is {expected:.1f} deg: the policy sees the scene at "
+                "another scale (calibrate the camera and re-render the training cameras, calibration/)")
+
     def _on_image(self, name: str, message: Image) -> None:
         try:
             image = image_to_rgb(message)
@@ -490,6 +525,7 @@ class GatoStackNode(LifecycleNode):
                   "held_ticks": str(stats.held_ticks), "deadline_misses": str(stats.deadline_misses),
                   "deadline_misses_since_last_report": str(new_misses),
                   "watchdog": stats.last_reason or "ok", "input_problem": input_problems or "none",
+                  "camera_fovy_deg": "; ".join(f"{k} {v}" for k, v in sorted(self._camera_fovy.items())) or "no camera_info",
                   **{f"latency_{k}_ms": f"{1e3 * v:.2f}" for k, v in stats.stage_seconds.items()}}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: control loop", hardware_id="gato_robot",
                                   message=stats.last_reason or state.value,
