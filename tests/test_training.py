@@ -245,16 +245,21 @@ def test_grasp_probe_reads_the_gripper_token_after_expert_and_own_motion(store):
     assert first.close_probability_teacher == pytest.approx(first.close_probability_own, abs=1e-6)
 
 
-def test_a_damaged_episode_stops_training_with_its_name_instead_of_hanging(store, tmp_path):
+def test_a_damaged_episode_is_found_by_verify_and_skipped_or_fatal_in_training(store, tmp_path, caplog):
+    import logging
     import shutil
     import threading
 
-    from gato_robot.data.episodes import EpisodeReader
+    from typer.testing import CliRunner
+
+    from gato_robot.cli import app
+    from gato_robot.data.episodes import EpisodeReader, verify_episode
     from gato_robot.errors import DamagedFileError
 
     copy = tmp_path / "store"
     shutil.copytree(store, copy)
-    victim = sorted(copy.glob("episode-*.h5"))[0]
+    victim, *intact = sorted(copy.glob("episode-*.h5"))
+    assert all(verify_episode(p).checked and verify_episode(p).problem is None for p in (victim, *intact))
     data = bytearray(victim.read_bytes())
     middle = len(data) // 2
     data[middle:middle + 4096] = bytes(4096)  # a disk error in the image chunks
@@ -263,24 +268,35 @@ def test_a_damaged_episode_stops_training_with_its_name_instead_of_hanging(store
     with pytest.raises(DamagedFileError, match=victim.name), EpisodeReader(victim) as reader:
         for start in range(meta.steps):
             reader.images(start, start + 1)
+    assert verify_episode(victim).problem and all(verify_episode(p).problem is None for p in intact)
+    result = CliRunner().invoke(app, ["data", "verify", str(copy)])
+    assert result.exit_code == 1 and victim.name in result.output and "2 intact, 1 damaged" in result.output
+    data[len(data) // 3:2 * len(data) // 3] = bytes(2 * len(data) // 3 - len(data) // 3)  # a third of it: hit at once
+    victim.write_bytes(bytes(data))
     outcome: dict = {}
 
-    def run():
-        config = TrainConfig(preset="tiny", steps=400, batch_size=4, window_timesteps=1, checkpoint_every=400)
+    def run(skip_damaged, steps, run_dir):
+        config = TrainConfig(preset="tiny", steps=steps, batch_size=4, window_timesteps=1, checkpoint_every=steps,
+                             skip_damaged=skip_damaged)
         try:
-            train(copy, tmp_path / "run", config, progress=False)
+            outcome[skip_damaged] = train(copy, run_dir, config, progress=False)
         except DamagedFileError as error:
-            outcome["error"] = error
+            outcome[skip_damaged] = error
 
-    worker = threading.Thread(target=run, daemon=True)
+    worker = threading.Thread(target=run, args=(False, 40, tmp_path / "stops"), daemon=True)
     worker.start()
     worker.join(timeout=300)
     assert not worker.is_alive(), "training hung on a damaged episode"
-    assert victim.name in str(outcome["error"])
+    assert isinstance(outcome[False], DamagedFileError) and victim.name in str(outcome[False])
+    with caplog.at_level(logging.WARNING):
+        run(True, 40, tmp_path / "skips")  # the default: leave it out, say which, finish
+    assert outcome[True]["steps"] == 40
+    assert any("skipping damaged episode" in r.getMessage() and victim.name in r.getMessage() for r in caplog.records)
     truncated = tmp_path / "header-only.h5"
     truncated.write_bytes(victim.read_bytes()[:100])
     with pytest.raises(DamagedFileError, match="header-only.h5: not a readable episode"):
         EpisodeStore.meta(truncated)
+    assert "unreadable" in verify_episode(truncated).problem
 
 
 def test_damaged_checkpoint_files_are_named(tmp_path):

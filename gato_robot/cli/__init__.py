@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, calibrate, export, model, robot, sim, train
+from . import bench, calibrate, data, export, model, robot, sim, train
 
 app = typer.Typer(help="gato_robot: a Gato-style generalist policy for RGB stacking.", no_args_is_help=True)
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(model.model_app, name="model")
 app.add_typer(model.tokenizer_app, name="tokenizer")
 app.add_typer(sim.sim_app, name="sim")
+app.add_typer(data.data_app, name="data")
 app.add_typer(calibrate.calibrate_app, name="calibrate")
 app.add_typer(export.export_app, name="export")
 for module in (model, robot, train):

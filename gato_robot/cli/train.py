@@ -43,6 +43,9 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                   heldout_windows: int = typer.Option(96, help="Held-out windows per measurement."),
                   warm_restart: bool = typer.Option(False, help="Resume with a new --steps: the cosine schedule "
                                                     "restarts for the new length (other settings must match)."),
+                  skip_damaged: bool = typer.Option(True, "--skip-damaged/--stop-on-damaged",
+                                                    help="Leave out a damaged episode with a warning naming it, or "
+                                                    "stop with its error (`gato-robot data verify` lists them)."),
                   seed: int = 0) -> None:
     """Behaviour cloning of the Gato policy; exact resume after a kill; learning-curve PNG."""
     from ..train.trainer import TrainConfig, train
@@ -54,7 +57,8 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
                          continuous_embedding=continuous_embedding,
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
                          joint_velocities=joint_velocities, gripper_first=gripper_first,
-                         heldout_store=str(heldout_store) if heldout_store else None, heldout_windows=heldout_windows)
+                         heldout_store=str(heldout_store) if heldout_store else None, heldout_windows=heldout_windows,
+                         skip_damaged=skip_damaged)
     with _clear_errors():
         summary = train(store, run, config, init_from=init_from, stop_at=stop_at, warm_restart=warm_restart)
     console.print(f"step {summary['steps']}: loss {summary['final_loss']:.4f}, {summary['tokens_per_s']:.0f} tokens/s; "

@@ -15,19 +15,29 @@ is padded by that many pixels (edge replicated) and cropped back to its size at 
 the same offset for every timestep of the window.
 
 Sampling is a pure function of (seed, step, index in batch), so a resumed run sees exactly the
-batches an uninterrupted one would.
+batches an uninterrupted one would. With ``skip_damaged`` an episode that fails to read (a damaged
+chunk: :class:`DamagedFileError`) is warned about once by name and never drawn again; a window that
+fell on it is replaced by the first window of an intact episode at a fixed stride from it, so the
+batches stay a function of (seed, step, the damaged episodes found).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..errors import DamagedFileError
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..observation import Observation
 from ..tokenizer.sequence import GatoTokenizer, TimestepSpec, TokenSequence, concat_sequences, stack_sequences
 from .episodes import EpisodeMeta, EpisodeReader, EpisodeStore
+
+
+LOGGER = logging.getLogger(__name__)
+REPLACEMENT_STRIDE = 7919  # windows; a prime, so the replacements of one damaged episode spread over the store
 
 
 @dataclass(frozen=True)
@@ -40,7 +50,7 @@ class EpisodeWindows:
     def __init__(self, store: EpisodeStore, spec: TimestepSpec, window_timesteps: int,
                  min_return_fraction: float = 0.8, action_spec: ActionSpec = RGB_STACKING_ACTIONS,
                  episodes: list[EpisodeMeta] | None = None, patch_position_jitter: bool = True,
-                 random_shift_px: int = 0):
+                 random_shift_px: int = 0, skip_damaged: bool = False):
         self.episodes = episodes if episodes is not None else store.episodes(min_return_fraction)
         if not self.episodes:
             raise ValueError(f"no usable episodes in {store.root} (after the {min_return_fraction:.0%} return filter)")
@@ -51,6 +61,7 @@ class EpisodeWindows:
             raise ValueError(f"random_shift_px must be >= 0, got {random_shift_px}")
         self.random_shift_px = random_shift_px
         self._readers: dict[int, EpisodeReader] = {}
+        self.skip_damaged, self.damaged = skip_damaged, set()  # indices into self.episodes
         lengths = np.array([m.steps for m in self.episodes])
         self._starts_per_episode = np.maximum(lengths - window_timesteps + 1, 1)
         self._cumulative = np.cumsum(self._starts_per_episode)
@@ -92,7 +103,26 @@ class EpisodeWindows:
         """The batch of training step ``step``: a pure function of (seed, step)."""
         rng = np.random.default_rng([seed, step])
         flats = rng.integers(0, len(self), size=batch_size)
-        return stack_sequences([self.sample(self.locate(int(f)), rng) for f in flats])
+        return stack_sequences([self._sample_intact(int(f), rng) for f in flats])
+
+    def _sample_intact(self, flat: int, rng: np.random.Generator) -> TokenSequence:
+        for attempt in range(len(self.episodes) + 1):
+            window = self.locate((flat + attempt * REPLACEMENT_STRIDE) % len(self))
+            if window.episode in self.damaged:
+                continue
+            try:
+                return self.sample(window, rng)
+            except DamagedFileError as error:
+                if not self.skip_damaged:
+                    raise
+                self.damaged.add(window.episode)
+                reader = self._readers.pop(window.episode, None)
+                if reader is not None:
+                    reader.close()
+                LOGGER.warning("skipping damaged episode (%d of %d now left out): %s", len(self.damaged),
+                               len(self.episodes), error)
+        raise DamagedFileError(self.episodes[0].path.parent, f"no intact episode found ({len(self.damaged)} of "
+                                                             f"{len(self.episodes)} damaged): run `gato-robot data verify`")
 
     def close(self) -> None:
         for reader in self._readers.values():
@@ -109,13 +139,19 @@ def random_shift(frames: np.ndarray, pad: int, rng: np.random.Generator) -> np.n
     return np.ascontiguousarray(padded[:, top:top + height, left:left + width])
 
 
-def proprio_statistics(episodes: list[EpisodeMeta], min_std: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
+def proprio_statistics(episodes: list[EpisodeMeta], min_std: float = 1e-2,
+                       skip_damaged: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and standard deviation of proprioception over ``episodes`` (SI units);
     deviations are floored at ``min_std`` so a nearly constant dimension (a quaternion component)
-    is not blown up into noise."""
+    is not blown up into noise. ``skip_damaged``: an unreadable episode is left out with a warning."""
     values = []
     for meta in episodes:
-        with EpisodeReader(meta.path) as reader:
-            values.append(reader.proprio(0, meta.steps))
+        try:
+            with EpisodeReader(meta.path) as reader:
+                values.append(reader.proprio(0, meta.steps))
+        except DamagedFileError as error:
+            if not skip_damaged:
+                raise
+            LOGGER.warning("proprio statistics: skipping damaged episode %s", error)
     values = np.concatenate(values).astype(np.float64)
     return values.mean(axis=0), np.maximum(values.std(axis=0), min_std)

@@ -12,11 +12,18 @@ DAgger rollouts; such episodes bypass the return filter). A file is written unde
 a crash loses at most the episode in flight, and readers never see a partial episode. The
 directory is the index: appending is adding files; reading is lazy (HDF5 reads only the
 timesteps asked for).
+
+Damage is detected, not guessed: every dataset carries HDF5's Fletcher-32 checksum per chunk (a
+read of a damaged chunk fails), and the file's ``content_sha256`` attribute is the SHA-256 of every
+dataset's bytes, checked by :func:`verify_episode` (``gato-robot data verify``). Episodes written
+before checksums existed have neither and are reported as unchecked, not as damaged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +34,21 @@ import numpy as np
 
 from ..errors import DamagedFileError
 
+LOGGER = logging.getLogger(__name__)
+
 SUFFIX = ".h5"
+DIGEST_ATTRIBUTE = "content_sha256"
+
+
+def content_digest(file: h5py.File) -> str:
+    """SHA-256 over every dataset of an episode file, by name in sorted order: name, shape, dtype, bytes."""
+    digest, names = hashlib.sha256(), []
+    file.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+    for name in sorted(names):
+        data = np.ascontiguousarray(file[name][()])
+        digest.update(f"{name}|{data.shape}|{data.dtype.str}|".encode())
+        digest.update(data.tobytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -71,15 +92,17 @@ class EpisodeWriter:
             for name, frames in self.images.items():
                 stack = np.stack(frames)
                 f.create_dataset(f"images/{name}", data=stack, chunks=(1, *stack.shape[1:]), compression="gzip",
-                                 compression_opts=4, shuffle=True)
-            f.create_dataset("proprio", data=np.stack(self.proprio))
-            f.create_dataset("actions", data=np.stack(self.actions))
-            f.create_dataset("rewards", data=np.asarray(self.rewards, np.float32))
+                                 compression_opts=4, shuffle=True, fletcher32=True)
+            f.create_dataset("proprio", data=np.stack(self.proprio), fletcher32=True)
+            f.create_dataset("actions", data=np.stack(self.actions), fletcher32=True)
+            f.create_dataset("rewards", data=np.asarray(self.rewards, np.float32), fletcher32=True)
             attrs = {"engine": self.engine, "triplet": self.triplet, "seed": self.seed,
                      "episode_return": float(np.sum(self.rewards)), "success": bool(success),
                      "steps": len(self.actions), "instruction": self.instruction,
                      "cameras": json.dumps(sorted(self.images)), "relabelled": self.relabelled}
             f.attrs.update(attrs)
+            f.flush()
+            f.attrs[DIGEST_ATTRIBUTE] = content_digest(f)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -120,15 +143,24 @@ class EpisodeStore:
         """Committed episodes only: in-flight temporary files are hidden (dot-prefixed)."""
         return sorted(p for p in self.root.glob(f"episode-*{SUFFIX}"))
 
-    def episodes(self, min_return_fraction: float = 0.0) -> list[EpisodeMeta]:
+    def episodes(self, min_return_fraction: float = 0.0, skip_damaged: bool = False) -> list[EpisodeMeta]:
         """Metadata of every committed episode; with ``min_return_fraction`` = 0.8, Gato's recipe
         (Sec. 3, "filtered to episodes with returns of at least 80% of the expert return"): only
         episodes with a positive return of at least that fraction of the expert return, which is
         the store's median episode return (the store holds the expert's episodes; the median, not
         the maximum, so one unusually long-held success does not filter out everything else).
         Relabelled (DAgger) episodes are kept whatever their return: their labels are the
-        expert's, and their failures are the states a policy needs to learn to recover from."""
-        metas = [self.meta(p) for p in self.paths()]
+        expert's, and their failures are the states a policy needs to learn to recover from.
+        With ``skip_damaged`` an episode whose metadata cannot be read is left out with a warning
+        naming it; otherwise its :class:`DamagedFileError` is raised."""
+        metas = []
+        for path in self.paths():
+            try:
+                metas.append(self.meta(path))
+            except DamagedFileError as error:
+                if not skip_damaged:
+                    raise
+                LOGGER.warning("skipping damaged episode %s", error)
         demonstrations = [m for m in metas if not m.relabelled]
         if min_return_fraction and demonstrations:
             expert_return = float(np.median([m.episode_return for m in demonstrations]))
@@ -141,6 +173,39 @@ class EpisodeStore:
 
     def __iter__(self) -> Iterator[EpisodeMeta]:
         return iter(self.episodes())
+
+
+@dataclass(frozen=True)
+class EpisodeCheck:
+    """The verdict on one episode file: ``problem`` None when it is intact."""
+
+    path: Path
+    problem: str | None
+    checked: bool  # False: written before checksums (readable, but bytes not verified)
+
+
+def verify_episode(path: str | Path) -> EpisodeCheck:
+    """Read every chunk of an episode (HDF5 Fletcher-32 fails on a damaged one) and compare the
+    content digest with the one written at commit."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            for key in ("engine", "triplet", "seed", "steps", "cameras"):
+                if key not in f.attrs:
+                    return EpisodeCheck(path, f"metadata attribute {key!r} missing", False)
+            stored = f.attrs.get(DIGEST_ATTRIBUTE)
+            digest = content_digest(f)
+            steps = int(f.attrs["steps"])
+            for name in ("proprio", "actions", "rewards", *(f"images/{c}" for c in json.loads(str(f.attrs["cameras"])))):
+                if name not in f or f[name].shape[0] != steps:
+                    return EpisodeCheck(path, f"dataset {name} missing or not {steps} timesteps long", stored is not None)
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
+        return EpisodeCheck(path, f"unreadable ({type(error).__name__}: {error})", False)
+    if stored is None:
+        return EpisodeCheck(path, None, False)
+    if str(stored) != digest:
+        return EpisodeCheck(path, f"content checksum mismatch (stored {str(stored)[:12]}..., read {digest[:12]}...)", True)
+    return EpisodeCheck(path, None, True)
 
 
 class EpisodeReader:

@@ -64,6 +64,7 @@ class TrainConfig:
     max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
     heldout_store: str | None = None  # episode store never trained on: metrics at every checkpoint
     heldout_windows: int = 96
+    skip_damaged: bool = True  # a damaged episode is left out with a warning naming it; False: stop with its error
     seed: int = 0
     device: str = "cpu"
 
@@ -117,7 +118,7 @@ def recover_checkpoint(run_dir: Path) -> None:
         shutil.rmtree(tmp)
 
 
-RESUMABLE_CHANGES = ("checkpoint_every", "device", "heldout_store", "heldout_windows")
+RESUMABLE_CHANGES = ("checkpoint_every", "device", "heldout_store", "heldout_windows", "skip_damaged")
 """TrainConfig fields a resumed run may change; any other change would make it another run."""
 
 
@@ -156,7 +157,7 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
     if config.standardize_proprio:
         if not episodes:
             raise ValueError("standardize_proprio needs the training episodes to compute statistics")
-        mean, std = proprio_statistics(episodes)
+        mean, std = proprio_statistics(episodes, skip_damaged=config.skip_damaged)
         timestep = replace(timestep, proprio_mean=tuple(mean.tolist()), proprio_std=tuple(std.tolist()))
     if not config.joint_velocities:
         timestep = replace(timestep, proprio_keep=JOINT_VELOCITY_FREE)
@@ -167,7 +168,7 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
 
 def select_episodes(store: EpisodeStore, config: TrainConfig) -> list:
     """The usable episodes (return filter), in store order; the first ``max_episodes`` when set."""
-    usable = store.episodes(config.min_return_fraction)
+    usable = store.episodes(config.min_return_fraction, skip_damaged=config.skip_damaged)
     if config.max_episodes is None:
         return usable
     if len(usable) < config.max_episodes:
@@ -219,7 +220,8 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
     check_window_fits(config, policy.config)
     (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps, episodes=episodes,
-                             patch_position_jitter=config.patch_position_jitter, random_shift_px=config.random_shift_px)
+                             patch_position_jitter=config.patch_position_jitter, random_shift_px=config.random_shift_px,
+                             skip_damaged=config.skip_damaged)
     if progress:
         tqdm.write(f"training on {len(windows.episodes)} of {len(store)} episodes in {store_dir} "
                    f"({windows.timesteps} timesteps) after the return filter")
