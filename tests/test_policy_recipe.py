@@ -21,6 +21,14 @@ from gato_robot.tokenizer.mulaw import bins_to_continuous, continuous_to_bins
 from gato_robot.tokenizer.sequence import GatoTokenizer, stack_sequences
 
 
+def encoder_and_two_images(encoder_name: str, seed: int):
+    """A tiny policy's image encoder (seeded) and two random 128x128 camera images."""
+    torch.manual_seed(0)
+    encoder = GatoPolicy(preset("tiny", image_encoder=encoder_name)).embed.patch_encoder
+    rng = np.random.default_rng(seed)
+    return encoder, [rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for _ in range(2)]
+
+
 def encoded_patches(config: GatoConfig, image: np.ndarray) -> torch.Tensor:
     torch.manual_seed(0)
     encoder = GatoPolicy(config).embed.patch_encoder
@@ -44,17 +52,14 @@ def test_only_the_conv_stem_sees_across_patch_borders(encoder, crosses_borders):
 
 
 def test_the_whole_image_code_reaches_every_token_of_its_own_image_only():
-    config = preset("tiny", image_encoder="conv_stem_global")
-    torch.manual_seed(0)
-    encoder = GatoPolicy(config).embed.patch_encoder
-    rng = np.random.default_rng(2)
-    images = [rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for _ in range(2)]
+    encoder, images = encoder_and_two_images("conv_stem_global", seed=2)
     changed = images[0].copy()
     changed[0:16, 16:32] = 255 - changed[0:16, 16:32]  # patch (0, 1) of camera 0 only
     def tokens(first):
         patches = torch.from_numpy(np.concatenate([image_to_patches(first), image_to_patches(images[1])]))[None]
         with torch.no_grad():
             return encoder(patches)[0]
+
     before, after = tokens(images[0]), tokens(changed)
     # without the code a far token moves < 0.2x a neighbour (test above); the code moves it as much
     assert (before[63] - after[63]).norm() > 0.2 * (before[0] - after[0]).norm()
@@ -62,11 +67,7 @@ def test_the_whole_image_code_reaches_every_token_of_its_own_image_only():
 
 
 def test_conv_stem_reassembles_the_images_the_tokenizer_cut():
-    config = preset("tiny", image_encoder="conv_stem")
-    torch.manual_seed(0)
-    encoder = GatoPolicy(config).embed.patch_encoder
-    rng = np.random.default_rng(1)
-    images = [rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for _ in range(2)]
+    encoder, images = encoder_and_two_images("conv_stem", seed=1)
     patches = torch.from_numpy(np.concatenate([image_to_patches(i) for i in images]))[None]  # 2 cameras
     with torch.no_grad():
         tokens = encoder(patches)[0]
