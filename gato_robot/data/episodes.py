@@ -40,15 +40,21 @@ SUFFIX = ".h5"
 DIGEST_ATTRIBUTE = "content_sha256"
 
 
-def content_digest(file: h5py.File) -> str:
-    """SHA-256 over every dataset of an episode file, by name in sorted order: name, shape, dtype, bytes."""
-    digest, names = hashlib.sha256(), []
-    file.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
-    for name in sorted(names):
-        data = np.ascontiguousarray(file[name][()])
+def content_digest(datasets: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over an episode's datasets, by name in sorted order: name, shape, dtype, bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(datasets):
+        data = np.ascontiguousarray(datasets[name])
         digest.update(f"{name}|{data.shape}|{data.dtype.str}|".encode())
         digest.update(data.tobytes())
     return digest.hexdigest()
+
+
+def _read_datasets(file: h5py.File) -> dict[str, np.ndarray]:
+    """Every dataset of an open episode file, read in full (each chunk's checksum checked)."""
+    names: list[str] = []
+    file.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+    return {name: file[name][()] for name in names}
 
 
 @dataclass(frozen=True)
@@ -88,21 +94,21 @@ class EpisodeWriter:
             raise ValueError("cannot commit an empty episode")
         path = self.store.episode_path(self.engine, self.triplet, self.seed)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        datasets = {**{f"images/{name}": np.stack(frames) for name, frames in self.images.items()},
+                    "proprio": np.stack(self.proprio), "actions": np.stack(self.actions),
+                    "rewards": np.asarray(self.rewards, np.float32)}
         with h5py.File(tmp, "w") as f:
-            for name, frames in self.images.items():
-                stack = np.stack(frames)
-                f.create_dataset(f"images/{name}", data=stack, chunks=(1, *stack.shape[1:]), compression="gzip",
-                                 compression_opts=4, shuffle=True, fletcher32=True)
-            f.create_dataset("proprio", data=np.stack(self.proprio), fletcher32=True)
-            f.create_dataset("actions", data=np.stack(self.actions), fletcher32=True)
-            f.create_dataset("rewards", data=np.asarray(self.rewards, np.float32), fletcher32=True)
+            for name, data in datasets.items():
+                images = name.startswith("images/")  # one gzip chunk per timestep: windows read only theirs
+                f.create_dataset(name, data=data, chunks=(1, *data.shape[1:]) if images else None,
+                                 compression="gzip" if images else None, compression_opts=4 if images else None,
+                                 shuffle=images, fletcher32=True)
             attrs = {"engine": self.engine, "triplet": self.triplet, "seed": self.seed,
                      "episode_return": float(np.sum(self.rewards)), "success": bool(success),
                      "steps": len(self.actions), "instruction": self.instruction,
                      "cameras": json.dumps(sorted(self.images)), "relabelled": self.relabelled}
             f.attrs.update(attrs)
-            f.flush()
-            f.attrs[DIGEST_ATTRIBUTE] = content_digest(f)
+            f.attrs[DIGEST_ATTRIBUTE] = content_digest(datasets)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -194,7 +200,7 @@ def verify_episode(path: str | Path) -> EpisodeCheck:
                 if key not in f.attrs:
                     return EpisodeCheck(path, f"metadata attribute {key!r} missing", False)
             stored = f.attrs.get(DIGEST_ATTRIBUTE)
-            digest = content_digest(f)
+            digest = content_digest(_read_datasets(f))
             steps = int(f.attrs["steps"])
             for name in ("proprio", "actions", "rewards", *(f"images/{c}" for c in json.loads(str(f.attrs["cameras"])))):
                 if name not in f or f[name].shape[0] != steps:
