@@ -29,11 +29,15 @@ def test_bc_imp_learns_round_trips_and_acts_in_the_harness(store, tmp_path):
     loaded = load(tmp_path / "bc")
     images = torch.randint(0, 256, (2, 2, 128, 128, 3), dtype=torch.uint8)
     proprio = torch.randn(2, 22)
+    from safetensors.torch import load_file
+
+    written = load_file(str(tmp_path / "bc" / "model.safetensors"))
+    assert written.keys() == loaded.state_dict().keys()
+    assert all(torch.equal(value, written[name]) for name, value in loaded.state_dict().items())  # the file, loaded
+    torch.manual_seed(123)
     with torch.no_grad():
-        again = BCIMPPolicy(loaded.config)
-        again.load_state_dict(loaded.state_dict())
         out = loaded(images, proprio)
-        torch.testing.assert_close(out, again.eval()(images, proprio))
-    assert out.shape == (2, 5) and out.abs().max() <= 1.0
+        fresh = BCIMPPolicy(loaded.config).eval()(images, proprio)
+    assert out.shape == (2, 5) and not torch.allclose(out, fresh, atol=1e-3)  # trained weights, not an initialization
     report = evaluate("mujoco", str(tmp_path / "bc"), "test-3-prism", 1, workers=1)
     assert report["per_triplet"]["test-3-prism"]["episodes"] == 1
