@@ -21,6 +21,8 @@ RECIPES = {
                             "| none (all-novel-gf without the random shift)",
     "all-novel-gf-fourier": "conv stem + Fourier value embedding of the mu-law bins | HL-Gauss, gripper token decoded "
                             "first | standardized, no joint velocities | random shift 4 px",
+    "all-novel-gf-global": "conv stem + one whole-image code per camera (flatten + linear, BC-IMP's head) | HL-Gauss, "
+                           "gripper token decoded first | standardized, no joint velocities | random shift 4 px",
     "all-novel-gf-240k": "as all-novel-gf, then 120k more samples from its weights (new cosine cycle, lr 5e-4): "
                          "240k in all; the columns count the second 120k",
     "all-novel-dagger1": "as all-novel | as all-novel | as all-novel | random shift 4 px; then 1 DAgger round "
