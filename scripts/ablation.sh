@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 STORE=${STORE:-../data/mujoco-dart-g}    # sim generate --episodes 700 --seed 1000000 --noise 0.2 --gripper-noise 0.01
 RUNS=${RUNS:-../runs/ablation}       # outside the work tree
-OUT=${OUT:-results/ablation-2026-12-02}
+OUT=${OUT:-results/ablation-2026-12-03}
 HELDOUT=${HELDOUT:-../data/heldout}   # sim generate --episodes 24 --seed 7000000 --noise 0.2 --gripper-noise 0.01
 STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
