@@ -21,7 +21,7 @@ HELDOUT=${HELDOUT:-../data/heldout}   # sim generate --episodes 24 --seed 700000
 STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
-ARMS=${ARMS:-"all-novel-gf-global"}   # round 5 (results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-novel-gf-global all-novel-gf-global-dagger1"}   # rounds 5-6 (results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -52,11 +52,11 @@ for arm in $ARMS; do
       --init-from "$RUNS/all-novel/checkpoint" --preset cpu-small --steps 2000 --batch-size 24 --window 1 --lr 5e-4 \
       --warmup 100 --checkpoint-every 500 --no-patch-jitter $(flags all-novel)
     policy=$RUNS/$arm/checkpoint
-  elif [[ "$arm" == all-novel-gf*-dagger1 ]]; then  # one DAgger round on a gripper-first arm, which drives
-    # deterministically (motion by physical expectation, gripper by argmax); then 120k more samples on the union
+  elif [[ "$arm" == all-novel-gf*-dagger1 ]]; then  # one DAgger round on a gripper-first arm, which drives as
+    # it is deployed (motion by companded expectation, gripper by argmax); then 120k more samples on the union
     base=${arm%-dagger1}
     $G sim dagger --store "$STORE-$base-dagger1" --policy "$RUNS/$base/checkpoint" --episodes 200 --seed 6000000 \
-      --temperature 0 --expectation physical
+      --temperature 0 --expectation companded
     mkdir -p "$STORE-$base-merged1" && ln -sf "$(realpath "$STORE")"/episode-*.h5 "$(realpath "$STORE-$base-dagger1")"/episode-*.h5 "$STORE-$base-merged1/"
     # shellcheck disable=SC2046
     [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE-$base-merged1" --run "$RUNS/$arm" \
