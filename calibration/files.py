@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from gato_robot.errors import read_yaml_mapping
+
 from .errors import CalibrationError
 
 
@@ -55,12 +57,16 @@ def read_camera_info(path: str | Path) -> CameraInfo:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"camera_info file not found: {path}")
-    document = yaml.safe_load(path.read_text()) or {}
+    document = read_yaml_mapping(path, "camera_info file")
     for key in ("image_width", "image_height", "camera_matrix", "distortion_coefficients"):
         if key not in document:
             raise CalibrationError(f"{path}: not a camera_info file (no '{key}')")
-    return CameraInfo(str(document.get("camera_name", path.stem)), int(document["image_width"]),
-                      int(document["image_height"]), _read_matrix(document, "camera_matrix", path),
+    try:
+        width, height = int(document["image_width"]), int(document["image_height"])
+    except (TypeError, ValueError) as error:
+        raise CalibrationError(f"{path}: image_width and image_height must be integers") from error
+    return CameraInfo(str(document.get("camera_name", path.stem)), width, height,
+                      _read_matrix(document, "camera_matrix", path),
                       _read_matrix(document, "distortion_coefficients", path).reshape(-1))
 
 
@@ -95,11 +101,11 @@ def read_extrinsics(path: str | Path) -> Extrinsics:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"extrinsics file not found: {path}")
-    document = yaml.safe_load(path.read_text()) or {}
+    document = read_yaml_mapping(path, "extrinsics file")
     try:
         transform = np.eye(4)
         transform[:3, :3] = Rotation.from_quat(document["rotation_xyzw"]).as_matrix()
         transform[:3, 3] = document["translation"]
         return Extrinsics(str(document["camera_name"]), str(document.get("parent_frame", "base")), transform)
-    except (KeyError, ValueError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise CalibrationError(f"{path}: expected camera_name, translation [x, y, z] and rotation_xyzw") from error

@@ -8,6 +8,8 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation
 
+from gato_robot.errors import read_yaml_mapping
+
 from .errors import CalibrationError
 
 
@@ -25,7 +27,7 @@ def read_poses(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"robot pose file not found: {path}")
     poses = {}
-    for name, entry in (yaml.safe_load(path.read_text()) or {}).items():
+    for name, entry in read_yaml_mapping(path, "robot pose file").items():
         try:
             pose = np.eye(4)
             pose[:3, :3] = Rotation.from_quat(entry["rotation_xyzw"]).as_matrix()
@@ -33,4 +35,6 @@ def read_poses(path: str | Path) -> dict[str, np.ndarray]:
         except (KeyError, TypeError, ValueError) as error:
             raise CalibrationError(f"{path}: pose '{name}' needs translation [x, y, z] and rotation_xyzw") from error
         poses[str(name)] = pose
+    if not poses:
+        raise CalibrationError(f"{path}: no robot poses (expected view name -> translation, rotation_xyzw)")
     return poses

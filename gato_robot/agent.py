@@ -16,6 +16,7 @@ from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from .observation import Observation
 from .proprio import proprio_vector
 from .runtime.base import PolicyRunner
+from .runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 from .runtime.factory import load_runner
 from .tokenizer.ids import CONTINUOUS_OFFSET
 from .tokenizer.sequence import GatoTokenizer
@@ -33,8 +34,9 @@ class GatoAgent:
         self.tokenizer = GatoTokenizer(runner.config.timestep)
 
     @classmethod
-    def load(cls, path: str | Path, instruction: str, backend: str = "torch", temperature: float = 0.0,
-             expectation: str = "off", batch_size: int = 1) -> "GatoAgent":
+    def load(cls, path: str | Path, instruction: str, backend: str = "torch",
+             temperature: float = DEPLOYED_TEMPERATURE, expectation: str = DEPLOYED_EXPECTATION,
+             batch_size: int = 1) -> "GatoAgent":
         """``temperature`` 0 decodes action tokens greedily; > 0 samples them, as Gato deploys;
         ``expectation`` ("companded", "physical") decodes the motion dimensions by expectation. ``batch_size`` > 1
         (torch only) acts for that many episodes at once (:meth:`act_batch`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -12,3 +13,35 @@ class DamagedFileError(ValueError):
     def __init__(self, path: str | Path, problem: str):
         self.path, self.problem = Path(path), problem
         super().__init__(f"{path}: {problem}")
+
+    def __reduce__(self):
+        # Rebuilt from (path, problem), not from the message: a worker process's error must unpickle
+        # in the parent, or multiprocessing's result thread dies and the pool waits forever.
+        return type(self), (self.path, self.problem)
+
+
+@contextmanager
+def reading(path: str | Path, what: str, *errors: type[BaseException]):
+    """Turn ``errors`` raised while reading ``path`` as ``what`` into a :class:`DamagedFileError`
+    naming the file (the library's own exception types differ per format)."""
+    try:
+        yield
+    except DamagedFileError:
+        raise
+    except errors as error:
+        raise DamagedFileError(path, f"not a readable {what} ({type(error).__name__}: {error})") from error
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict:
+    """A YAML file whose top level is a mapping (empty file: {}); anything else is damage."""
+    import yaml
+
+    path = Path(path)
+    with reading(path, what, yaml.YAMLError, UnicodeDecodeError):
+        document = yaml.safe_load(path.read_text())
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise DamagedFileError(path, f"not a readable {what} (top level is a {type(document).__name__}, "
+                                     "not a mapping)")
+    return document

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .control import ControlLoop
+from .errors import reading
 from .robot_description import PANDA
 from .ros.convert import image_to_rgb, joint_state_to_sample, stamp_seconds
 from .safety import Frame, JointSample
@@ -49,7 +50,15 @@ class ReplayResult:
 
 
 def replay_bag(bag: str | Path, loop: ControlLoop, topics: ReplayTopics) -> ReplayResult:
-    from rosbags.highlevel import AnyReader
+    import sqlite3
+
+    from rosbags.highlevel import AnyReader, AnyReaderError
+    from rosbags.rosbag1 import ReaderError as Bag1Error
+    from rosbags.rosbag2 import ReaderError as Bag2Error
+    from rosbags.serde import SerdeError
+
+    # What rosbags raises for a truncated, corrupted or foreign file (the metadata, the storage or a message).
+    bag_damage = (AnyReaderError, Bag1Error, Bag2Error, SerdeError, sqlite3.DatabaseError, UnicodeDecodeError)
 
     bag = Path(bag)
     if not bag.exists():
@@ -67,7 +76,7 @@ def replay_bag(bag: str | Path, loop: ControlLoop, topics: ReplayTopics) -> Repl
             loop.enable(joints)
         ticks.append((now, loop.tick(now, frames, joints)))
 
-    with AnyReader([bag]) as reader:
+    with reading(bag, "rosbag2", *bag_damage), AnyReader([bag]) as reader:
         wanted = [c for c in reader.connections if c.topic in by_topic or c.topic == topics.joint_states]
         missing = sorted((set(by_topic) | {topics.joint_states}) - {c.topic for c in wanted})
         if missing:

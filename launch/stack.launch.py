@@ -27,13 +27,13 @@ from lifecycle_msgs.msg import Transition
 ARGUMENTS = {
     "model_path": ("model_path", "", "ONNX export / TensorRT engine directory or PyTorch checkpoint"),
     "backend": ("backend", "", "policy runtime: onnxruntime, tensorrt or torch"),
-    "action_temperature": ("action_temperature", "", "0 = argmax; 1.0 samples action tokens as Gato does"),
+    "action_temperature": ("action_temperature", "", "0 = argmax (shipped); 1.0 samples action tokens as the paper's Gato"),
     "camera_topics": ("camera_topics", "", "image topics, in the order of camera_names, e.g. [/a/image, /b/image]"),
     "joint_states_topic": ("joint_states_topic", "", "sensor_msgs/JointState topic"),
     "controller": ("controller", "", "ros2_control controller receiving commands"),
     "command_interface": ("command_interface", "", "forward (Float64MultiArray) or trajectory"),
     "rate_hz": ("rate_hz", "", "control rate (Hz)"),
-    "action_expectation": ("action_expectation", "", "off, companded or physical: motion decoded by expectation"),
+    "action_expectation": ("action_expectation", "", "companded (shipped), physical or off: motion decoded by expectation"),
     "speed_scale": ("speed_scale", "", "fraction of the URDF joint velocity limits (params file: 0.25)"),
     "use_sim_time": ("use_sim_time", "", "use /clock (simulation)"),
 }

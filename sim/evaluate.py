@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from gato_robot.runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
+
 from .rollout import ENGINES, EpisodeResult, make_agent, make_env, run_episode, run_episodes_batched
 from .triplets import TEST_TRIPLETS, test_triplet
 
@@ -61,9 +63,9 @@ class Job:
     record: bool
     store: str | None
     expert_noise: float
-    temperature: float = 0.0  # policy action decoding: 0 greedy, > 0 sampled (seeded by the episode seed)
+    temperature: float = DEPLOYED_TEMPERATURE  # policy action decoding: 0 greedy, > 0 sampled (seeded per episode)
     gripper_noise: float = 0.0  # expert: per-tick probability of a gripper flip (recovery data)
-    expectation: str = "off"  # policy: motion dimensions by expectation ("companded", "physical")
+    expectation: str = DEPLOYED_EXPECTATION  # policy: motion dimensions by expectation ("companded", "physical", "off")
     relabel: bool = False  # DAgger: the policy drives, the expert's action is recorded (needs store)
 
 
@@ -189,19 +191,22 @@ def save_video(frames: list[np.ndarray], path: Path, fps: int = 20) -> Path:
     return path
 
 
-def require_policy(policy: str) -> None:
-    """Raise FileNotFoundError unless ``policy`` is a directory or a shipped policy's name."""
+def require_policy(policy: str, backend: str = "torch") -> None:
+    """Raise FileNotFoundError unless ``policy`` is a directory or a shipped policy's name, and the
+    loader's error (DamagedFileError naming the file) unless it loads: checked once here, before
+    any worker or progress bar starts."""
     from gato_robot.policies import resolve_policy, shipped_policies
 
     if not Path(resolve_policy(policy)).exists():
         raise FileNotFoundError(f"policy not found: {policy!r} is neither a directory nor a shipped policy "
                                 f"{shipped_policies()}")
+    make_agent(policy, backend)
 
 
 def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: int = 1, seed: int = 0,
              backend: str = "torch", video_dir: Path | None = None, videos_per_triplet: int = 1,
-             expert_noise: float = 0.0, temperature: float = 0.0, expectation: str = "off",
-             batch_size: int = 8) -> dict:
+             expert_noise: float = 0.0, temperature: float = DEPLOYED_TEMPERATURE,
+             expectation: str = DEPLOYED_EXPECTATION, batch_size: int = 8) -> dict:
     """Success per triplet with 95% CIs. ``triplets="train"`` draws a fresh training triplet per seed.
     ``temperature`` > 0 samples the policy's action tokens (seeded per episode) instead of argmax.
     ``batch_size``: policy episodes per lockstep batch in a worker (1: one episode at a time)."""
@@ -210,7 +215,7 @@ def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: in
     if episodes < 1 or workers < 1 or batch_size < 1:
         raise ValueError(f"episodes, workers and batch size must be >= 1; got {episodes}, {workers}, {batch_size}")
     if policy != "expert":
-        require_policy(policy)  # before any worker or progress bar starts
+        require_policy(policy, backend)
     names = triplet_names(triplets)
     jobs = [Job(engine, name, seed + i, policy, backend, video_dir is not None and i < videos_per_triplet, None,
                 expert_noise, temperature, expectation=expectation) for name in names for i in range(episodes)]
@@ -256,7 +261,8 @@ def generate(store: Path, engine: str, triplets: str, episodes: int, workers: in
 
 
 def collect_dagger(store: Path, engine: str, policy: str, triplets: str, episodes: int, workers: int = 1,
-                   seed: int = 6_000_000, temperature: float = 1.0, expectation: str = "off") -> dict:
+                   seed: int = 6_000_000, temperature: float = DEPLOYED_TEMPERATURE,
+                   expectation: str = DEPLOYED_EXPECTATION) -> dict:
     """One DAgger round's data (Ross et al. 2011): ``policy`` drives, the scripted expert labels
     every state it visits, and each episode goes to ``store`` flagged as relabelled (so the return
     filter keeps it). Resumable like :func:`generate`; use seeds no other data or evaluation uses."""

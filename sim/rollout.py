@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from gato_robot.proprio import proprio_vector
+from gato_robot.runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 
 from .env_base import RGBStackingEnv
 from .expert import ExpertConfig, ScriptedExpert
@@ -64,8 +65,8 @@ class PolicyAgent:
 
     needs_cameras = True
 
-    def __init__(self, path: str, backend: str = "torch", temperature: float = 0.0, expectation: str = "off",
-                 batch_size: int = 1):
+    def __init__(self, path: str, backend: str = "torch", temperature: float = DEPLOYED_TEMPERATURE,
+                 expectation: str = DEPLOYED_EXPECTATION, batch_size: int = 1):
         from gato_robot.agent import GatoAgent
         from gato_robot.baselines import bc_imp
         from gato_robot.policies import resolve_policy
@@ -91,8 +92,9 @@ class PolicyAgent:
         return self.agent.act_batch(observations)
 
 
-def make_agent(policy: str, backend: str = "torch", expert_noise: float = 0.0, temperature: float = 0.0,
-               gripper_noise: float = 0.0, expectation: str = "off", batch_size: int = 1) -> Agent:
+def make_agent(policy: str, backend: str = "torch", expert_noise: float = 0.0,
+               temperature: float = DEPLOYED_TEMPERATURE, gripper_noise: float = 0.0,
+               expectation: str = DEPLOYED_EXPECTATION, batch_size: int = 1) -> Agent:
     """'expert' (the scripted expert, with ``expert_noise`` as a fraction of the bounds and
     ``gripper_noise`` as its per-tick probability of a gripper flip) or a policy
     (decoding its action tokens greedily, or sampled at ``temperature`` > 0)."""

@@ -122,9 +122,10 @@ def wait_for(predicate, timeout=10.0):
 def reference_commands(checkpoint, observation, times, node_loop):
     """ControlLoop's commands for the same inputs, ticked at ``times`` (s): each action is
     integrated over the measured period, so the reference ticks when the node ticked; the action
-    path and safety limits are the node's (its speed_scale and workspace parameters)."""
-    loop = ControlLoop(TorchRunner.from_checkpoint(checkpoint), CartesianActionMapper(config=node_loop.mapper.config),
-                       limits=node_loop.limits)
+    path, safety limits and action decoding are the node's (its parameters)."""
+    runner = TorchRunner.from_checkpoint(checkpoint, temperature=node_loop.runner.temperature,
+                                         expectation=node_loop.runner.expectation)  # the node's decoding
+    loop = ControlLoop(runner, CartesianActionMapper(config=node_loop.mapper.config), limits=node_loop.limits)
     joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, times[0])
     loop.enable(joints)
     commands = []

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 from tqdm import tqdm
@@ -32,6 +33,7 @@ from tqdm import tqdm
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..data.dataset import random_shift
 from ..data.episodes import EpisodeReader, EpisodeStore
+from ..errors import DamagedFileError, reading
 from ..proprio import PROPRIO_DIM, proprio_vector
 
 KIND = "bc_imp"
@@ -96,16 +98,32 @@ def save(policy: BCIMPPolicy, directory: Path) -> Path:
     return directory
 
 
+def _read_config(path: Path) -> dict:
+    with reading(path, "policy config", UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise DamagedFileError(path, f"not a readable policy config (a JSON {type(data).__name__}, not an object)")
+    return data
+
+
 def is_bc_imp_checkpoint(directory: Path) -> bool:
     path = Path(directory) / "config.json"
-    return path.is_file() and json.loads(path.read_text()).get("kind") == KIND
+    return path.is_file() and _read_config(path).get("kind") == KIND
 
 
 def load(directory: Path) -> BCIMPPolicy:
-    data = json.loads((Path(directory) / "config.json").read_text())
-    config = BCIMPConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    path = Path(directory) / "config.json"
+    data = _read_config(path)
+    if data.get("kind") != KIND:
+        raise DamagedFileError(path, f"not a BC-IMP config (kind {data.get('kind')!r}, expected {KIND!r})")
+    with reading(path, "BC-IMP config", TypeError, ValueError):
+        config = BCIMPConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
     policy = BCIMPPolicy(config)
-    load_model(policy, str(Path(directory) / "model.safetensors"))
+    weights = Path(directory) / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"BC-IMP weights not found: expected {weights}")
+    with reading(weights, "BC-IMP weights file", SafetensorError, RuntimeError, OSError):
+        load_model(policy, str(weights))
     return policy.eval()
 
 

@@ -8,8 +8,17 @@ from __future__ import annotations
 import typer
 
 from . import bench, calibrate, data, export, model, robot, sim, train
+from .common import invocation
 
 app = typer.Typer(help="gato_robot: a Gato-style generalist policy for RGB stacking.", no_args_is_help=True)
+
+
+@app.callback()
+def options(debug: bool = typer.Option(False, "--debug", help="Show the traceback of user errors (a missing or "
+                                       "damaged file, a bad argument) instead of one line.")) -> None:
+    invocation.debug = debug
+
+
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(model.model_app, name="model")
 app.add_typer(model.tokenizer_app, name="tokenizer")

@@ -8,7 +8,8 @@ import numpy as np
 
 import typer
 
-from .common import console
+from ..errors import DamagedFileError
+from .common import _clear_errors, console
 
 calibrate_app = typer.Typer(help="Camera calibration: intrinsics, hand-eye, rendered ground truth.", no_args_is_help=True)
 
@@ -19,7 +20,13 @@ def _load_images(directory: Path) -> dict:
     paths = sorted(p for p in directory.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not paths:
         raise FileNotFoundError(f"no .png/.jpg images in {directory}")
-    return {p.stem: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths}
+    images = {}
+    for path in paths:
+        image = cv2.imread(str(path))
+        if image is None:  # OpenCV returns None for an unreadable, truncated or mislabelled file
+            raise DamagedFileError(path, "not a readable image (OpenCV could not decode it)")
+        images[path.stem] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return images
 
 
 @calibrate_app.command("render-board")
@@ -66,16 +73,12 @@ def calibrate_intrinsics_command(images: Path = typer.Option(..., help="Director
                                  min_views: int = typer.Option(8, help="Fewest usable views accepted.")) -> None:
     """Intrinsics from checkerboard images, with outlier rejection; writes ROS camera_info YAML."""
     from calibration.board import Checkerboard
-    from calibration.errors import CalibrationError
     from calibration.files import CameraInfo, write_camera_info
     from calibration.intrinsics import calibrate_intrinsics, plot_errors
 
-    try:
+    with _clear_errors():  # CalibrationError is a ValueError: what to capture next, in one line
         target = Checkerboard.parse(board, square)
         result = calibrate_intrinsics(_load_images(images), target, min_views=min_views)
-    except (CalibrationError, FileNotFoundError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
     width, height = result.image_size
     write_camera_info(CameraInfo(camera_name, width, height, result.camera_matrix, result.distortion), out)
     k = result.camera_matrix
@@ -102,12 +105,11 @@ def calibrate_handeye_command(images: Path = typer.Option(..., help="Directory o
 
     from calibration.board import Checkerboard
     from calibration.detect import detect_corners
-    from calibration.errors import CalibrationError
     from calibration.files import Extrinsics, read_camera_info, write_extrinsics
     from calibration.handeye import calibrate_hand_eye
     from calibration.poses import read_poses
 
-    try:
+    with _clear_errors():
         target = Checkerboard.parse(board, square)
         info, robot, pictures = read_camera_info(intrinsics), read_poses(poses), _load_images(images)
         robot_poses, board_poses = [], []
@@ -122,9 +124,6 @@ def calibrate_handeye_command(images: Path = typer.Option(..., help="Directory o
             robot_poses.append(robot[name])
             board_poses.append(pose)
         result = calibrate_hand_eye(robot_poses, board_poses, mode, method)
-    except (CalibrationError, FileNotFoundError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from error
     parent = "base" if mode == "eye-to-hand" else "tcp"
     write_extrinsics(Extrinsics(info.camera_name, parent, result.transform), out)
     console.print(f"{parent} <- camera: translation {np.round(result.transform[:3, 3], 4).tolist()} m; consistency "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import typer
 from rich.console import Console
@@ -12,11 +13,23 @@ from rich.console import Console
 console = Console(width=None if sys.stdout.isatty() else 140)
 
 
+@dataclass
+class Invocation:
+    """Options of the `gato-robot` command itself, set before any subcommand runs."""
+    debug: bool = False  # user errors keep their traceback
+
+
+invocation = Invocation()
+
+
 @contextmanager
 def _clear_errors():
-    """Turn expected user errors (missing files, bad input) into one red line and exit code 2."""
+    """Turn expected user errors (missing or damaged files, bad input) into one red line and exit
+    code 2; with `gato-robot --debug` they propagate with their traceback."""
     try:
         yield
     except (FileNotFoundError, ValueError, KeyError) as error:
+        if invocation.debug:
+            raise
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error

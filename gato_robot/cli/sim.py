@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ..action_spec import RGB_STACKING_ACTIONS
+from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 from .common import _clear_errors, console
 
 sim_app = typer.Typer(help="RGB-stacking simulation: data generation and headless evaluation.", no_args_is_help=True)
@@ -28,11 +29,12 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
              report: Path = typer.Option(None, help="Write the JSON report here."),
              videos: Path = typer.Option(None, help="Write one episode video per triplet here (both cameras)."),
              expert_noise: float = typer.Option(0.0, help="Action noise of the scripted expert (fraction of bounds)."),
-             temperature: float = typer.Option(1.0, help="Gato action tokens: sampled at this temperature, as "
-                                               "Gato deploys (seeded by the episode seed); 0 = argmax."),
-             expectation: str = typer.Option("off", help="Decode the motion dimensions by the expectation of their "
-                                             "bins: companded (mean bin, mu-law space) or physical (mean "
-                                             "decoded value); off: by --temperature like the gripper."),
+             temperature: float = typer.Option(DEPLOYED_TEMPERATURE, help="Gato action tokens not decoded by "
+                                               "expectation (the gripper): sampled at this temperature (seeded by "
+                                               "the episode seed), as the paper's Gato; 0 = argmax, as shipped."),
+             expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Decode the motion dimensions by the "
+                                             "expectation of their bins: companded (mean bin, mu-law space; shipped) "
+                                             "or physical (mean decoded value); off: by --temperature like the gripper."),
              batch_size: int = typer.Option(8, help="Policy episodes stepped in lockstep per worker, one batched "
                                             "policy call per tick (torch backend; 1 = one at a time).")) -> None:
     """Success rate per triplet with 95% confidence intervals, headless."""
@@ -70,9 +72,10 @@ def sim_relabel(policy: str = typer.Option("gato-cpu-small", help="Shipped polic
                 episodes: int = typer.Option(4, help="Episodes (consecutive seeds)."),
                 seed: int = typer.Option(0, help="First episode seed."),
                 trace_every: int = typer.Option(20, help="Print every Kth step of the first episode (0: none)."),
-                temperature: float = typer.Option(0.0, help="Gato action tokens: sampled at this temperature "
-                                                  "(0 = argmax), as in `sim eval`."),
-                expectation: str = typer.Option("off", help="Motion dimensions by expectation: off, companded or physical."),
+                temperature: float = typer.Option(DEPLOYED_TEMPERATURE, help="Gato action tokens: sampled at this "
+                                                  "temperature (0 = argmax), as in `sim eval`."),
+                expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Motion dimensions by expectation: off, "
+                                                "companded or physical."),
                 csv_out: Path = typer.Option(None, "--csv", help="Write every relabelled step here.")) -> None:
     """Let the policy drive and the scripted expert say what it would do in each state (DAgger's
     labelling step): per-axis sign agreement, gripper agreement and distance to the red object."""
@@ -174,8 +177,10 @@ def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the re
                episodes: int = typer.Option(50, help="Episodes (per triplet for 'test')."),
                workers: int = typer.Option(2, help="Parallel processes."),
                seed: int = typer.Option(6_000_000, help="First episode seed (disjoint from data and evaluation)."),
-               temperature: float = typer.Option(1.0, help="Policy action sampling temperature."),
-               expectation: str = typer.Option("off", help="Motion dimensions by expectation: off, companded or physical.")) -> None:
+               temperature: float = typer.Option(DEPLOYED_TEMPERATURE, help="Policy action sampling temperature "
+                                                 "(0 = argmax); the policy drives as deployed by default."),
+               expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Motion dimensions by expectation: off, "
+                                               "companded or physical.")) -> None:
     """DAgger data collection: the policy drives, the scripted expert labels every visited state;
     episodes go to the store flagged as relabelled (kept whatever their return)."""
     from sim.evaluate import collect_dagger

@@ -33,7 +33,7 @@ def load_config(directory: str | Path) -> GatoConfig:
         raise FileNotFoundError(f"checkpoint config not found: expected {path}")
     try:
         return GatoConfig.from_dict(json.loads(path.read_text()))
-    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, AttributeError) as error:
+    except (ValueError, TypeError, AttributeError, KeyError) as error:  # JSON syntax, or not a GatoConfig
         raise DamagedFileError(path, f"not a policy config ({type(error).__name__}: {error})") from error
 
 

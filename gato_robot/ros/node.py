@@ -49,7 +49,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from ..actions import ActionPathConfig, CartesianActionMapper, JointCommand, Workspace
 from ..control import ControlConfig, ControlLoop, LoopState
 from ..robot_description import PANDA, ArmDescription
-from ..runtime.base import EXPECTATIONS
+from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE, EXPECTATIONS
 from ..runtime.factory import BACKENDS, load_runner
 from ..runtime.export import PREFILL_FILE
 from ..runtime.tensorrt_engine import PRECISIONS, ensure_engines
@@ -90,10 +90,11 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
                                     "rebuilt when missing or built for other graphs, precision, TensorRT or GPU"),
     "engine_precision": ParameterSpec("fp16", "tensorrt: engine precision", choices=PRECISIONS),
     "force_engine_rebuild": ParameterSpec(False, "tensorrt: rebuild the engines at configure even when current"),
-    "action_temperature": ParameterSpec(0.0, "action token sampling temperature; 0 = argmax (replayable from a bag), "
-                                             "1.0 samples as Gato does", 0.0, 10.0),
-    "action_expectation": ParameterSpec("off", "motion dimensions decoded by the expectation of their bins "
-                                               "(the gripper by temperature)", choices=EXPECTATIONS),
+    "action_temperature": ParameterSpec(DEPLOYED_TEMPERATURE, "action token sampling temperature; 0 = argmax "
+                                        "(replayable from a bag), 1.0 samples as the paper's Gato", 0.0, 10.0),
+    "action_expectation": ParameterSpec(DEPLOYED_EXPECTATION, "motion dimensions decoded by the expectation of "
+                                        "their bins (the gripper by temperature); companded as `sim eval` scores "
+                                        "the shipped policy", choices=EXPECTATIONS),
     "camera_names": ParameterSpec(["front_left", "front_right"], "the policy's cameras, in token order"),
     "camera_topics": ParameterSpec(["/front_left/image_raw", "/front_right/image_raw"],
                                    "sensor_msgs/Image topic of each camera (another size than the policy's is "

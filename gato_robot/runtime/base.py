@@ -30,26 +30,11 @@ from ..model.rotary import RotaryEmbedding
 from ..tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
 from ..tokenizer.mulaw import BIN_VALUES, continuous_to_bins
 from ..tokenizer.sequence import TokenSequence
-
-
-def check_temperature(temperature: float) -> float:
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    return temperature
+from .decoding import EXPECTATIONS, check_expectation, check_temperature  # noqa: F401 (re-exported)
 
 
 MOTION_DIMS = tuple(i for i, name in enumerate(RGB_STACKING_ACTIONS.names) if name != "gripper")
 """Action dimensions decoded by expectation when asked: all but the (bimodal) gripper."""
-
-
-EXPECTATIONS = ("off", "companded", "physical")
-"""Decodings of the motion dimensions: by temperature ("off"), or the expectation of their bin
-distribution in mu-law companded space or in physical (normalized action) space."""
-
-def check_expectation(expectation: str) -> str:
-    if expectation not in EXPECTATIONS:
-        raise ValueError(f"expectation must be one of {EXPECTATIONS}, got {expectation!r}")
-    return expectation
 
 
 def check_logits(logits: np.ndarray) -> np.ndarray:

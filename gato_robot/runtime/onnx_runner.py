@@ -17,6 +17,7 @@ from ..model.checkpoint import load_config
 from ..tokenizer.ids import NUM_CONTINUOUS_BINS
 from ..tokenizer.sequence import TokenSequence
 from .base import GraphRunner
+from ..errors import reading
 from .export import DECODE_FILE, PREFILL_FILE
 
 TOKEN_INPUTS = ("token_ids", "obs_positions", "patch_rows", "patch_cols", "image_index")
@@ -51,10 +52,13 @@ class OnnxRunner(GraphRunner):
         prefill_options.intra_op_num_threads = threads or torch.get_num_threads()
         decode_options.intra_op_num_threads = 1
         providers = ["CPUExecutionProvider"]
-        self._prefill_session = ort.InferenceSession(str(export_dir / PREFILL_FILE), prefill_options,
-                                                     providers=providers)
-        self._decode_session = ort.InferenceSession(str(export_dir / DECODE_FILE), decode_options,
-                                                    providers=providers)
+        # ONNX Runtime raises its own types (InvalidProtobuf, Fail, ...) for a truncated or foreign file.
+        with reading(export_dir / PREFILL_FILE, "ONNX graph", Exception):
+            self._prefill_session = ort.InferenceSession(str(export_dir / PREFILL_FILE), prefill_options,
+                                                         providers=providers)
+        with reading(export_dir / DECODE_FILE, "ONNX graph", Exception):
+            self._decode_session = ort.InferenceSession(str(export_dir / DECODE_FILE), decode_options,
+                                                        providers=providers)
 
         c, spec = self.config, self.config.timestep
         length = spec.observation_tokens

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import DamagedFileError
 from ..model.checkpoint import load_config
 from ..tokenizer.ids import NUM_CONTINUOUS_BINS
 from ..tokenizer.sequence import TokenSequence
@@ -33,6 +34,10 @@ class TensorRTRunner(GraphRunner):
         self._logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._logger)
         self._engines = [runtime.deserialize_cuda_engine(p.read_bytes()) for p in paths]
+        for path, engine in zip(paths, self._engines):
+            if engine is None:  # TensorRT logs the reason and returns None for a damaged or foreign engine
+                raise DamagedFileError(path, "not a loadable TensorRT engine (truncated, or built by another "
+                                             "TensorRT version or GPU; rebuild it with `gato-robot export tensorrt`)")
         self._prefill_ctx, self._decode_ctx = (e.create_execution_context() for e in self._engines)
         self.stream = torch.cuda.Stream()
 

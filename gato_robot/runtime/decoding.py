@@ -1,0 +1,31 @@
+"""How action tokens are decoded, and the decoding the shipped policy is deployed with.
+
+Kept free of torch so the CLI, the node's parameter table and the launch file can name the
+defaults without loading a model.
+"""
+
+from __future__ import annotations
+
+EXPECTATIONS = ("off", "companded", "physical")
+"""Decodings of the motion dimensions: by temperature ("off"), or the expectation of their bin
+distribution in mu-law companded space or in physical (normalized action) space."""
+
+DEPLOYED_TEMPERATURE = 0.0
+"""Tokens not decoded by expectation (the gripper): argmax. Sampled at T=1, as the paper's Gato
+deploys (Sec. 3), the shipped policy stacked 0/50 (README, recipe ablation rounds 2 and 5)."""
+DEPLOYED_EXPECTATION = "companded"
+"""Motion dimensions by the mean bin of their distribution: 25/50 training-distribution episodes
+for the shipped recipe, against 11/50 for "physical" (README, recipe ablation round 5). Every
+runner, `sim eval` and the node default to this pair, so simulation scores what the arm runs."""
+
+
+def check_temperature(temperature: float) -> float:
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    return temperature
+
+
+def check_expectation(expectation: str) -> str:
+    if expectation not in EXPECTATIONS:
+        raise ValueError(f"expectation must be one of {EXPECTATIONS}, got {expectation!r}")
+    return expectation
