@@ -48,9 +48,8 @@ def test_intrinsics_recover_the_rendered_camera(intrinsics):
 
 def test_outlier_views_are_rejected(noisy_capture):
     images = dict(noisy_capture.images)
-    shifted = np.roll(images["view003"], 0, axis=0).copy()
     # A view whose corners are detected but geometrically inconsistent: warp it with a shear.
-    images["view003"] = cv2.warpAffine(shifted, np.float32([[1, 0.08, 0], [0, 1, 0]]), (640, 480))
+    images["view003"] = cv2.warpAffine(images["view003"], np.float32([[1, 0.08, 0], [0, 1, 0]]), (640, 480))
     result = calibrate_intrinsics(images, BOARD)
     assert "view003" in result.rejected and "outlier" in result.rejected["view003"]
     assert result.rms_px < 0.5
@@ -132,7 +131,8 @@ def test_calibrate_to_yaml_to_sim_camera_reproduces_the_view(tmp_path):
                                  str(calibrated / "front_left.camera_info.yaml"), "--out",
                                  str(calibrated / "front_left.extrinsics.yaml")])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "errors.png").stat().st_size > 5000
+    plot = cv2.imread(str(tmp_path / "errors.png"))  # a real plot: decodes, and is not one flat colour
+    assert plot is not None and plot.shape[1] > 300 and plot.std() > 10
     original = DEFAULT_SCENE.cameras[0]
     placed = scene_with_calibrated_cameras(calibrated).cameras[0]
     assert placed.name == "front_left" and scene_with_calibrated_cameras(calibrated).cameras[1] == DEFAULT_SCENE.cameras[1]

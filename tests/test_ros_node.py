@@ -136,18 +136,17 @@ def reference_commands(checkpoint, observation, times, node_loop):
     return commands
 
 
-def record_active_ticks(loop: ControlLoop) -> list[float]:
-    """The times (s) at which ``loop`` acted, appended as it ticks (the node's own loop object)."""
-    times, tick = [], loop.tick
+def record_ticks(loop: ControlLoop) -> list[tuple[float, LoopState]]:
+    """(time s, state) of every tick of ``loop`` (the node's own loop object), appended as it ticks."""
+    ticks, tick = [], loop.tick
 
     def recording_tick(now_s, frames, joints):
         result = tick(now_s, frames, joints)
-        if result.state is LoopState.ACTIVE:
-            times.append(now_s)
+        ticks.append((now_s, result.state))
         return result
 
     loop.tick = recording_tick
-    return times
+    return ticks
 
 
 def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_inputs):
@@ -161,7 +160,7 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.FAILURE  # no joint state yet
-        active_times = record_active_ticks(node.loop)
+        ticks = record_ticks(node.loop)
         sim = SimSensors(context, sim_inputs)
         executor.add_node(sim.node)
         assert wait_for(lambda: node._joints is not None and len(node._frames) == 2)
@@ -171,8 +170,14 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
         # 20 Hz, and the same commands ControlLoop computes for the same inputs.
         times = np.array([t for t, _ in sim.commands[5:45]])
         assert 16.0 < (len(times) - 1) / (times[-1] - times[0]) < 24.0
-        expected = reference_commands(checkpoint, sim_inputs, active_times[:30], node.loop)
-        for (_, got), want in zip(sim.commands[:30], expected):
+        # Compared over the leading active ticks: on loaded cores the single-threaded executor can
+        # deliver a joint state late enough for the watchdog to hold (correctly) once in a while.
+        ticks = ticks[next(i for i, (_, state) in enumerate(ticks) if state is LoopState.ACTIVE):]
+        leading = next((i for i, (_, state) in enumerate(ticks) if state is not LoopState.ACTIVE), len(ticks))
+        compared = min(30, leading)
+        assert compared >= 10, f"the watchdog held after only {leading} ticks of fresh simulated sensors"
+        expected = reference_commands(checkpoint, sim_inputs, [t for t, _ in ticks[:compared]], node.loop)
+        for (_, got), want in zip(sim.commands[:compared], expected):
             np.testing.assert_allclose(got, want, atol=1e-9)
 
         # Joint states stop: the node holds the last command and says why.

@@ -162,7 +162,9 @@ def test_evaluate_combines_training_and_test_triplets():
     report = evaluate("mujoco", "expert", "train,test-4", 2, workers=1)  # a prefix names test-4-flat
     assert list(report["per_triplet"]) == ["train", "test-4-flat"]
     assert [row["episodes"] for row in report["per_triplet"].values()] == [2, 2]
-    assert sum(row["successes"] for row in report["per_triplet"].values()) == round(4 * report["overall"]["success_rate"])
+    # The scripted expert stacks every episode (250/250 on the test triplets, results/expert-mujoco-test.json).
+    assert [row["successes"] for row in report["per_triplet"].values()] == [2, 2]
+    assert report["overall"]["success_rate"] == 1.0
 
 
 def test_evaluate_reports_per_triplet_with_videos(tmp_path):

@@ -16,8 +16,8 @@ bench_app = typer.Typer(help="Benchmarks that print figures (latency, throughput
 
 @bench_app.command("policy")
 def bench_policy_command(preset: str = typer.Option("cpu-small", help="Model preset."),
-                         steps: int = typer.Option(50, help="Measured actions (after filling the context)."),
-                         threads: int = typer.Option(0, help="Torch threads (0: torch's default)."),
+                         steps: int = typer.Option(50, min=1, help="Measured actions (after filling the context)."),
+                         threads: int = typer.Option(0, min=0, help="Torch threads (0: torch's default)."),
                          seed: int = 0) -> None:
     """Per-action latency (median, p99) of act(), KV-cached vs uncached, side by side."""
     from ..bench.policy_latency import bench_policy
@@ -38,9 +38,9 @@ def bench_runtime_command(
         backend: list[str] = typer.Option(None, help="Backend(s) to compare; default: every one installed here."),
         preset: str = typer.Option("cpu-small", help="Preset for a random-weight policy when no checkpoint is given."),
         checkpoint: Path = typer.Option(None, help="Checkpoint directory to benchmark."),
-        steps: int = typer.Option(1000, help="Control steps per backend."),
+        steps: int = typer.Option(1000, min=1, help="Control steps per backend."),
         device: str = typer.Option("cpu", help="Device of the torch backend."),
-        threads: int = typer.Option(0, help="ONNX Runtime intra-op threads (0: all cores)."),
+        threads: int = typer.Option(0, min=0, help="ONNX Runtime intra-op threads (0: all cores)."),
         seed: int = 0) -> None:
     """End-to-end step latency (frames in -> action out) per backend, with stage shares and 20 Hz misses."""
     from ..bench.runtime_latency import bench_runtime
@@ -70,7 +70,7 @@ def bench_runtime_command(
 def bench_eval_command(policy: str = typer.Option("gato-cpu-small", help="Shipped policy or checkpoint directory."),
                        batch_size: list[int] = typer.Option([1, 4, 8, 16], help="Lockstep batch sizes (torch)."),
                        backend: list[str] = typer.Option(["torch", "onnxruntime"], help="Backends."),
-                       steps: int = typer.Option(40, help="Control ticks measured per configuration.")) -> None:
+                       steps: int = typer.Option(40, min=1, help="Control ticks measured per configuration.")) -> None:
     """Evaluation episodes per minute per backend and batch size (one worker, one thread), as
     ratios to torch at batch 1 measured in the same run, with the policy/environment time split."""
     from sim.bench_eval import bench_eval
@@ -92,7 +92,7 @@ def bench_eval_command(policy: str = typer.Option("gato-cpu-small", help="Shippe
 
 @bench_app.command("sim")
 def bench_sim_command(engine: list[str] = typer.Option(None, help="Engines (default: mujoco and pybullet)."),
-                      steps: int = typer.Option(200, help="Steps per measurement.")) -> None:
+                      steps: int = typer.Option(200, min=1, help="Steps per measurement.")) -> None:
     """Env steps/s per engine, cameras on and off, vs the raw engine's physics + render rate."""
     from sim.bench import bench_sim
 
@@ -107,7 +107,7 @@ def bench_sim_command(engine: list[str] = typer.Option(None, help="Engines (defa
 
 
 @bench_app.command("data")
-def bench_data_command(store: Path = typer.Option(..., help="Episode store."),
+def bench_data_command(store: Path = typer.Option(..., exists=True, help="Episode store."),
                        preset: str = typer.Option("cpu-small", help="Model preset for the training-step side."),
                        batch_size: int = 8, window: int = 3, steps: int = 10) -> None:
     """Tokens/s of the data pipeline alone vs of full training steps: loading must outpace training."""

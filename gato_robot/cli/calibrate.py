@@ -32,7 +32,7 @@ def _load_images(directory: Path) -> dict:
 @calibrate_app.command("render-board")
 def calibrate_render_board(out: Path = typer.Option(..., help="Directory for images, robot poses and ground truth."),
                            camera: str = typer.Option("front_left", help="Scene camera whose pose to use."),
-                           views: int = typer.Option(20, help="Views with the whole board visible."),
+                           views: int = typer.Option(20, min=1, help="Views with the whole board visible."),
                            partial: int = typer.Option(0, help="Extra views with the board partly out of view."),
                            noise: float = typer.Option(2.0, help="Pixel noise standard deviation (0-255 scale)."),
                            blur: float = typer.Option(0.7, help="Gaussian blur sigma (pixels)."),
@@ -64,13 +64,13 @@ def calibrate_render_board(out: Path = typer.Option(..., help="Directory for ima
 
 
 @calibrate_app.command("intrinsics")
-def calibrate_intrinsics_command(images: Path = typer.Option(..., help="Directory of board images."),
+def calibrate_intrinsics_command(images: Path = typer.Option(..., exists=True, help="Directory of board images."),
                                  out: Path = typer.Option(..., help="camera_info YAML to write."),
                                  board: str = typer.Option("9x6", help="Inner corners, COLUMNSxROWS."),
                                  square: float = typer.Option(0.02, help="Square size (metres)."),
                                  camera_name: str = typer.Option("camera", help="camera_name in the YAML."),
                                  plot: Path = typer.Option(None, help="PNG of per-view reprojection errors."),
-                                 min_views: int = typer.Option(8, help="Fewest usable views accepted.")) -> None:
+                                 min_views: int = typer.Option(8, min=1, help="Fewest usable views accepted.")) -> None:
     """Intrinsics from checkerboard images, with outlier rejection; writes ROS camera_info YAML."""
     from calibration.board import Checkerboard
     from calibration.files import CameraInfo, write_camera_info
@@ -92,9 +92,9 @@ def calibrate_intrinsics_command(images: Path = typer.Option(..., help="Director
 
 
 @calibrate_app.command("handeye")
-def calibrate_handeye_command(images: Path = typer.Option(..., help="Directory of board images."),
-                              poses: Path = typer.Option(..., help="YAML of base <- tcp poses, one per image name."),
-                              intrinsics: Path = typer.Option(..., help="camera_info YAML of this camera."),
+def calibrate_handeye_command(images: Path = typer.Option(..., exists=True, help="Directory of board images."),
+                              poses: Path = typer.Option(..., exists=True, help="YAML of base <- tcp poses, one per image name."),
+                              intrinsics: Path = typer.Option(..., exists=True, help="camera_info YAML of this camera."),
                               out: Path = typer.Option(..., help="Extrinsics YAML to write."),
                               mode: str = typer.Option("eye-to-hand", help="eye-to-hand (fixed camera) or eye-in-hand."),
                               board: str = typer.Option("9x6", help="Inner corners, COLUMNSxROWS."),

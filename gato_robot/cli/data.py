@@ -13,7 +13,7 @@ data_app = typer.Typer(help="Episode stores: verify.", no_args_is_help=True)
 
 
 @data_app.command("verify")
-def verify_command(store: Path = typer.Argument(..., help="Episode store directory.")) -> None:
+def verify_command(store: Path = typer.Argument(..., exists=True, help="Episode store directory.")) -> None:
     """Read every episode in full and check its checksums; list each damaged or unreadable one.
     Exit status 1 when any is damaged."""
     from tqdm import tqdm

@@ -36,7 +36,7 @@ def export_onnx_command(checkpoint: Path = typer.Argument(..., help="Checkpoint 
 
 
 @export_app.command("tensorrt")
-def export_tensorrt_command(onnx_dir: Path = typer.Argument(..., help="Directory from `gato-robot export onnx`."),
+def export_tensorrt_command(onnx_dir: Path = typer.Argument(..., exists=True, help="Directory from `gato-robot export onnx`."),
                             out: Path = typer.Option(None, help="Engine directory (default: ONNX_DIR/tensorrt-PRECISION)."),
                             precision: str = typer.Option("fp16", help="fp32, fp16, bf16, int8 or fp8 (Q/DQ ONNX)."),
                             force: bool = typer.Option(False, help="Rebuild even when the cached engines are current.")) -> None:

@@ -50,9 +50,9 @@ def model_init(out: Path = typer.Option(..., help="Checkpoint directory to write
 
 
 @model_app.command("ship")
-def model_ship(checkpoint: Path = typer.Argument(..., help="Trained checkpoint directory."),
+def model_ship(checkpoint: Path = typer.Argument(..., exists=True, help="Trained checkpoint directory."),
                name: str = typer.Option(..., help="Name of the shipped policy (gato_robot/policies/NAME)."),
-               card: Path = typer.Option(..., help="Model card (Markdown): data, command, results."),
+               card: Path = typer.Option(..., exists=True, help="Model card (Markdown): data, command, results."),
                dtype: str = typer.Option("float16", help="Stored weight dtype: float16, bfloat16 or float32.")) -> None:
     """Ship a checkpoint inside the package (safetensors, smaller dtype) so commands accept its name."""
     from ..baselines import bc_imp
@@ -71,9 +71,9 @@ def model_ship(checkpoint: Path = typer.Argument(..., help="Trained checkpoint d
 
 @model_app.command("history-probe")
 def model_history_probe(checkpoint: Path = typer.Argument(..., help="Checkpoint directory or shipped policy name."),
-                        store: Path = typer.Option(..., help="Episode store to measure on (held-out seeds ideally)."),
-                        window: int = typer.Option(None, help="Timesteps per window; default the policy's context."),
-                        episodes: int = typer.Option(40, help="Use the last N committed episodes of the store."),
+                        store: Path = typer.Option(..., exists=True, help="Episode store to measure on (held-out seeds ideally)."),
+                        window: int = typer.Option(None, min=1, help="Timesteps per window; default the policy's context."),
+                        episodes: int = typer.Option(40, min=1, help="Use the last N committed episodes of the store."),
                         batches: int = typer.Option(12, help="Batches of 8 windows.")) -> None:
     """Action-token loss per window position: does the policy read the images or copy its history?"""
     from ..data.dataset import EpisodeWindows
@@ -98,8 +98,8 @@ def model_history_probe(checkpoint: Path = typer.Argument(..., help="Checkpoint 
 
 @model_app.command("grasp-probe")
 def model_grasp_probe(checkpoint: Path = typer.Argument(..., help="Checkpoint directory or shipped policy name."),
-                      store: Path = typer.Option(..., help="Episode store to measure on (held-out seeds ideally)."),
-                      episodes: int = typer.Option(40, help="Use the last N committed episodes of the store.")) -> None:
+                      store: Path = typer.Option(..., exists=True, help="Episode store to measure on (held-out seeds ideally)."),
+                      episodes: int = typer.Option(40, min=1, help="Use the last N committed episodes of the store.")) -> None:
     """P(gripper closes) where the expert grasps: with the expert's motion tokens before the gripper
     token (as trained) and with the policy's own (as deployed)."""
     from ..data.episodes import EpisodeStore
@@ -147,7 +147,7 @@ def tokenizer_layout(preset: str = typer.Option("cpu-small", help="Preset whose 
 
 
 def demo(checkpoint: Path = typer.Option(None, help="Checkpoint directory; default: a random cpu-small policy."),
-         steps: int = typer.Option(20, help="Control ticks to run."),
+         steps: int = typer.Option(20, min=1, help="Control ticks to run."),
          seed: int = 0) -> None:
     """Tokenize synthetic camera frames + proprioception and run the policy for a few ticks."""
     from ..demo import run_demo

@@ -9,12 +9,12 @@ import typer
 from .common import _clear_errors, console
 
 
-def replay_command(bag: Path = typer.Argument(..., help="rosbag2 directory (sqlite3 or MCAP)."),
+def replay_command(bag: Path = typer.Argument(..., exists=True, help="rosbag2 directory (sqlite3 or MCAP)."),
                    model: Path = typer.Option(..., help="Checkpoint (torch) or export directory (onnxruntime, tensorrt)."),
                    out: Path = typer.Option(Path("replay_commands.npz"), help="Where to write the commands (.npz)."),
                    backend: str = typer.Option("torch", help="torch, onnxruntime or tensorrt."),
                    joint_states_topic: str = typer.Option("/joint_states", help="sensor_msgs/JointState topic."),
-                   rate_hz: float = typer.Option(20.0, help="Control rate of the replayed loop.")) -> None:
+                   rate_hz: float = typer.Option(20.0, min=1.0, help="Control rate of the replayed loop.")) -> None:
     """Run the control loop over a recorded bag and write the joint commands it would have sent."""
     from ..actions import ActionPathConfig, CartesianActionMapper
     from ..control import ControlConfig, ControlLoop

@@ -22,20 +22,20 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                                         "directory (or ONNX export with --backend), or 'expert'."),
              triplets: str = typer.Option("test", help="test (the 5 held-out triplets), train, a triplet name, "
                                           "or a comma-separated list (train,test)."),
-             episodes: int = typer.Option(50, help="Episodes per triplet."),
-             workers: int = typer.Option(2, help="Parallel processes."),
+             episodes: int = typer.Option(50, min=1, help="Episodes per triplet."),
+             workers: int = typer.Option(2, min=1, help="Parallel processes."),
              backend: str = typer.Option("torch", help="Policy backend: torch, onnxruntime, tensorrt."),
              seed: int = typer.Option(0, help="First episode seed (seeds are consecutive)."),
              report: Path = typer.Option(None, help="Write the JSON report here."),
              videos: Path = typer.Option(None, help="Write one episode video per triplet here (both cameras)."),
              expert_noise: float = typer.Option(0.0, help="Action noise of the scripted expert (fraction of bounds)."),
-             temperature: float = typer.Option(DEPLOYED_TEMPERATURE, help="Gato action tokens not decoded by "
+             temperature: float = typer.Option(DEPLOYED_TEMPERATURE, min=0, help="Gato action tokens not decoded by "
                                                "expectation (the gripper): sampled at this temperature (seeded by "
                                                "the episode seed), as the paper's Gato; 0 = argmax, as shipped."),
              expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Decode the motion dimensions by the "
                                              "expectation of their bins: companded (mean bin, mu-law space; shipped) "
                                              "or physical (mean decoded value); off: by --temperature like the gripper."),
-             batch_size: int = typer.Option(8, help="Policy episodes stepped in lockstep per worker, one batched "
+             batch_size: int = typer.Option(8, min=1, help="Policy episodes stepped in lockstep per worker, one batched "
                                             "policy call per tick (torch backend; 1 = one at a time).")) -> None:
     """Success rate per triplet with 95% confidence intervals, headless."""
     from sim.evaluate import evaluate, write_report
@@ -69,10 +69,10 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
 def sim_relabel(policy: str = typer.Option("gato-cpu-small", help="Shipped policy, checkpoint directory or 'expert'."),
                 engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                 triplet: str = typer.Option("train", help="train or a test triplet name."),
-                episodes: int = typer.Option(4, help="Episodes (consecutive seeds)."),
+                episodes: int = typer.Option(4, min=1, help="Episodes (consecutive seeds)."),
                 seed: int = typer.Option(0, help="First episode seed."),
-                trace_every: int = typer.Option(20, help="Print every Kth step of the first episode (0: none)."),
-                temperature: float = typer.Option(DEPLOYED_TEMPERATURE, help="Gato action tokens: sampled at this "
+                trace_every: int = typer.Option(20, min=0, help="Print every Kth step of the first episode (0: none)."),
+                temperature: float = typer.Option(DEPLOYED_TEMPERATURE, min=0, help="Gato action tokens: sampled at this "
                                                   "temperature (0 = argmax), as in `sim eval`."),
                 expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Motion dimensions by expectation: off, "
                                                 "companded or physical."),
@@ -153,8 +153,8 @@ def sim_closed_loop(model: Path = typer.Option(..., help="Checkpoint (torch) or 
 def sim_generate(out: Path = typer.Option(..., help="Episode store directory (created or appended to)."),
                  engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                  triplets: str = typer.Option("train", help="train, test or one triplet name."),
-                 episodes: int = typer.Option(100, help="Episodes (per triplet for 'test')."),
-                 workers: int = typer.Option(2, help="Parallel processes."),
+                 episodes: int = typer.Option(100, min=1, help="Episodes (per triplet for 'test')."),
+                 workers: int = typer.Option(2, min=1, help="Parallel processes."),
                  seed: int = typer.Option(0, help="First episode seed."),
                  noise: float = typer.Option(0.1, help="Expert action noise (fraction of each bound)."),
                  gripper_noise: float = typer.Option(0.0, help="Per-tick probability that the expert executes the "
@@ -174,10 +174,10 @@ def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the re
                policy: str = typer.Option(..., help="Shipped policy or checkpoint directory that drives."),
                engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                triplets: str = typer.Option("train", help="train, test or one triplet name."),
-               episodes: int = typer.Option(50, help="Episodes (per triplet for 'test')."),
-               workers: int = typer.Option(2, help="Parallel processes."),
+               episodes: int = typer.Option(50, min=1, help="Episodes (per triplet for 'test')."),
+               workers: int = typer.Option(2, min=1, help="Parallel processes."),
                seed: int = typer.Option(6_000_000, help="First episode seed (disjoint from data and evaluation)."),
-               temperature: float = typer.Option(DEPLOYED_TEMPERATURE, help="Policy action sampling temperature "
+               temperature: float = typer.Option(DEPLOYED_TEMPERATURE, min=0, help="Policy action sampling temperature "
                                                  "(0 = argmax); the policy drives as deployed by default."),
                expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Motion dimensions by expectation: off, "
                                                "companded or physical.")) -> None:

@@ -9,15 +9,15 @@ import typer
 from .common import _clear_errors, console
 
 
-def train_command(store: Path = typer.Option(..., help="Episode store (from `gato-robot sim generate`)."),
+def train_command(store: Path = typer.Option(..., exists=True, help="Episode store (from `gato-robot sim generate`)."),
                   run: Path = typer.Option(..., help="Run directory: checkpoint, learning curve; resumes if present."),
                   preset: str = typer.Option("cpu-small", help="Model preset."),
-                  steps: int = typer.Option(2000, help="Total optimizer steps."),
-                  batch_size: int = typer.Option(8, help="Windows per batch."),
-                  window: int = typer.Option(3, help="Timesteps per training window."),
+                  steps: int = typer.Option(2000, min=1, help="Total optimizer steps."),
+                  batch_size: int = typer.Option(8, min=1, help="Windows per batch."),
+                  window: int = typer.Option(3, min=1, help="Timesteps per training window."),
                   lr: float = typer.Option(1e-3, help="Peak learning rate."),
-                  warmup: int = typer.Option(100, help="Warm-up steps."),
-                  checkpoint_every: int = typer.Option(200, help="Checkpoint period (steps)."),
+                  warmup: int = typer.Option(100, min=0, help="Warm-up steps."),
+                  checkpoint_every: int = typer.Option(200, min=1, help="Checkpoint period (steps)."),
                   stop_at: int = typer.Option(None, help="End this session after this step (resume later)."),
                   init_from: Path = typer.Option(None, help="Start from this checkpoint (fine-tuning)."),
                   device: str = typer.Option("cpu", help="cpu or cuda."),
@@ -69,10 +69,10 @@ def train_command(store: Path = typer.Option(..., help="Episode store (from `gat
 commands = [("train", train_command)]
 
 
-def train_baseline_command(store: Path = typer.Option(..., help="Episode store (from `gato-robot sim generate`)."),
+def train_baseline_command(store: Path = typer.Option(..., exists=True, help="Episode store (from `gato-robot sim generate`)."),
                            out: Path = typer.Option(..., help="Checkpoint directory to write."),
-                           steps: int = typer.Option(1500, help="Optimizer steps."),
-                           batch_size: int = typer.Option(32, help="Timesteps per batch."),
+                           steps: int = typer.Option(1500, min=1, help="Optimizer steps."),
+                           batch_size: int = typer.Option(32, min=1, help="Timesteps per batch."),
                            lr: float = typer.Option(3e-4, help="Peak learning rate (cosine decay)."),
                            random_shift: int = typer.Option(0, help="DrQ random shift of the images, in pixels (0: off)."),
                            seed: int = 0) -> None:
@@ -88,12 +88,12 @@ def train_baseline_command(store: Path = typer.Option(..., help="Episode store (
 commands.append(("train-baseline", train_baseline_command))
 
 
-def finetune_command(pretrained: Path = typer.Option(..., help="Pretrained checkpoint directory."),
-                     store: Path = typer.Option(..., help="Episode store of the held-out task or triplet."),
-                     episodes: int = typer.Option(..., help="Fine-tune on the first N usable episodes."),
+def finetune_command(pretrained: Path = typer.Option(..., exists=True, help="Pretrained checkpoint directory."),
+                     store: Path = typer.Option(..., exists=True, help="Episode store of the held-out task or triplet."),
+                     episodes: int = typer.Option(..., min=1, help="Fine-tune on the first N usable episodes."),
                      run: Path = typer.Option(..., help="Run directory (resumes if present)."),
                      scratch: bool = typer.Option(False, help="Control arm: same architecture, random init."),
-                     steps: int = typer.Option(300, help="Optimizer steps."),
+                     steps: int = typer.Option(300, min=1, help="Optimizer steps."),
                      lr: float = typer.Option(3e-4, help="Peak learning rate."),
                      device: str = typer.Option("cpu", help="cpu or cuda."),
                      seed: int = 0) -> None:
@@ -107,17 +107,17 @@ def finetune_command(pretrained: Path = typer.Option(..., help="Pretrained check
                   f"after {summary['steps']} steps -> {summary['checkpoint']}")
 
 
-def finetune_sweep_command(pretrained: Path = typer.Option(..., help="Pretrained checkpoint directory."),
-                           store: Path = typer.Option(..., help="Episode store of the held-out triplet."),
+def finetune_sweep_command(pretrained: Path = typer.Option(..., exists=True, help="Pretrained checkpoint directory."),
+                           store: Path = typer.Option(..., exists=True, help="Episode store of the held-out triplet."),
                            triplet: str = typer.Option(..., help="The held-out triplet evaluated (e.g. test-3-prism)."),
                            out: Path = typer.Option(Path("results/fewshot"), help="CSV and PNG."),
                            runs: Path = typer.Option(Path("runs/fewshot"), help="Training run directories."),
                            counts: str = typer.Option("0,10,25,50,100",
                                                       help="Episode counts, comma-separated (0: no fine-tuning)."),
-                           steps: int = typer.Option(300, help="Optimizer steps per run (both arms)."),
-                           eval_episodes: int = typer.Option(20, help="Evaluation episodes per run."),
+                           steps: int = typer.Option(300, min=1, help="Optimizer steps per run (both arms)."),
+                           eval_episodes: int = typer.Option(20, min=1, help="Evaluation episodes per run."),
                            engine: str = typer.Option("mujoco", help="Evaluation engine."),
-                           workers: int = typer.Option(2, help="Evaluation processes.")) -> None:
+                           workers: int = typer.Option(2, min=1, help="Evaluation processes.")) -> None:
     """Few-shot curves: pretrained vs scratch for each N, evaluated in sim; CSV + PNG; resumable."""
     from sim.fewshot import SweepConfig, run_sweep
 
