@@ -33,6 +33,10 @@ RECIPES = {
     "all-novel-gf-fourier-dagger1": "as all-novel-gf-fourier; then 1 DAgger round (200 episodes driven by it, motion "
                                     "by physical expectation, labelled by the expert) and 120k more samples on the "
                                     "union from its weights (lr 5e-4): the columns count the second 120k",
+    "all-novel-gf-global-dagger1": "as all-novel-gf-global; then 1 DAgger round (200 episodes driven by it as "
+                                   "deployed, companded expectation + argmax gripper, 97 of them stacked; labelled by "
+                                   "the expert) and 120k more samples on the union from its weights (lr 5e-4): the "
+                                   "columns count the second 120k",
     "bc-imp": "BC-IMP specialist (conv + MLP, MSE) | - | log-scaled, with joint velocities | random shift 4 px",
 }
 

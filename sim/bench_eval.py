@@ -53,7 +53,7 @@ def bench_eval(policy: str, batch_sizes: tuple[int, ...] = (1, 4, 8, 16), backen
 
                 path = str(export_checkpoint(checkpoint, Path(scratch) / "onnx").directory)
             for batch_size in batch_sizes if backend == "torch" else (1,):
-                agent = PolicyAgent(path, backend, temperature=1.0, batch_size=batch_size)
+                agent = PolicyAgent(path, backend, batch_size=batch_size)  # decoded as shipped
                 envs = [make_env(engine, "train", scene=scene) for _ in range(batch_size)]
                 run_episodes_batched(envs, agent, [seed + i for i in range(batch_size)])  # warm-up
                 timing: dict[str, float] = {}

@@ -13,6 +13,7 @@ import csv
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from gato_robot.runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 from gato_robot.train.finetune import ARMS, FinetuneConfig, finetune, scratch_initialization
 
 from .evaluate import evaluate, git_revision
@@ -32,7 +33,8 @@ class SweepConfig:
     eval_episodes: int = 20
     eval_seed: int = 0
     workers: int = 2
-    temperature: float = 1.0  # action-token sampling at evaluation, as Gato deploys; 0 = argmax
+    temperature: float = DEPLOYED_TEMPERATURE  # evaluation decodes as shipped (gripper argmax, ...)
+    expectation: str = DEPLOYED_EXPECTATION  # ... motion by companded expectation); "off" + 1.0: the paper's sampling
     finetune: FinetuneConfig = FinetuneConfig()
     runs_dir: Path | None = None  # training runs (checkpoints); default OUT/runs
 
@@ -73,7 +75,7 @@ def run_sweep(config: SweepConfig) -> Path:
                 summary = finetune(config.pretrained, config.store, run_dir, replace(config.finetune, episodes=count),
                                    arm)
             report = evaluate(config.engine, str(checkpoint), config.triplet, config.eval_episodes, config.workers,
-                              seed=config.eval_seed, temperature=config.temperature)
+                              seed=config.eval_seed, temperature=config.temperature, expectation=config.expectation)
             (result,) = report["per_triplet"].values()
             rows.append({"episodes": count, "arm": arm, "success_rate": result["success_rate"],
                          "ci95_low": result["ci95"][0], "ci95_high": result["ci95"][1],

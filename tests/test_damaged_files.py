@@ -132,28 +132,23 @@ def copy_dir(source: Path, target: Path) -> Path:
     return Path(shutil.copytree(source, target))
 
 
+DIRECTORY_FORMATS = {  # fixture key -> (loader of the directory, the files it reads)
+    "checkpoint": (load_checkpoint, ("config.json", "model.safetensors")),
+    "bc": (bc_imp.load, ("config.json", "model.safetensors")),
+    "onnx": (OnnxRunner, ("config.json", "prefill.onnx", "decode.onnx")),
+}
+
+
+@pytest.mark.parametrize("kind", list(DIRECTORY_FORMATS))
 @SETTINGS
-@given(how=DAMAGE, which=st.sampled_from(["config.json", "model.safetensors"]))
-def test_damaged_gato_checkpoint(valid, tmp_path, how, which):
-    directory = copy_dir(valid["checkpoint"], tmp_path / "checkpoint")
-    damage(valid["checkpoint"] / which, directory / which, how)
-    expect_damage_named(lambda: load_checkpoint(directory), directory / which, how)
-
-
-@SETTINGS
-@given(how=DAMAGE, which=st.sampled_from(["config.json", "model.safetensors"]))
-def test_damaged_bc_imp_checkpoint(valid, tmp_path, how, which):
-    directory = copy_dir(valid["bc"], tmp_path / "bc")
-    damage(valid["bc"] / which, directory / which, how)
-    expect_damage_named(lambda: bc_imp.load(directory), directory / which, how)
-
-
-@SETTINGS
-@given(how=DAMAGE, which=st.sampled_from(["prefill.onnx", "decode.onnx"]))
-def test_damaged_onnx_export(valid, tmp_path, how, which):
-    directory = copy_dir(valid["onnx"], tmp_path / "onnx")
-    damage(valid["onnx"] / which, directory / which, how)
-    expect_damage_named(lambda: OnnxRunner(directory), directory / which, how)
+@given(how=DAMAGE, index=st.integers(0, 2))
+def test_damaged_checkpoint_or_export(valid, tmp_path, kind, how, index):
+    """A Gato checkpoint, a BC-IMP checkpoint or an ONNX export with one of its files damaged."""
+    load, files = DIRECTORY_FORMATS[kind]
+    which = files[index % len(files)]
+    directory = copy_dir(valid[kind], tmp_path / kind)
+    damage(valid[kind] / which, directory / which, how)
+    expect_damage_named(lambda: load(directory), directory / which, how)
 
 
 @SETTINGS

@@ -1,6 +1,7 @@
 """The policy shipped in the package (the README main command's default)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -9,8 +10,11 @@ from gato_robot.action_spec import RGB_STACKING_ACTIONS
 from gato_robot.agent import GatoAgent
 from gato_robot.model.checkpoint import load_checkpoint
 from gato_robot.policies import DEFAULT_POLICY, resolve_policy, shipped_policies
+from gato_robot.runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 from sim.env_base import INSTRUCTION
 from sim.rollout import make_env
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def test_default_policy_is_shipped_small_and_loads_as_float32():
@@ -27,18 +31,27 @@ def test_default_policy_is_shipped_small_and_loads_as_float32():
     # Portable: the tokenizer's text model is named, not a path on the machine that trained it.
     assert json.loads(open(f"{directory}/config.json").read())["timestep"]["text_model"] == "instructions.model"
     card = open(f"{directory}/README.md").read()
-    assert "gato-robot train" in card and "success" in card
+    assert "gato-robot train" in card
+    # The card's figures are the recorded evaluations of these weights (results/shipped/).
+    for name in ("gato-mujoco-train", "gato-mujoco-test"):
+        report = json.loads((REPOSITORY / "results" / "shipped" / f"{name}.json").read_text())
+        successes = sum(row["successes"] for row in report["per_triplet"].values())
+        episodes = sum(row["episodes"] for row in report["per_triplet"].values())
+        assert report["policy"] == DEFAULT_POLICY and f"{successes}/{episodes}" in card, name
 
 
-def test_default_policy_acts_on_a_simulated_observation():
+def test_default_policy_acts_as_deployed_and_reads_the_scene():
     env = make_env("mujoco", "train")
-    observation, _ = env.reset(seed=0)
-    agent = GatoAgent.load(DEFAULT_POLICY, INSTRUCTION)
-    agent.reset()
-    actions = np.array([agent.act(observation) for _ in range(3)])
+    observations = [env.reset(seed=seed)[0] for seed in (0, 1)]
     env.close()
-    bounds = np.asarray(RGB_STACKING_ACTIONS.bounds)
-    assert np.all(np.isfinite(actions)) and np.all(np.abs(actions) <= bounds + 1e-9)
+    agent = GatoAgent.load(DEFAULT_POLICY, INSTRUCTION)  # the defaults are the shipped decoding
+    assert (agent.runner.temperature, agent.runner.expectation) == (DEPLOYED_TEMPERATURE, DEPLOYED_EXPECTATION)
+    actions = []
+    for observation in (*observations, observations[0]):
+        agent.reset()
+        actions.append(agent.act(observation))
+    np.testing.assert_array_equal(actions[0], actions[2])  # deterministic: replayable from a bag
+    assert not np.allclose(actions[0], actions[1])  # two scenes, two actions
 
 
 def test_shipped_bc_imp_baseline_loads_by_name_and_acts_in_bounds():

@@ -10,8 +10,9 @@ import numpy as np
 from ..agent import GatoAgent
 from ..proprio import PROPRIO_LAYOUT, PROPRIO_OFFSETS
 
-DECODINGS = {"greedy": dict(temperature=0.0), "expectation": dict(temperature=0.0, expectation="companded"),
-             "sampled": dict(temperature=1.0)}
+DECODINGS = {"greedy": dict(temperature=0.0, expectation="off"),
+             "expectation": dict(temperature=0.0, expectation="companded"),  # the shipped decoding
+             "sampled": dict(temperature=1.0, expectation="off")}
 """Decoding name -> GatoAgent.load keyword arguments; sampling is seeded with SAMPLING_SEED."""
 SAMPLING_SEED = 7
 
