@@ -93,13 +93,17 @@ def calibrate_intrinsics_command(images: Path = typer.Option(..., exists=True, h
 
 @calibrate_app.command("handeye")
 def calibrate_handeye_command(images: Path = typer.Option(..., exists=True, help="Directory of board images."),
-                              poses: Path = typer.Option(..., exists=True, help="YAML of base <- tcp poses, one per image name."),
-                              intrinsics: Path = typer.Option(..., exists=True, help="camera_info YAML of this camera."),
+                              poses: Path = typer.Option(..., exists=True,
+                                                         help="YAML of base <- tcp poses, one per image name."),
+                              intrinsics: Path = typer.Option(..., exists=True,
+                                                              help="camera_info YAML of this camera."),
                               out: Path = typer.Option(..., help="Extrinsics YAML to write."),
-                              mode: str = typer.Option("eye-to-hand", help="eye-to-hand (fixed camera) or eye-in-hand."),
+                              mode: str = typer.Option("eye-to-hand",
+                                                       help="eye-to-hand (fixed camera) or eye-in-hand."),
                               board: str = typer.Option("9x6", help="Inner corners, COLUMNSxROWS."),
                               square: float = typer.Option(0.02, help="Square size (metres)."),
-                              method: str = typer.Option("park", help="tsai, park, horaud, andreff, daniilidis.")) -> None:
+                              method: str = typer.Option("park",
+                                                         help="tsai, park, horaud, andreff, daniilidis.")) -> None:
     """Camera pose from robot poses + board detections (cv2.calibrateHandEye); writes extrinsics YAML."""
     import cv2
 

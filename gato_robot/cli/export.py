@@ -14,7 +14,8 @@ export_app = typer.Typer(help="Compile a checkpoint: ONNX graphs, TensorRT engin
 @export_app.command("onnx")
 def export_onnx_command(checkpoint: Path = typer.Argument(..., help="Checkpoint directory or shipped policy."),
                         out: Path = typer.Option(None, help="Output directory (default: CHECKPOINT/onnx)."),
-                        verify: int = typer.Option(100, help="Random observations to check against PyTorch (0: skip).")) -> None:
+                        verify: int = typer.Option(100,
+                                                   help="Random observations to check against PyTorch (0: skip).")) -> None:
     """Export prefill + decode ONNX graphs (KV cache as explicit inputs/outputs) and verify them."""
     from ..runtime.export import OPSET, export_checkpoint
     from ..runtime.verify import verify_export
@@ -36,10 +37,13 @@ def export_onnx_command(checkpoint: Path = typer.Argument(..., help="Checkpoint 
 
 
 @export_app.command("tensorrt")
-def export_tensorrt_command(onnx_dir: Path = typer.Argument(..., exists=True, help="Directory from `gato-robot export onnx`."),
-                            out: Path = typer.Option(None, help="Engine directory (default: ONNX_DIR/tensorrt-PRECISION)."),
+def export_tensorrt_command(onnx_dir: Path = typer.Argument(..., exists=True,
+                                                            help="Directory from `gato-robot export onnx`."),
+                            out: Path = typer.Option(None,
+                                                     help="Engine directory (default: ONNX_DIR/tensorrt-PRECISION)."),
                             precision: str = typer.Option("fp16", help="fp32, fp16, bf16, int8 or fp8 (Q/DQ ONNX)."),
-                            force: bool = typer.Option(False, help="Rebuild even when the cached engines are current.")) -> None:
+                            force: bool = typer.Option(False,
+                                                       help="Rebuild even when the cached engines are current.")) -> None:
     """Build TensorRT engines (needs an NVIDIA GPU and the tensorrt package); engines that match the
     graphs, precision, TensorRT version and GPU are reused."""
     from ..runtime.tensorrt_engine import ensure_engines

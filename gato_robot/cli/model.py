@@ -71,8 +71,10 @@ def model_ship(checkpoint: Path = typer.Argument(..., exists=True, help="Trained
 
 @model_app.command("history-probe")
 def model_history_probe(checkpoint: Path = typer.Argument(..., help="Checkpoint directory or shipped policy name."),
-                        store: Path = typer.Option(..., exists=True, help="Episode store to measure on (held-out seeds ideally)."),
-                        window: int = typer.Option(None, min=1, help="Timesteps per window; default the policy's context."),
+                        store: Path = typer.Option(..., exists=True,
+                                                   help="Episode store to measure on (held-out seeds ideally)."),
+                        window: int = typer.Option(None, min=1,
+                                                   help="Timesteps per window; default the policy's context."),
                         episodes: int = typer.Option(40, min=1, help="Use the last N committed episodes of the store."),
                         batches: int = typer.Option(12, help="Batches of 8 windows.")) -> None:
     """Action-token loss per window position: does the policy read the images or copy its history?"""
@@ -98,8 +100,10 @@ def model_history_probe(checkpoint: Path = typer.Argument(..., help="Checkpoint 
 
 @model_app.command("grasp-probe")
 def model_grasp_probe(checkpoint: Path = typer.Argument(..., help="Checkpoint directory or shipped policy name."),
-                      store: Path = typer.Option(..., exists=True, help="Episode store to measure on (held-out seeds ideally)."),
-                      episodes: int = typer.Option(40, min=1, help="Use the last N committed episodes of the store.")) -> None:
+                      store: Path = typer.Option(..., exists=True,
+                                                 help="Episode store to measure on (held-out seeds ideally)."),
+                      episodes: int = typer.Option(40, min=1,
+                                                   help="Use the last N committed episodes of the store.")) -> None:
     """P(gripper closes) where the expert grasps: with the expert's motion tokens before the gripper
     token (as trained) and with the policy's own (as deployed)."""
     from ..data.episodes import EpisodeStore

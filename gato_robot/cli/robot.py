@@ -10,7 +10,8 @@ from .common import _clear_errors, console
 
 
 def replay_command(bag: Path = typer.Argument(..., exists=True, help="rosbag2 directory (sqlite3 or MCAP)."),
-                   model: Path = typer.Option(..., help="Checkpoint (torch) or export directory (onnxruntime, tensorrt)."),
+                   model: Path = typer.Option(...,
+                                              help="Checkpoint (torch) or export directory (onnxruntime, tensorrt)."),
                    out: Path = typer.Option(Path("replay_commands.npz"), help="Where to write the commands (.npz)."),
                    backend: str = typer.Option("torch", help="torch, onnxruntime or tensorrt."),
                    joint_states_topic: str = typer.Option("/joint_states", help="sensor_msgs/JointState topic."),

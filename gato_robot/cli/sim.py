@@ -35,7 +35,8 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
              expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Decode the motion dimensions by the "
                                              "expectation of their bins: companded (mean bin, mu-law space; shipped) "
                                              "or physical (mean decoded value); off: by --temperature like the gripper."),
-             batch_size: int = typer.Option(8, min=1, help="Policy episodes stepped in lockstep per worker, one batched "
+             batch_size: int = typer.Option(8, min=1,
+                                            help="Policy episodes stepped in lockstep per worker, one batched "
                                             "policy call per tick (torch backend; 1 = one at a time).")) -> None:
     """Success rate per triplet with 95% confidence intervals, headless."""
     from sim.evaluate import evaluate, write_report
@@ -72,7 +73,8 @@ def sim_relabel(policy: str = typer.Option("gato-cpu-small", help="Shipped polic
                 episodes: int = typer.Option(4, min=1, help="Episodes (consecutive seeds)."),
                 seed: int = typer.Option(0, help="First episode seed."),
                 trace_every: int = typer.Option(20, min=0, help="Print every Kth step of the first episode (0: none)."),
-                temperature: float = typer.Option(DEPLOYED_TEMPERATURE, min=0, help="Gato action tokens: sampled at this "
+                temperature: float = typer.Option(DEPLOYED_TEMPERATURE, min=0,
+                                                  help="Gato action tokens: sampled at this "
                                                   "temperature (0 = argmax), as in `sim eval`."),
                 expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Motion dimensions by expectation: off, "
                                                 "companded or physical."),

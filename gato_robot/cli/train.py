@@ -69,12 +69,14 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
 commands = [("train", train_command)]
 
 
-def train_baseline_command(store: Path = typer.Option(..., exists=True, help="Episode store (from `gato-robot sim generate`)."),
+def train_baseline_command(store: Path = typer.Option(..., exists=True,
+                                                      help="Episode store (from `gato-robot sim generate`)."),
                            out: Path = typer.Option(..., help="Checkpoint directory to write."),
                            steps: int = typer.Option(1500, min=1, help="Optimizer steps."),
                            batch_size: int = typer.Option(32, min=1, help="Timesteps per batch."),
                            lr: float = typer.Option(3e-4, help="Peak learning rate (cosine decay)."),
-                           random_shift: int = typer.Option(0, help="DrQ random shift of the images, in pixels (0: off)."),
+                           random_shift: int = typer.Option(0,
+                                                            help="DrQ random shift of the images, in pixels (0: off)."),
                            seed: int = 0) -> None:
     """Train the BC-IMP specialist baseline (conv encoder + MLP, behaviour cloning) on the same store."""
     from ..baselines.bc_imp import BCIMPTrainConfig, train_bc_imp
@@ -89,7 +91,8 @@ commands.append(("train-baseline", train_baseline_command))
 
 
 def finetune_command(pretrained: Path = typer.Option(..., exists=True, help="Pretrained checkpoint directory."),
-                     store: Path = typer.Option(..., exists=True, help="Episode store of the held-out task or triplet."),
+                     store: Path = typer.Option(..., exists=True,
+                                                help="Episode store of the held-out task or triplet."),
                      episodes: int = typer.Option(..., min=1, help="Fine-tune on the first N usable episodes."),
                      run: Path = typer.Option(..., help="Run directory (resumes if present)."),
                      scratch: bool = typer.Option(False, help="Control arm: same architecture, random init."),
