@@ -66,6 +66,7 @@ class ScriptedExpert:
         self._timer = 0
         self._grasp_offset = np.zeros(3)
         self._flip_left = 0
+        self._red_rest_z: float | None = None  # red's height at the first labelled state (m)
 
     def _move(self, tcp: np.ndarray, target: np.ndarray, target_yaw: float, tcp_yaw: float, gripper: float):
         cfg, bound = self.config, RGB_STACKING_ACTIONS.bounds
@@ -75,6 +76,67 @@ class ScriptedExpert:
         arrived = np.linalg.norm(target - tcp) < cfg.position_tolerance_m and abs(yaw_error) < cfg.yaw_tolerance_rad
         return np.array([*velocity, yaw_rate, gripper]), arrived
 
+    def _heights(self, objects: dict[str, ObjectPose]) -> tuple[float, float]:
+        """(grasp z, carry z) in the base frame (m) for the objects where they are now."""
+        red, blue = objects["red"], objects["blue"]
+        red_size, blue_size = self.triplet.red.size, self.triplet.blue.size
+        grasp_z = red.position[2] + min(0.0, 0.015 - red_size[2] / 2)
+        grasp_z = max(grasp_z, red.position[2] - red_size[2] / 2 + 0.012)
+        # Carry height: red's bottom clears blue's top (and the others) by `clearance_m`; inside the box.
+        tallest = max(p.size[2] for p in self.triplet.objects().values())
+        travel_z = min(max(blue.position[2] + blue_size[2] / 2, tallest) + red_size[2] / 2 + self.config.clearance_m,
+                       self.workspace_top_m - 0.01)
+        return grasp_z, travel_z
+
+    def label(self, observation: dict, objects: dict[str, ObjectPose]) -> tuple[np.ndarray, Phase]:
+        """The expert's clean action for a state it did not drive to (DAgger labelling), with the
+        phase read off the state instead of remembered: whether red is held (lifted, between the
+        fingers, fingers closed), on blue, or where the TCP is relative to it. The phase machine of
+        :meth:`act` assumes its own actions ran (a timed grasp, "arrived at carry height" before a
+        descent), so it mislabels the states a policy visits (README, recipe ablation round 6).
+        Does not change the machine's state."""
+        tcp = np.asarray(observation["tcp_pose"][:3])
+        tcp_yaw = _yaw_from_quaternion(observation["tcp_pose"][3:])
+        red, blue = objects["red"], objects["blue"]
+        red_size, blue_size = self.triplet.red.size, self.triplet.blue.size
+        grasp_z, travel_z = self._heights(objects)
+        width = float(np.asarray(observation["gripper_width"]).reshape(-1)[0])
+        if self._red_rest_z is None:  # the first labelled state is the episode's start: red on the table
+            self._red_rest_z = float(red.position[2])
+        offset = red.position - tcp
+        between_fingers = np.linalg.norm(offset[:2]) < 0.02 and abs(offset[2]) < red_size[2] / 2 + 0.01
+        closed_on_red = red_size[1] - 0.01 < width < red_size[1] + 0.004  # stopped by red, not shut on air
+        on_blue_z = blue.position[2] + blue_size[2] / 2 + red_size[2] / 2
+        lifted = red.position[2] > self._red_rest_z + 0.01 and abs(red.position[2] - on_blue_z) > 0.01
+        over_blue = np.linalg.norm(red.position[:2] - blue.position[:2]) < 0.015
+        if between_fingers and closed_on_red and (lifted or not over_blue):
+            target_xy = blue.position[:2] - offset[:2]
+            if np.linalg.norm(target_xy - tcp[:2]) > self.config.position_tolerance_m:
+                phase = Phase.CARRY if tcp[2] > travel_z - 0.005 else Phase.LIFT
+                target = np.array([*(target_xy if phase is Phase.CARRY else tcp[:2]), travel_z])
+                return self._move(tcp, target, tcp_yaw, tcp_yaw, 1.0)[0], phase
+            place_z = on_blue_z + 0.008 - offset[2]
+            action, arrived = self._move(tcp, np.array([*target_xy, place_z]), tcp_yaw, tcp_yaw, 1.0)
+            if not arrived:
+                return self._clip(action), Phase.LOWER
+            return self._move(tcp, tcp, tcp_yaw, tcp_yaw, -1.0)[0], Phase.RELEASE
+        if over_blue and abs(red.position[2] - on_blue_z) < 0.01:  # stacked: let go and clear
+            if between_fingers and closed_on_red:
+                return self._move(tcp, tcp, tcp_yaw, tcp_yaw, -1.0)[0], Phase.RELEASE
+            target = np.array([tcp[0], tcp[1], travel_z + 0.03])
+            return self._clip(self._move(tcp, target, tcp_yaw, tcp_yaw, -1.0)[0]), Phase.RETREAT
+        xy_error = np.linalg.norm(offset[:2])
+        grasp_target = np.array([red.position[0], red.position[1], grasp_z])
+        if xy_error < 0.01:  # above red: descend to the grasp height (correcting xy), then close
+            action, arrived = self._move(tcp, grasp_target, red.yaw(), tcp_yaw, -1.0)
+            if arrived:
+                return self._move(tcp, tcp, tcp_yaw, tcp_yaw, 1.0)[0], Phase.GRASP
+            return self._clip(action), Phase.DESCEND
+        # Approach: far off, at carry height; within 4 cm, align at the present height (never below grasp).
+        z = travel_z if xy_error > 0.04 else float(np.clip(tcp[2], grasp_z, travel_z))
+        target = np.array([red.position[0], red.position[1], z])
+        return self._clip(self._move(tcp, target, red.yaw(), tcp_yaw, -1.0)[0]), Phase.APPROACH
+
     def act(self, observation: dict, objects: dict[str, ObjectPose]) -> np.ndarray:
         """Clean physical action for this tick; ``objects`` are the privileged poses from ``info``."""
         cfg = self.config
@@ -83,12 +145,7 @@ class ScriptedExpert:
         red, blue = objects["red"], objects["blue"]
         red_size, blue_size = self.triplet.red.size, self.triplet.blue.size
         red_yaw = red.yaw()
-        grasp_z = red.position[2] + min(0.0, 0.015 - red_size[2] / 2)
-        grasp_z = max(grasp_z, red.position[2] - red_size[2] / 2 + 0.012)
-        # Carry height: red's bottom clears blue's top (and the others) by `clearance_m`; inside the box.
-        tallest = max(p.size[2] for p in self.triplet.objects().values())
-        travel_z = min(max(blue.position[2] + blue_size[2] / 2, tallest) + red_size[2] / 2 + cfg.clearance_m,
-                       self.workspace_top_m - 0.01)
+        grasp_z, travel_z = self._heights(objects)
         holding = self.phase in (Phase.LIFT, Phase.CARRY, Phase.LOWER)
         if holding and np.linalg.norm(red.position - tcp - self._grasp_offset) > 0.03:
             self.phase = Phase.APPROACH  # red slipped: grasp again

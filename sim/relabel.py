@@ -2,7 +2,8 @@
 step of DAgger, Ross et al. 2011).
 
 The policy drives; in every state it visits, the scripted expert (privileged object poses) computes
-the action it would take there. Where the two disagree, and how far the gripper is from the red
+the action it would take there, with its phase read off that state (:meth:`ScriptedExpert.label`),
+not carried over from states it never drove to. Where the two disagree, and how far the gripper is from the red
 object at that moment, says what a learned policy has not learned: to locate the object (wrong
 translation signs far from it), to align finely (right signs, no progress near it), or when to
 grasp and lift (gripper disagreement).
@@ -47,10 +48,10 @@ class RelabellingAgent:
         self.steps = []
 
     def act(self, observation: dict, info: dict) -> np.ndarray:
-        label = self.labeller.expert.act(observation, info["objects"])
+        label, phase = self.labeller.expert.label(observation, info["objects"])
         action = np.asarray(self.policy.act(observation, info), dtype=np.float64)
         red = np.asarray(info["objects"]["red"].position) - np.asarray(observation["tcp_pose"][:3])
-        self.steps.append(RelabelledStep(len(self.steps), self.labeller.expert.phase.name, red, action, label))
+        self.steps.append(RelabelledStep(len(self.steps), phase.name, red, action, label))
         self.last_label = label
         return action
 
@@ -71,7 +72,7 @@ class BatchRelabellingAgent:
             labeller.reset(env, seed)
 
     def act_batch(self, observations: list[dict], infos: list[dict]) -> np.ndarray:
-        self.last_labels = [labeller.expert.act(observation, info["objects"])
+        self.last_labels = [labeller.expert.label(observation, info["objects"])[0]
                             for labeller, observation, info in zip(self.labellers, observations, infos)]
         return self.policy.act_batch(observations, infos)
 

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from gato_robot.action_spec import RGB_STACKING_ACTIONS
 from gato_robot.data.episodes import EpisodeReader, EpisodeStore
 from gato_robot.model.checkpoint import save_checkpoint
 from sim.env_base import INSTRUCTION
@@ -64,3 +65,51 @@ def test_batched_dagger_collection_records_what_one_episode_at_a_time_records(tm
         with EpisodeReader(a.path) as x, EpisodeReader(b.path) as y:
             np.testing.assert_allclose(x.actions(), y.actions(), atol=1e-6)
             np.testing.assert_allclose(x.proprio(), y.proprio(), atol=1e-6)
+
+
+class LabelWhileExpertDrives(ExpertAgent):
+    """The expert drives (clean actions); each state is also labelled from the state alone."""
+
+    def act(self, observation, info):
+        self.pairs = getattr(self, "pairs", [])
+        phase = self.expert.phase
+        action = self.expert.act(observation, info["objects"])
+        self.pairs.append((action, self.expert.label(observation, info["objects"])[0], phase))
+        return action
+
+
+def test_state_based_labels_agree_with_the_expert_on_its_own_path_and_differ_where_a_policy_strays():
+    """DAgger labels come from the state (ScriptedExpert.label), not the phase machine: on the
+    expert's own trajectory they agree with the actions it takes; in a state only a policy visits
+    (TCP low beside red, an empty closed gripper) they do not say what the machine would."""
+    from sim.expert import Phase, ScriptedExpert
+
+    env = make_env("mujoco", "train")
+    agent = LabelWhileExpertDrives()
+    assert run_episode(env, agent, 3).success
+    actions, labels, phases = zip(*agent.pairs)
+    actions, labels = np.array(actions), np.array(labels)
+    bounds = np.asarray(RGB_STACKING_ACTIONS.bounds)
+    differ = np.flatnonzero(np.any(np.abs(actions - labels) > 0.25 * bounds, axis=1))
+    changes = np.array([i for i in range(1, len(phases)) if phases[i] != phases[i - 1]])
+    # They differ only around the machine's phase changes (its timers and arrival tests end a
+    # phase a few ticks earlier or later than the state says), never inside a phase.
+    assert len(differ) < 0.2 * len(actions) and len(changes) >= 6
+    assert all(np.min(np.abs(changes - i)) <= 6 for i in differ), (differ, changes)
+
+    observation, info = env.reset(seed=4)
+    red = info["objects"]["red"].position
+    top = env.scene.action_path.workspace.high[2]
+    expert = ScriptedExpert(env.triplet, top)
+    expert.label(observation, info["objects"])  # first state: red at rest
+    grasp_z, travel_z = expert._heights(info["objects"])
+    strayed = dict(observation, tcp_pose=np.r_[red[0] + 0.03, red[1], grasp_z + 0.02, observation["tcp_pose"][3:]])
+    label, phase = expert.label(strayed, info["objects"])
+    machine = ScriptedExpert(env.triplet, top).act(strayed, info["objects"])
+    assert phase is Phase.APPROACH and label[0] < 0 and abs(label[2]) < 0.2 * bounds[2]  # align at this height
+    assert machine[2] > 0.5 * bounds[2]  # the phase machine: back up to carry height first
+    empty = dict(strayed, tcp_pose=np.r_[red[0], red[1], grasp_z + 0.05, observation["tcp_pose"][3:]],
+                 gripper_width=np.array([0.0]))
+    label, phase = expert.label(empty, info["objects"])
+    assert phase is Phase.DESCEND and label[4] < 0 and label[2] < 0  # open and go down, not "lift"
+    env.close()
