@@ -194,7 +194,7 @@ def test_sim_eval_command_prints_a_table_and_writes_the_report(tmp_path):
     assert bad.exit_code == 2 and "unknown engine 'gazebo'" in bad.output
 
 
-def test_relabelling_the_expert_with_itself_agrees_everywhere_and_a_frozen_policy_does_not():
+def test_relabelling_the_expert_with_itself_agrees_and_a_frozen_policy_does_not():
     from sim.relabel import RelabellingAgent, agreement
     from sim.rollout import ExpertAgent, make_env, run_episode
 
@@ -203,8 +203,10 @@ def test_relabelling_the_expert_with_itself_agrees_everywhere_and_a_frozen_polic
     result = run_episode(env, relabeller, seed=3)
     stats = agreement(relabeller.steps)
     assert result.success and len(relabeller.steps) == result.steps
-    assert all(stats[f"{axis}_sign_agreement"] == 1.0 for axis in ("tcp_vx", "tcp_vy", "tcp_vz"))
-    assert stats["gripper_agreement"] == 1.0
+    # The labels are read off the state (ScriptedExpert.label), the expert's actions off its phase
+    # machine: they differ only in the few ticks around a phase change (tests/test_dagger.py).
+    assert all(stats[f"{axis}_sign_agreement"] == 1.0 for axis in ("tcp_vx", "tcp_vy"))
+    assert stats["tcp_vz_sign_agreement"] > 0.85 and stats["gripper_agreement"] > 0.95
     assert stats["final_red_distance_xy"] < 0.02  # it ends above the stacked red object
 
     class Frozen:  # holds still with the gripper open: the expert wants to move and, later, to close
