@@ -37,6 +37,9 @@ RECIPES = {
                                    "deployed, companded expectation + argmax gripper, 97 of them stacked; labelled by "
                                    "the expert) and 120k more samples on the union from its weights (lr 5e-4): the "
                                    "columns count the second 120k",
+    "all-novel-gf-global-dagger-state1": "as all-novel-gf-global; then 1 DAgger round labelled from the state "
+                                         "(`ScriptedExpert.label`; 96 episodes driven by it, 51 stacked) and 48k more "
+                                         "samples on the union (lr 5e-4): the columns count the 48k",
     "bc-imp": "BC-IMP specialist (conv + MLP, MSE) | - | log-scaled, with joint velocities | random shift 4 px",
 }
 

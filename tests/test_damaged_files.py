@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -88,7 +89,7 @@ def valid(tmp_path_factory):
     files["onnx"] = root / "onnx"
     bc = bc_imp.BCIMPPolicy(bc_imp.BCIMPConfig())
     (root / "bc").mkdir()
-    (root / "bc" / "config.json").write_text(json.dumps({**bc_imp.asdict(bc.config), "kind": bc_imp.KIND}))
+    (root / "bc" / "config.json").write_text(json.dumps({**asdict(bc.config), "kind": bc_imp.KIND}))
     from safetensors.torch import save_model
 
     save_model(bc, str(root / "bc" / "model.safetensors"))
