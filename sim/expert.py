@@ -95,6 +95,11 @@ class ScriptedExpert:
         :meth:`act` assumes its own actions ran (a timed grasp, "arrived at carry height" before a
         descent), so it mislabels the states a policy visits (README, recipe ablation round 6).
         Does not change the machine's state."""
+        action, phase = self._label_phase(observation, objects)
+        return self._clip(action), phase
+
+    def _label_phase(self, observation: dict, objects: dict[str, ObjectPose]) -> tuple[np.ndarray, Phase]:
+        """:meth:`label` before the final clip to the action bounds."""
         tcp = np.asarray(observation["tcp_pose"][:3])
         tcp_yaw = _yaw_from_quaternion(observation["tcp_pose"][3:])
         red, blue = objects["red"], objects["blue"]
@@ -118,24 +123,24 @@ class ScriptedExpert:
             place_z = on_blue_z + 0.008 - offset[2]
             action, arrived = self._move(tcp, np.array([*target_xy, place_z]), tcp_yaw, tcp_yaw, 1.0)
             if not arrived:
-                return self._clip(action), Phase.LOWER
+                return action, Phase.LOWER
             return self._move(tcp, tcp, tcp_yaw, tcp_yaw, -1.0)[0], Phase.RELEASE
         if over_blue and abs(red.position[2] - on_blue_z) < 0.01:  # stacked: let go and clear
             if between_fingers and closed_on_red:
                 return self._move(tcp, tcp, tcp_yaw, tcp_yaw, -1.0)[0], Phase.RELEASE
             target = np.array([tcp[0], tcp[1], travel_z + 0.03])
-            return self._clip(self._move(tcp, target, tcp_yaw, tcp_yaw, -1.0)[0]), Phase.RETREAT
+            return self._move(tcp, target, tcp_yaw, tcp_yaw, -1.0)[0], Phase.RETREAT
         xy_error = np.linalg.norm(offset[:2])
         grasp_target = np.array([red.position[0], red.position[1], grasp_z])
         if xy_error < 0.01:  # above red: descend to the grasp height (correcting xy), then close
             action, arrived = self._move(tcp, grasp_target, red.yaw(), tcp_yaw, -1.0)
             if arrived:
                 return self._move(tcp, tcp, tcp_yaw, tcp_yaw, 1.0)[0], Phase.GRASP
-            return self._clip(action), Phase.DESCEND
+            return action, Phase.DESCEND
         # Approach: far off, at carry height; within 4 cm, align at the present height (never below grasp).
         z = travel_z if xy_error > 0.04 else float(np.clip(tcp[2], grasp_z, travel_z))
         target = np.array([red.position[0], red.position[1], z])
-        return self._clip(self._move(tcp, target, red.yaw(), tcp_yaw, -1.0)[0]), Phase.APPROACH
+        return self._move(tcp, target, red.yaw(), tcp_yaw, -1.0)[0], Phase.APPROACH
 
     def act(self, observation: dict, objects: dict[str, ObjectPose]) -> np.ndarray:
         """Clean physical action for this tick; ``objects`` are the privileged poses from ``info``."""
