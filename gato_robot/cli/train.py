@@ -30,7 +30,8 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                                                   "text + actions) or hl_gauss (ordinal, over the 1024 action bins)."),
                   hl_gauss_sigma: float = typer.Option(2.0, help="HL-Gauss standard deviation, in bins."),
                   continuous_embedding: str = typer.Option("table", help="table (Gato: one learned row per mu-law "
-                                                           "bin) or table_fourier (+ Fourier features of the bin's value)."),
+                                                           "bin), table_fourier (+ Fourier features of the bin's value) or value_mlp (an MLP of those "
+                                                           "features instead of the row)."),
                   standardize_proprio: bool = typer.Option(False, help="Standardize proprioception per dimension "
                                                            "before mu-law (statistics stored in the checkpoint)."),
                   random_shift: int = typer.Option(0, help="DrQ random shift of the images, in pixels (0: off)."),

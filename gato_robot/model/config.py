@@ -16,7 +16,7 @@ from ..tokenizer.sequence import TimestepSpec
 
 IMAGE_ENCODERS = ("patch_resnet", "conv_stem", "conv_stem_global")
 ACTION_LOSSES = ("vocab_ce", "hl_gauss")
-CONTINUOUS_EMBEDDINGS = ("table", "table_fourier")
+CONTINUOUS_EMBEDDINGS = ("table", "table_fourier", "value_mlp")
 
 
 @dataclass(frozen=True)

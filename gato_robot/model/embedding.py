@@ -5,6 +5,9 @@
   learned linear map of Fourier features of its bin's companded value, so neighbouring bins embed
   alike by construction and a value between seen bins still has a sensible embedding (the table
   alone learns each of the 1024 rows on its own: a proprioceptive reading is an unordered symbol).
+  With ``"value_mlp"`` a continuous token has no table row at all: its embedding is a small MLP of
+  the same features, a function of the value alone, so a bin no training state reached (the closed
+  width of a gripper around a held-out object) still embeds like its neighbours.
 - Image patches: a single ResNet v2 (pre-activation) block per patch, GroupNorm with 32 groups and
   GELU, flattened and projected to the model width (``image_encoder="patch_resnet"``, the paper's);
   or a convolutional stem over each whole image whose stride-16 output cell (i, j) becomes the
@@ -118,12 +121,15 @@ class GlobalConvStemEncoder(ConvStemEncoder):
 class ContinuousValueEmbedding(nn.Module):
     """Token ids (B, L) -> (B, L, n_embd): for continuous ids (mu-law bins, Gato Sec. 2.1) a linear
     map of [c, sin(pi 2^k c), cos(pi 2^k c)] for k < ``frequencies``, c the bin centre's companded
-    value in [-1, 1] (the finest period spans 2^(11 - frequencies) bins); zero for every other id."""
+    value in [-1, 1] (the finest period spans 2^(11 - frequencies) bins), or an MLP of them with
+    ``hidden`` > 0 units; zero for every other id."""
 
-    def __init__(self, n_embd: int, frequencies: int = 8):
+    def __init__(self, n_embd: int, frequencies: int = 8, hidden: int = 0):
         super().__init__()
         self.register_buffer("scales", torch.pi * 2.0 ** torch.arange(frequencies), persistent=False)
-        self.linear = nn.Linear(1 + 2 * frequencies, n_embd, bias=False)
+        features = 1 + 2 * frequencies
+        self.linear = (nn.Linear(features, n_embd, bias=False) if hidden == 0 else
+                       nn.Sequential(nn.Linear(features, hidden), nn.GELU(), nn.Linear(hidden, n_embd)))
 
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
         bins = token_ids - CONTINUOUS_OFFSET
@@ -138,8 +144,9 @@ class GatoEmbedding(nn.Module):
     def __init__(self, config: GatoConfig):
         super().__init__()
         self.token = nn.Embedding(config.vocab_size, config.n_embd)
-        self.value = (ContinuousValueEmbedding(config.n_embd, config.fourier_frequencies)
-                      if config.continuous_embedding == "table_fourier" else None)
+        hidden = {"table": None, "table_fourier": 0, "value_mlp": config.n_embd}[config.continuous_embedding]
+        self.value = None if hidden is None else ContinuousValueEmbedding(config.n_embd, config.fourier_frequencies, hidden)
+        self.value_only = config.continuous_embedding == "value_mlp"  # continuous ids: no table row
         encoders = {"patch_resnet": PatchResNetV2Block, "conv_stem": ConvStemEncoder,
                     "conv_stem_global": GlobalConvStemEncoder}
         self.patch_encoder = encoders[config.image_encoder](config)
@@ -152,7 +159,10 @@ class GatoEmbedding(nn.Module):
                 patch_cols: torch.Tensor, image_index: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         """Shapes: ids/positions/index (B, L) int64, patches (B, P, 3, 16, 16) float -> (B, L, n_embd)."""
         x = self.token(token_ids.clamp(0, self.vocab_size - 1))
-        if self.value is not None:
+        if self.value_only:
+            continuous = (token_ids >= CONTINUOUS_OFFSET) & (token_ids < CONTINUOUS_OFFSET + NUM_CONTINUOUS_BINS)
+            x = torch.where(continuous.unsqueeze(-1), self.value(token_ids).to(x.dtype), x)
+        elif self.value is not None:
             x = x + self.value(token_ids).to(x.dtype)
         if patches.shape[1] > 0:
             encoded = self.patch_encoder(patches)

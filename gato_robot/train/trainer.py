@@ -56,7 +56,7 @@ class TrainConfig:
     image_encoder: str = "patch_resnet"  # GatoConfig.image_encoder: "patch_resnet" (Gato), "conv_stem", "conv_stem_global"
     action_loss: str = "vocab_ce"  # GatoConfig.action_loss: "vocab_ce" (Gato Eq. 2) or "hl_gauss"
     hl_gauss_sigma_bins: float = 2.0
-    continuous_embedding: str = "table"  # GatoConfig.continuous_embedding: "table" (Gato) or "table_fourier"
+    continuous_embedding: str = "table"  # GatoConfig.continuous_embedding: "table" (Gato), "table_fourier", "value_mlp"
     standardize_proprio: bool = False  # per-dimension statistics of the training episodes, in the config
     random_shift_px: int = 0  # DrQ random shift of the camera images (0: off)
     joint_velocities: bool = True  # False: leave them out of the tokens (a copycat shortcut, TimestepSpec)
