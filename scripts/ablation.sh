@@ -21,6 +21,7 @@ HELDOUT=${HELDOUT:-../data/heldout}   # sim generate --episodes 24 --seed 700000
 STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
+TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
 ARMS=${ARMS:-"all-novel-gf-global all-novel-gf-global-dagger1"}   # rounds 5-6 (results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
@@ -95,6 +96,8 @@ for arm in $ARMS; do
       --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 0 --expectation companded --report "$OUT/$arm-expectation-greedy.json"
     [ -s "$OUT/$arm-physical-greedy.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
       --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 0 --expectation physical --report "$OUT/$arm-physical-greedy.json"
+    [ "$TEST_EPISODES" = 0 ] || [ -s "$OUT/$arm-test.json" ] || $G sim eval --engine mujoco --policy "$policy" \
+      --triplets test --episodes "$TEST_EPISODES" --seed 0 --report "$OUT/$arm-test.json"  # held-out triplets, as deployed
   esac
 done
 .venv/bin/python scripts/ablation_table.py --runs "$OUT/runs" --reports "$OUT" --out "$OUT.md"
