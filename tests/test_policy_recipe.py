@@ -193,8 +193,41 @@ def test_fourier_value_embedding_is_ordinal_and_only_touches_continuous_tokens()
         preset("tiny", continuous_embedding="mlp")
 
 
+def test_value_mlp_embedding_gives_an_unseen_bin_the_embedding_of_its_neighbours():
+    """value_mlp: a continuous token's embedding is a function of its value alone (no table row), so
+    training the embedding at some bins moves the bins next to them too, never a text token."""
+    from gato_robot.tokenizer.ids import CONTINUOUS_OFFSET
+
+    torch.manual_seed(0)
+    embed = GatoPolicy(preset("tiny", continuous_embedding="value_mlp")).embed
+    zeros = {name: torch.zeros(1, 3, dtype=torch.long) for name in ("obs_positions", "patch_rows", "patch_cols")}
+    ids = torch.tensor([[7, CONTINUOUS_OFFSET + 600, CONTINUOUS_OFFSET + 601]])
+
+    def embedded():
+        return embed(ids, zeros["obs_positions"], zeros["patch_rows"], zeros["patch_cols"],
+                     torch.full((1, 3), -1), torch.zeros(1, 0, 3, 16, 16))[0]
+
+    with torch.no_grad():
+        before = embedded()
+        table_row_600 = embed.token.weight[CONTINUOUS_OFFSET + 600].clone()
+        embed.token.weight[CONTINUOUS_OFFSET + 600] += 5.0  # the table row is not used for continuous ids
+        np.testing.assert_allclose(embedded(), before)
+        embed.token.weight[CONTINUOUS_OFFSET + 600] = table_row_600
+    optimizer = torch.optim.Adam(embed.value.parameters(), lr=1e-2)
+    target = torch.randn(before.shape[-1])
+    for _ in range(50):  # fit bin 600 only
+        optimizer.zero_grad()
+        (embedded()[1] - target).pow(2).sum().backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = embedded()
+    assert (after[1] - target).norm() < 0.5 * (before[1] - target).norm()
+    assert (after[2] - target).norm() < 0.6 * (before[2] - target).norm()  # bin 601 was never trained
+    np.testing.assert_allclose(after[0], before[0])  # a text token keeps its table row
+
+
 @pytest.mark.parametrize("encoder, continuous_embedding", [("conv_stem", "table"), ("conv_stem", "table_fourier"),
-                                                           ("conv_stem_global", "table")])
+                                                           ("conv_stem_global", "table"), ("conv_stem_global", "value_mlp")])
 def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng, encoder, continuous_embedding):
     config = preset("tiny", image_encoder=encoder, action_loss="hl_gauss", continuous_embedding=continuous_embedding)
     torch.manual_seed(3)
