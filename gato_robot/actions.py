@@ -22,7 +22,7 @@ import numpy as np
 import pinocchio as pin
 
 from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
-from .robot_description import PANDA, ArmDescription
+from .robot_description import DATASHEETS, PANDA, ArmDescription
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,11 @@ class ArmKinematics:
         self.lower = self.model.lowerPositionLimit.copy()
         self.upper = self.model.upperPositionLimit.copy()
         self.velocity_limit = self.model.velocityLimit.copy()
+        if arm.datasheet:  # never wider than the manufacturer's limits
+            sheet = DATASHEETS[arm.datasheet]
+            self.lower = np.maximum(self.lower, sheet.lower)
+            self.upper = np.minimum(self.upper, sheet.upper)
+            self.velocity_limit = np.minimum(self.velocity_limit, sheet.velocity)
 
     def tcp_transform(self, q: np.ndarray) -> pin.SE3:
         pin.framesForwardKinematics(self.model, self.data, np.asarray(q, dtype=np.float64))

@@ -1,8 +1,11 @@
 """`ros2 launch gato_robot stack.launch.py model_path:=/path/to/export [backend:=tensorrt ...]`
 
-Starts the gato_robot_stack lifecycle node with config/params.yaml (found with FindPackageShare,
-or `params_file:=...`). A launch argument overrides its parameter only when it is given on the
-command line: everything else comes from the params file. Nothing moves by itself:
+Starts the gato_robot_stack lifecycle node with config/params.yaml and, on top, the robot's
+config/robot_<robot>.yaml (found with FindPackageShare; `robot:=fr3`, the default, is a Franka
+Research 3 through franka_ros2: trajectory controller, gripper action, fr3_ names, URDF from
+robot_description; `robot:=sim` a simulator with forward controllers), or only your own
+`params_file:=...`. A launch argument overrides its parameter only when it is given on the
+command line: everything else comes from the params files. Nothing moves by itself:
 
 - autostart defaults to false (a real arm is activated by its operator:
   `ros2 lifecycle set /gato_robot_stack configure`, then `activate`).
@@ -11,12 +14,14 @@ command line: everything else comes from the params file. Nothing moves by itsel
   undone by the launch file. Activation itself refuses until fresh, plausible joint states arrive.
 """
 
+from pathlib import Path
+
 import yaml
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.events import matches_action
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
@@ -45,8 +50,18 @@ def _start_node(context):
         text = LaunchConfiguration(argument).perform(context)
         if text != "":
             overrides[parameter] = yaml.safe_load(text)
-    node = LifecycleNode(package="gato_robot", executable="stack_node", name="gato_robot_stack", namespace="",
-                         output="screen", parameters=[LaunchConfiguration("params_file"), overrides])
+    params_file = LaunchConfiguration("params_file").perform(context)
+    if params_file:
+        files = [params_file]
+    else:
+        config = Path(FindPackageShare("gato_robot").perform(context)) / "config"
+        robot = config / f"robot_{LaunchConfiguration('robot').perform(context)}.yaml"
+        if not robot.is_file():
+            choices = sorted(p.stem.removeprefix("robot_") for p in config.glob("robot_*.yaml"))
+            raise ValueError(f"robot:={robot.stem.removeprefix('robot_')} has no {robot}; choose one of {choices}")
+        files = [str(config / "params.yaml"), str(robot)]
+    node = LifecycleNode(package="gato_robot", executable="stack_node", name="gato_robot_stack",
+                         namespace=LaunchConfiguration("namespace").perform(context), output="screen", parameters=[*files, overrides])
     autostart = IfCondition(LaunchConfiguration("autostart"))
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                             transition_id=Transition.TRANSITION_CONFIGURE), condition=autostart)
@@ -59,8 +74,11 @@ def _start_node(context):
 
 def generate_launch_description() -> LaunchDescription:
     declared = [
-        DeclareLaunchArgument("params_file", description="node parameters (YAML)", default_value=PathJoinSubstitution(
-            [FindPackageShare("gato_robot"), "config", "params.yaml"])),
+        DeclareLaunchArgument("robot", default_value="fr3", description="fr3 (franka_ros2) or sim: adds "
+                              "config/robot_<robot>.yaml to config/params.yaml"),
+        DeclareLaunchArgument("params_file", default_value="", description="your complete node parameters "
+                              "(YAML), instead of config/params.yaml + config/robot_<robot>.yaml"),
+        DeclareLaunchArgument("namespace", default_value="", description="node namespace (its topics are relative)"),
         DeclareLaunchArgument("autostart", default_value="false",
                               description="configure, then activate once, at start-up (off for real arms)"),
     ]

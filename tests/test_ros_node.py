@@ -411,6 +411,43 @@ def test_parameters_are_described_checked_at_set_and_configure_and_frozen_while_
         node.destroy_node()
 
 
+def test_urdf_from_the_robot_description_topic_with_datasheet_limits(context, checkpoint):
+    """The URDF read once at configure from a transient-local robot_description topic (as
+    robot_state_publisher publishes it), its limits tightened to the Franka datasheet; no URDF on
+    the topic fails configure with the topic's name."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    from gato_robot.robot_description import DATASHEETS, default_panda_urdf
+
+    publisher_node = rclpy.create_node("robot_state_publisher_stand_in", context=context)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    publisher_node.create_publisher(String, "/robot_description", latched).publish(
+        String(data=default_panda_urdf().read_text()))  # published once, before the node exists
+    common = [Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch")]
+    node = GatoStackNode(context=context, parameter_overrides=[
+        *common, Parameter("robot_description_topic", value="robot_description")])
+    silent = GatoStackNode(context=context, namespace="nobody", parameter_overrides=[
+        *common, Parameter("robot_description_topic", value="robot_description")])
+    messages = []
+    silent.get_logger().error = lambda message, **kw: messages.append(message)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        kinematics, sheet = node.loop.mapper.kinematics, DATASHEETS["panda"]
+        assert Path(node.arm.urdf_path).read_text() == default_panda_urdf().read_text()
+        assert kinematics.upper[0] == sheet.upper[0] < 2.9671  # the URDF allows 2.9671 rad
+        assert kinematics.upper[3] == sheet.upper[3] == -0.0698  # the URDF allows 0
+        np.testing.assert_array_equal(node.loop.limits.lower, np.maximum(kinematics.model.lowerPositionLimit, sheet.lower))
+        started = time.monotonic()
+        assert silent.trigger_configure() == TransitionCallbackReturn.FAILURE  # /nobody/robot_description
+        assert time.monotonic() - started < 10 and silent.loop is None
+        assert "no URDF on 'robot_description'" in messages[0]
+    finally:
+        node.destroy_node()
+        silent.destroy_node()
+        publisher_node.destroy_node()
+
+
 def test_node_started_with_params_file_as_the_launch_file_does(context, checkpoint, tmp_path):
     params = yaml.safe_load((PACKAGE / "config" / "params.yaml").read_text())
     # rate_hz as an integer, as `rate_hz:=10` on a command line gives it: accepted for the double
@@ -435,7 +472,7 @@ def test_node_started_with_params_file_as_the_launch_file_does(context, checkpoi
         values = call(get, GetParameters.Request(names=["model_path", "backend", "rate_hz", "camera_topics"]), 10).values
         assert values[0].string_value == str(checkpoint) and values[1].string_value == "torch"
         assert values[2].integer_value == 10
-        assert list(values[3].string_array_value) == ["/front_left/image_raw", "/front_right/image_raw"]
+        assert list(values[3].string_array_value) == ["front_left/image_raw", "front_right/image_raw"]  # relative
         change = client_node.create_client(ChangeState, f"/{NODE_NAME}/change_state")
         state = client_node.create_client(GetState, f"/{NODE_NAME}/get_state")
         assert change.wait_for_service(timeout_sec=10) and state.wait_for_service(timeout_sec=10)
@@ -483,7 +520,18 @@ def test_package_launch_and_params_are_consistent():
     source = (ROOT / "launch" / "stack.launch.py").read_text()
     assert 'start_state="configuring", goal_state="inactive", handle_once=True' in source
     assert 'DeclareLaunchArgument("autostart", default_value="false"' in source
-    assert 'FindPackageShare("gato_robot"), "config", "params.yaml"' in source
+    assert 'DeclareLaunchArgument("robot", default_value="fr3"' in source  # the launch file is the real arm's
+    assert 'config / "params.yaml"' in source and 'f"robot_{' in source
+    robots = {p.stem.removeprefix("robot_"): yaml.safe_load(p.read_text())[NODE_NAME]["ros__parameters"]
+              for p in (PACKAGE / "config").glob("robot_*.yaml")}
+    assert set(robots) == {"fr3", "sim"}
+    for robot, overlay in robots.items():
+        for name, value in overlay.items():
+            assert type(check_parameter(name, value)) is type(PARAMETERS[name]), (robot, name)
+    fr3 = robots["fr3"]
+    assert fr3["command_interface"] == "trajectory" and fr3["gripper_interface"] == "action"
+    assert fr3["arm_joints"] == [f"fr3_joint{i}" for i in range(1, 8)] and fr3["arm_datasheet"] == "fr3"
+    assert "speed_scale" not in fr3 and params["speed_scale"] == 0.25  # a first deployment's speed
     assert 'executable="stack_node"' in source and f'name="{NODE_NAME}"' in source
 
 

@@ -12,10 +12,12 @@
 Topics: one ``sensor_msgs/Image`` per camera (best effort, depth 1, cached by a callback group of their
 own) and its ``camera_info`` beside it (image_transport's convention; the field of view after
 fitting is compared with the training cameras' once), ``sensor_msgs/JointState`` (joints matched by name), commands as ros2_control expects them
-(``std_msgs/Float64MultiArray`` on ``/<controller>/commands`` for a forward position controller,
-or ``trajectory_msgs/JointTrajectory`` of the arm joints on ``/<controller>/joint_trajectory``; the
+(``std_msgs/Float64MultiArray`` on ``<controller>/commands`` for a forward position controller,
+or ``trajectory_msgs/JointTrajectory`` of the arm joints on ``<controller>/joint_trajectory``; the
 gripper on its forward controller or through ``control_msgs/GripperCommand``), and
-``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics``. Service ``~/estop`` (std_srvs/Trigger)
+``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics``. Topic names are relative (they resolve in
+the node's namespace and remap as usual), ``/diagnostics`` excepted. The URDF comes from a file or
+once from the ``robot_description`` topic. Service ``~/estop`` (std_srvs/Trigger)
 latches an e-stop; ``~/reset_estop`` clears it while the node is inactive (then activate to resume).
 The loop latches one itself on implausible joint measurements. Every sample keeps its stamp and
 its receive time; the watchdog checks both. The forward controller has no command timeout, so
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +41,11 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -60,6 +63,7 @@ NODE_NAME = "gato_robot_stack"
 GRIPPER_GOAL_STEP_M = 0.005
 """gripper_interface "action": a new goal when the commanded width moves this far (franka_gripper's
 width tolerance); goals at the 20 Hz tick would preempt each other before the fingers move."""
+ROBOT_DESCRIPTION_WAIT_S = 5.0  # configure waits this long for a URDF on robot_description_topic
 SENSOR_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
 """Cameras and joint states: best effort (as sensor drivers publish), newest sample only."""
 
@@ -96,24 +100,31 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
                                         "their bins (the gripper by temperature); companded as `sim eval` scores "
                                         "the shipped policy", choices=EXPECTATIONS),
     "camera_names": ParameterSpec(["front_left", "front_right"], "the policy's cameras, in token order"),
-    "camera_topics": ParameterSpec(["/front_left/image_raw", "/front_right/image_raw"],
+    "camera_topics": ParameterSpec(["front_left/image_raw", "front_right/image_raw"],
                                    "sensor_msgs/Image topic of each camera (another size than the policy's is "
                                    "centre-cropped to its aspect ratio and resized, with a warning)"),
-    "joint_states_topic": ParameterSpec("/joint_states", "sensor_msgs/JointState topic"),
+    "joint_states_topic": ParameterSpec("joint_states", "sensor_msgs/JointState topic"),
     "arm_joints": ParameterSpec(list(PANDA.arm_joints), "arm joint names, base to flange"),
     "finger_joints": ParameterSpec(list(PANDA.finger_joints), "gripper finger joint names"),
     "tcp_frame": ParameterSpec(PANDA.tcp_frame, "URDF frame of the tool centre point (between the fingertips); "
                                                 "the URDF root is the base frame of the TCP pose and workspace"),
-    "urdf_path": ParameterSpec("", "robot URDF; empty: the Panda URDF from pybullet_data"),
+    "urdf_path": ParameterSpec("", "robot URDF; empty: the Panda URDF from pybullet_data (unless "
+                                   "robot_description_topic is set)"),
+    "robot_description_topic": ParameterSpec("", "std_msgs/String topic with the URDF (transient local, as "
+                                                 "robot_state_publisher and franka_ros2 publish it), read once at "
+                                                 "configure; empty: urdf_path"),
+    "arm_datasheet": ParameterSpec("panda", "manufacturer joint limits that tighten the URDF's (Franka "
+                                            "datasheet: panda or fr3; empty: the URDF's alone)",
+                                   choices=("panda", "fr3", "")),
     "command_interface": ParameterSpec("forward", "forward: Float64MultiArray position steps to "
-                                                  "/CONTROLLER/commands (simulators); trajectory: a one-point "
+                                                  "CONTROLLER/commands (simulators); trajectory: a one-point "
                                                   "JointTrajectory of the arm joints, start now, with velocities, to "
-                                                  "/CONTROLLER/joint_trajectory (real arms)",
+                                                  "CONTROLLER/joint_trajectory (real arms)",
                                        choices=("forward", "trajectory")),
     "controller": ParameterSpec("forward_position_controller", "ros2_control arm controller name"),
-    "gripper_interface": ParameterSpec("forward", "forward: finger positions to /GRIPPER_CONTROLLER/commands; "
+    "gripper_interface": ParameterSpec("forward", "forward: finger positions to GRIPPER_CONTROLLER/commands; "
                                                   "action: control_msgs/GripperCommand goals to "
-                                                  "/GRIPPER_CONTROLLER/gripper_action (franka_gripper: position = "
+                                                  "GRIPPER_CONTROLLER/gripper_action (franka_gripper: position = "
                                                   "width / 2), sent when the width changes by 5 mm",
                                        choices=("forward", "action")),
     "gripper_controller": ParameterSpec("gripper_forward_controller", "gripper controller (forward) or action "
@@ -232,6 +243,24 @@ class GatoStackNode(LifecycleNode):
         stamp = stamp_seconds(header.stamp)
         return stamp if stamp > 0 else self._now()  # drivers that leave stamps empty: receive time
 
+    def _urdf_path(self) -> str:
+        """``urdf_path``, or the URDF read once from ``robot_description_topic`` (waiting up to
+        ROBOT_DESCRIPTION_WAIT_S) and written to a file Pinocchio loads."""
+        topic = str(self._param("robot_description_topic")).strip()
+        if not topic:
+            return str(self._param("urdf_path"))
+        from rclpy.wait_for_message import wait_for_message
+
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        received, message = wait_for_message(String, self, topic, qos_profile=latched,
+                                             time_to_wait=ROBOT_DESCRIPTION_WAIT_S)
+        if not received or not message.data.strip():
+            raise TimeoutError(f"parameter robot_description_topic: no URDF on '{topic}' within "
+                               f"{ROBOT_DESCRIPTION_WAIT_S:g} s (is robot_state_publisher running?)")
+        path = Path(tempfile.gettempdir()) / f"{NODE_NAME}-{os.getpid()}-robot_description.urdf"
+        path.write_text(message.data)
+        return str(path)
+
     # -- lifecycle --------------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
@@ -246,10 +275,11 @@ class GatoStackNode(LifecycleNode):
             if len(names) != len(topics):
                 raise ValueError(f"camera_names ({len(names)}) and camera_topics ({len(topics)}) must pair up")
             interface = str(self._param("command_interface"))
-            self.arm = ArmDescription(urdf_path=str(self._param("urdf_path")),
+            self.arm = ArmDescription(urdf_path=self._urdf_path(),
                                       arm_joints=tuple(self._param("arm_joints")),
                                       finger_joints=tuple(self._param("finger_joints")),
-                                      tcp_frame=str(self._param("tcp_frame")))
+                                      tcp_frame=str(self._param("tcp_frame")),
+                                      datasheet=str(self._param("arm_datasheet")))
             gripper_interface = str(self._param("gripper_interface"))
             gripper_command = _gripper_command_type() if gripper_interface == "action" else None
             config = ControlConfig(rate, str(self._param("instruction")),
@@ -300,17 +330,17 @@ class GatoStackNode(LifecycleNode):
             callback_group=MutuallyExclusiveCallbackGroup()))
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         controller = str(self._param("controller"))
-        arm_type, arm_topic = ((Float64MultiArray, f"/{controller}/commands") if interface == "forward"
-                               else (JointTrajectory, f"/{controller}/joint_trajectory"))
+        arm_type, arm_topic = ((Float64MultiArray, f"{controller}/commands") if interface == "forward"
+                               else (JointTrajectory, f"{controller}/joint_trajectory"))
         self._arm_publisher = self.create_publisher(arm_type, arm_topic, reliable)
         gripper = str(self._param("gripper_controller"))
         self._gripper_publisher, self._gripper_action, self._sent_width = None, None, None
         if gripper_command is None:
-            self._gripper_publisher = self.create_publisher(Float64MultiArray, f"/{gripper}/commands", reliable)
+            self._gripper_publisher = self.create_publisher(Float64MultiArray, f"{gripper}/commands", reliable)
         else:
             from rclpy.action import ActionClient
 
-            self._gripper_action = ActionClient(self, gripper_command, f"/{gripper}/gripper_action")
+            self._gripper_action = ActionClient(self, gripper_command, f"{gripper}/gripper_action")
             self._gripper_goal_type, self._max_effort = gripper_command.Goal, float(self._param("gripper_max_effort_n"))
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         owned["publisher"] += [p for p in (self._arm_publisher, self._gripper_publisher, self._diagnostics) if p]
