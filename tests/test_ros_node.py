@@ -20,7 +20,9 @@ rclpy = pytest.importorskip("rclpy")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import State as StateMsg  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from builtin_interfaces.msg import Time as TimeMsg  # noqa: E402
 from rcl_interfaces.srv import GetParameters  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
@@ -74,7 +76,7 @@ def sim_inputs():
 class SimSensors:
     """A second node: publishes the sim's camera frames and joint states, records the commands."""
 
-    def __init__(self, context, observation):
+    def __init__(self, context, observation, clocked_period_s: float | None = None):
         self.node = rclpy.create_node("sim_sensors", context=context)
         group = ReentrantCallbackGroup()
         self.observation = observation
@@ -90,10 +92,11 @@ class SimSensors:
         self.publish_joints = self.publish_images = True
         self.encoding = "rgb8"  # fault injection: what the image messages claim to be
         self.arm_names = list(ARM)  # fault injection: drop one to send a JointState missing a joint
-        self.node.create_timer(0.02, self.publish, callback_group=group)
+        if clocked_period_s is None:
+            self.node.create_timer(0.02, self.publish, callback_group=group)
 
-    def publish(self):
-        stamp = self.node.get_clock().now().to_msg()
+    def publish(self, stamp=None):
+        stamp = self.node.get_clock().now().to_msg() if stamp is None else stamp
         for name, publisher in self.images.items():
             if not self.publish_images:
                 break
@@ -108,6 +111,49 @@ class SimSensors:
                                  velocity=[*(velocities[n] for n in names), 0.0, 0.0])
             message.header.stamp = stamp
             self.joints.publish(message)
+
+
+class ClockedSensors(SimSensors):
+    """SimSensors on simulated time (the node runs with use_sim_time): the test advances /clock one
+    control period at a time, waits for the node's tick, then publishes sensors stamped with the new
+    time and waits until the node has them. Every tick therefore sees inputs exactly one period old,
+    however loaded the cores are, and the node's timer fires once per step."""
+
+    PERIOD_NS = 50_000_000  # 20 Hz
+
+    def __init__(self, context, observation, node: GatoStackNode):
+        super().__init__(context, observation, clocked_period_s=self.PERIOD_NS * 1e-9)
+        self.stack = node
+        self.clock = self.node.create_publisher(Clock, "/clock", 10)
+        self.now_ns = 1_000_000_000  # a zero stamp would mean "no stamp" (receive time) to the node
+
+    def _time(self):
+        return TimeMsg(sec=self.now_ns // 10**9, nanosec=self.now_ns % 10**9)
+
+    def publish_sensors(self) -> None:
+        """Sensors stamped now; returns once the node holds the ones it was sent."""
+        joints_before, frames_before = self.stack._joints, dict(self.stack._frames)
+        self.publish(self._time())
+        joints_valid = self.publish_joints and self.arm_names == ARM  # else the node rejects or never gets them
+        images_valid = self.publish_images and self.encoding == "rgb8"
+        assert wait_for(lambda: (not joints_valid or self.stack._joints is not joints_before)
+                        and (not images_valid or len(self.stack._frames) == 2
+                             and all(self.stack._frames[n] is not frames_before.get(n) for n in self.images)),
+                        timeout=10), "the node did not receive the sensors"
+        if not (joints_valid and images_valid):
+            time.sleep(0.05)  # a rejected message has no stamp to wait for
+
+    def step(self, ticks: int = 1, active: bool = True) -> None:
+        """Advance /clock ``ticks`` periods; while active, each waits for the node's command."""
+        for _ in range(ticks):
+            count = len(self.commands)
+            self.now_ns += self.PERIOD_NS
+            self.clock.publish(Clock(clock=self._time()))
+            if active:
+                assert wait_for(lambda: len(self.commands) > count, timeout=10), "the node did not tick"
+            else:
+                time.sleep(0.05)  # nothing to wait for: an inactive node must stay silent
+            self.publish_sensors()
 
 
 def wait_for(predicate, timeout=10.0):
@@ -150,8 +196,12 @@ def record_ticks(loop: ControlLoop) -> list[tuple[float, LoopState]]:
 
 
 def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_inputs):
+    """On simulated time (the test steps /clock): one command per 50 ms tick, equal to ControlLoop's
+    for the same inputs; a hold with its reason when joint states stop; the e-stop latch; the hold
+    on shutdown. Deterministic on loaded cores: no wall-clock rate or age enters an assertion."""
     node = GatoStackNode(context=context, parameter_overrides=[
-        Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch")])
+        Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch"),
+        Parameter("use_sim_time", value=True)])
     executor = SingleThreadedExecutor(context=context)  # as main() runs it (see gato_robot.ros.node.main)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -161,39 +211,39 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.FAILURE  # no joint state yet
         ticks = record_ticks(node.loop)
-        sim = SimSensors(context, sim_inputs)
+        sim = ClockedSensors(context, sim_inputs, node)
         executor.add_node(sim.node)
-        assert wait_for(lambda: node._joints is not None and len(node._frames) == 2)
+        sim.clock.publish(Clock(clock=sim._time()))
+        assert wait_for(lambda: abs(node._now() - sim.now_ns * 1e-9) < 1e-9), "the node is not on /clock"
+        sim.publish_sensors()
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        assert wait_for(lambda: len(sim.commands) >= 45, timeout=15)
+        sim.step(30)
 
-        # 20 Hz, and the same commands ControlLoop computes for the same inputs.
-        times = np.array([t for t, _ in sim.commands[5:45]])
-        assert 16.0 < (len(times) - 1) / (times[-1] - times[0]) < 24.0
-        # Compared over the leading active ticks: on loaded cores the single-threaded executor can
-        # deliver a joint state late enough for the watchdog to hold (correctly) once in a while.
-        ticks = ticks[next(i for i, (_, state) in enumerate(ticks) if state is LoopState.ACTIVE):]
-        leading = next((i for i, (_, state) in enumerate(ticks) if state is not LoopState.ACTIVE), len(ticks))
-        compared = min(30, leading)
-        assert compared >= 10, f"the watchdog held after only {leading} ticks of fresh simulated sensors"
-        expected = reference_commands(checkpoint, sim_inputs, [t for t, _ in ticks[:compared]], node.loop)
-        for (_, got), want in zip(sim.commands[:compared], expected):
+        # One command per 50 ms tick (20 Hz in the node's time), each ControlLoop's for the same inputs.
+        assert len(sim.commands) == 30 and [state for _, state in ticks] == [LoopState.ACTIVE] * 30
+        np.testing.assert_allclose(np.diff([t for t, _ in ticks]), 0.05, atol=1e-9)
+        expected = reference_commands(checkpoint, sim_inputs, [t for t, _ in ticks], node.loop)
+        for (_, got), want in zip(sim.commands, expected):
             np.testing.assert_allclose(got, want, atol=1e-9)
 
-        # Joint states stop: the node holds the last command and says why.
+        # Joint states stop: stale after max_joint_state_age_s (0.1 s = 2 ticks); the node holds the
+        # last command and says why on /diagnostics (published every second of node time).
         sim.publish_joints = False
-        time.sleep(0.5)
+        sim.step(3)
         count = len(sim.commands)
-        assert wait_for(lambda: len(sim.commands) >= count + 5)
-        held = [c for _, c in sim.commands[count:count + 5]]
-        assert all(np.array_equal(c, held[0]) for c in held)
+        sim.step(21)
+        held = [c for _, c in sim.commands[count:]]
+        assert len(held) == 21 and all(np.array_equal(c, held[0]) for c in held)
+        assert all(state is LoopState.HOLDING for _, state in ticks[-21:])
         assert wait_for(lambda: any("joint state is stale" in kv.value for d in sim.diagnostics
-                                    for s in d.status for kv in s.values), timeout=3)
+                                    for s in d.status for kv in s.values), timeout=5)
         sim.publish_joints = True
+        sim.publish_sensors()
         count = len(sim.commands)
-        assert wait_for(lambda: len(sim.commands) >= count + 10)
-        resumed = [c for _, c in sim.commands[count + 3:count + 10]]
+        sim.step(8)
+        resumed = [c for _, c in sim.commands[count:]]
         assert not all(np.array_equal(c, resumed[0]) for c in resumed)
+        assert all(state is LoopState.ACTIVE for _, state in ticks[-8:])
 
         # E-stop latches until deactivate -> activate.
         client = sim.node.create_client(Trigger, f"/{NODE_NAME}/estop")
@@ -201,9 +251,9 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
         future = client.call_async(Trigger.Request())
         assert wait_for(future.done) and future.result().success
         count = len(sim.commands)
-        assert wait_for(lambda: len(sim.commands) >= count + 6)
-        stopped = [c for _, c in sim.commands[count + 1:count + 6]]
-        assert all(np.array_equal(c, stopped[0]) for c in stopped)
+        sim.step(6)
+        stopped = [c for _, c in sim.commands[count:]]
+        assert len(stopped) == 6 and all(np.array_equal(c, stopped[0]) for c in stopped)
         assert node.loop.state.value == "estopped"
         reset = sim.node.create_client(Trigger, f"/{NODE_NAME}/reset_estop")
         assert reset.wait_for_service(timeout_sec=5)
@@ -217,15 +267,16 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
         assert node.loop.state.value == "disabled" and not node._active  # reset alone moves nothing
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         assert node.loop.state.value == "active"
+        sim.step(3)
 
         # Shutdown (what SIGINT/SIGTERM run in main()): one hold command, then inactive and silent.
-        assert wait_for(lambda: len(sim.commands) >= 3)
+        count = len(sim.commands)
         node.hold_and_deactivate()
         assert not node._active and node.loop.state.value == "disabled"
-        count = len(sim.commands)
-        time.sleep(0.5)
-        assert len(sim.commands) - count <= 1  # at most the hold in flight; the loop no longer publishes
+        assert wait_for(lambda: len(sim.commands) == count + 1)  # the hold
         np.testing.assert_array_equal(sim.commands[-1][1], node.loop.last_command.arm_positions)
+        sim.step(10, active=False)
+        assert len(sim.commands) == count + 1  # the loop no longer publishes
     finally:
         executor.shutdown()
         spinner.join(timeout=5)
@@ -235,36 +286,43 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
 
 
 def test_node_sensor_faults_and_lifecycle_edges_on_the_onnxruntime_backend(context, checkpoint, sim_inputs, tmp_path):
-    """The default backend in the node; each sensor fault holds with its reason on /diagnostics and
-    recovers; deactivate stops publishing; re-activation after the arm was moved by hand starts
-    from the new measurement; cleanup -> configure -> activate works again."""
+    """The default backend in the node, on simulated time; each sensor fault holds with its reason
+    on /diagnostics and recovers; deactivate stops publishing; re-activation after the arm was moved
+    by hand starts from the new measurement; cleanup -> configure -> activate works again."""
     from gato_robot.runtime.export import export_checkpoint
 
     export = export_checkpoint(checkpoint, tmp_path / "onnx")
-    node = GatoStackNode(context=context, parameter_overrides=[Parameter("model_path", value=str(export.directory))])
-    sim = SimSensors(context, {**sim_inputs, "joint_positions": sim_inputs["joint_positions"].copy()})
+    node = GatoStackNode(context=context, parameter_overrides=[Parameter("model_path", value=str(export.directory)),
+                                                               Parameter("use_sim_time", value=True)])
+    sim = ClockedSensors(context, {**sim_inputs, "joint_positions": sim_inputs["joint_positions"].copy()}, node)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     executor.add_node(sim.node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
 
-    def reported(text):
-        return wait_for(lambda: any(text in kv.value for d in sim.diagnostics[-3:] for st in d.status
-                                    for kv in st.values), timeout=4)
+    def reported(text):  # diagnostics go out every second of node time: step until they say it
+        for _ in range(30):
+            if any(text in kv.value for d in sim.diagnostics[-3:] for st in d.status for kv in st.values):
+                return True
+            sim.step()
+        return False
 
     def holding():
         count = len(sim.commands)
-        assert wait_for(lambda: len(sim.commands) >= count + 4)
-        recent = [c for _, c in sim.commands[count:count + 4]]
+        sim.step(4)
+        recent = [c for _, c in sim.commands[count:]]
         return all(np.array_equal(c, recent[0]) for c in recent)
 
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.loop.runner.backend == "onnxruntime"
-        assert wait_for(lambda: node._joints is not None and len(node._frames) == 2)
+        sim.clock.publish(Clock(clock=sim._time()))
+        assert wait_for(lambda: abs(node._now() - sim.now_ns * 1e-9) < 1e-9), "the node is not on /clock"
+        sim.publish_sensors()
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        assert wait_for(lambda: len(sim.commands) >= 5) and not holding()
+        sim.step(2)
+        assert not holding()
 
         for fault, reason, undo in (
                 (lambda: setattr(sim, "encoding", "yuv422"), "image encoding 'yuv422' is not supported",
@@ -274,33 +332,35 @@ def test_node_sensor_faults_and_lifecycle_edges_on_the_onnxruntime_backend(conte
                 (lambda: setattr(sim, "publish_images", False), "is stale",
                  lambda: setattr(sim, "publish_images", True))):
             fault()
-            time.sleep(0.4)  # past max_image_age_s / max_joint_state_age_s
+            sim.step(6)  # past max_image_age_s (0.25 s) and max_joint_state_age_s (0.1 s)
             assert holding(), reason
             assert reported(reason), reason
             undo()
-            time.sleep(0.4)
+            sim.publish_sensors()
+            sim.step(2)
             assert not holding(), f"no recovery after: {reason}"
             assert reported("none"), f"input_problem not cleared after: {reason}"
 
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         count = len(sim.commands)
-        time.sleep(0.4)
+        sim.step(8, active=False)
         assert len(sim.commands) - count <= 1  # the hold, then silence
         sim.observation["joint_positions"][0] += 0.2  # moved by hand while inactive
-        time.sleep(0.2)
+        sim.publish_sensors()
         count = len(sim.commands)
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        assert wait_for(lambda: len(sim.commands) >= count + 3)
+        sim.step(3)
         first = sim.commands[count][1]  # the first tick after activate: one bounded step from the new pose
         assert abs(first[0] - sim.observation["joint_positions"][0]) <= node.loop.limits.max_step[0] + 1e-9
 
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS and node.loop is None
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert wait_for(lambda: node._joints is not None and len(node._frames) == 2)
+        sim.publish_sensors()
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         count = len(sim.commands)
-        assert wait_for(lambda: len(sim.commands) >= count + 5)
+        sim.step(5)
+        assert len(sim.commands) == count + 5
     finally:
         executor.shutdown()
         spinner.join(timeout=5)
