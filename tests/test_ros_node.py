@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ros_ws" / "src" / "gato_robot"
 ARM = [f"panda_joint{i}" for i in range(1, 8)]
 FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
+PARAMS_KEY = f"/**/{NODE_NAME}"  # the config files' key: the node in any namespace
 
 
 @pytest.fixture(scope="module")
@@ -509,13 +510,17 @@ def test_urdf_from_the_robot_description_topic_with_datasheet_limits(context, ch
 
 
 def test_node_started_with_params_file_as_the_launch_file_does(context, checkpoint, tmp_path):
+    """As `ros2 launch gato_robot stack.launch.py namespace:=arm1` starts it: in a namespace, with
+    the package's params file and the robot file on top (their key matches any namespace)."""
     params = yaml.safe_load((PACKAGE / "config" / "params.yaml").read_text())
     # rate_hz as an integer, as `rate_hz:=10` on a command line gives it: accepted for the double
-    params[NODE_NAME]["ros__parameters"].update(model_path=str(checkpoint), backend="torch", rate_hz=10)
+    params[PARAMS_KEY]["ros__parameters"].update(model_path=str(checkpoint), backend="torch", rate_hz=10)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    process = subprocess.Popen([sys.executable, "-m", "gato_robot.ros.node", "--ros-args", "--params-file",
-                                str(params_file)], env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, "-m", "gato_robot.ros.node", "--ros-args", "-r", "__ns:=/arm1",
+                                "--params-file", str(params_file), "--params-file",
+                                str(PACKAGE / "config" / "robot_sim.yaml")],
+                               env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     client_node = rclpy.create_node("params_probe", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(client_node)
@@ -527,14 +532,14 @@ def test_node_started_with_params_file_as_the_launch_file_does(context, checkpoi
         return future.result()
 
     try:
-        get = client_node.create_client(GetParameters, f"/{NODE_NAME}/get_parameters")
+        get = client_node.create_client(GetParameters, f"/arm1/{NODE_NAME}/get_parameters")
         assert get.wait_for_service(timeout_sec=20), "node did not come up"
         values = call(get, GetParameters.Request(names=["model_path", "backend", "rate_hz", "camera_topics"]), 10).values
         assert values[0].string_value == str(checkpoint) and values[1].string_value == "torch"
         assert values[2].integer_value == 10
         assert list(values[3].string_array_value) == ["front_left/image_raw", "front_right/image_raw"]  # relative
-        change = client_node.create_client(ChangeState, f"/{NODE_NAME}/change_state")
-        state = client_node.create_client(GetState, f"/{NODE_NAME}/get_state")
+        change = client_node.create_client(ChangeState, f"/arm1/{NODE_NAME}/change_state")
+        state = client_node.create_client(GetState, f"/arm1/{NODE_NAME}/get_state")
         assert change.wait_for_service(timeout_sec=10) and state.wait_for_service(timeout_sec=10)
         request = ChangeState.Request()
         request.transition.id = 1  # configure
@@ -565,7 +570,7 @@ def test_package_launch_and_params_are_consistent():
     assert "stack_node = gato_robot_ros.stack_node:main" in setup
     assert (PACKAGE / "launch" / "stack.launch.py").resolve() == (ROOT / "launch" / "stack.launch.py").resolve()
 
-    params = yaml.safe_load((PACKAGE / "config" / "params.yaml").read_text())[NODE_NAME]["ros__parameters"]
+    params = yaml.safe_load((PACKAGE / "config" / "params.yaml").read_text())[PARAMS_KEY]["ros__parameters"]
     assert set(params) == set(PARAMETERS)
     for name, default in PARAMETERS.items():
         assert type(params[name]) is type(default), name
@@ -582,7 +587,7 @@ def test_package_launch_and_params_are_consistent():
     assert 'DeclareLaunchArgument("autostart", default_value="false"' in source
     assert 'DeclareLaunchArgument("robot", default_value="fr3"' in source  # the launch file is the real arm's
     assert 'config / "params.yaml"' in source and 'f"robot_{' in source
-    robots = {p.stem.removeprefix("robot_"): yaml.safe_load(p.read_text())[NODE_NAME]["ros__parameters"]
+    robots = {p.stem.removeprefix("robot_"): yaml.safe_load(p.read_text())[PARAMS_KEY]["ros__parameters"]
               for p in (PACKAGE / "config").glob("robot_*.yaml")}
     assert set(robots) == {"fr3", "sim"}
     for robot, overlay in robots.items():
