@@ -40,6 +40,11 @@ RECIPES = {
     "all-novel-gf-global-dagger-state1": "as all-novel-gf-global; then 1 DAgger round labelled from the state "
                                          "(`ScriptedExpert.label`; 96 episodes driven by it, 51 stacked) and 48k more "
                                          "samples on the union (lr 5e-4): the columns count the 48k",
+    "all-novel-gf-global-value": "as all-novel-gf-global, continuous tokens embedded by an MLP of their value "
+                                 "(`--continuous-embedding value_mlp`, no table row) | as all-novel-gf-global | as "
+                                 "all-novel-gf-global | random shift 4 px",
+    "all-novel-gf-global-dropout": "as all-novel-gf-global, with attention and MLP dropout 0.1 | as "
+                                   "all-novel-gf-global | as all-novel-gf-global | random shift 4 px",
     "bc-imp": "BC-IMP specialist (conv + MLP, MSE) | - | log-scaled, with joint velocities | random shift 4 px",
 }
 
@@ -63,8 +68,9 @@ def main() -> None:
     lines = ["| arm | encoder \\| action loss \\| proprio \\| augmentation | samples | train wall time | samples/s "
              "| success, sampled T=1 | success, companded expectation (motion) + sampled gripper "
              "| success, companded expectation (motion) + argmax gripper "
-             "| success, physical expectation (motion) + argmax gripper |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| success, physical expectation (motion) + argmax gripper "
+             "| held-out test triplets, as deployed (companded + argmax) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for arm, recipe in RECIPES.items():
         summary_path = args.runs / arm / "summary.json"
         if not summary_path.is_file():
@@ -75,12 +81,13 @@ def main() -> None:
                      f"| {summary['samples_per_s']:.0f} | {cell(args.reports / f'{arm}-sampled.json')} "
                      f"| {cell(args.reports / f'{arm}-expectation.json')} "
                      f"| {cell(args.reports / f'{arm}-expectation-greedy.json')} "
-                     f"| {cell(args.reports / f'{arm}-physical-greedy.json')} |")
+                     f"| {cell(args.reports / f'{arm}-physical-greedy.json')} "
+                     f"| {cell(args.reports / f'{arm}-test.json')} |")
     shipped = args.reports / "shipped-sampled.json"
     if shipped.is_file():  # the previous session's policy: another store (479 episodes), 3.2x the samples
         lines.append("| gato-cpu-small (shipped, previous recipe) | patch ResNet v2 \\| one-hot CE over vocabulary "
                      "\\| raw, with joint velocities \\| none; 479-episode store without gripper flips | 384k "
-                     f"| 100 min | 64 | {cell(shipped)} | not run | not run | not run |")
+                     f"| 100 min | 64 | {cell(shipped)} | not run | not run | not run | not run |")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
