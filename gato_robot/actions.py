@@ -22,6 +22,7 @@ import numpy as np
 import pinocchio as pin
 
 from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
+from .observation import JointCommand
 from .robot_description import DATASHEETS, PANDA, ArmDescription
 
 
@@ -51,14 +52,6 @@ class ActionPathConfig:
     def __post_init__(self) -> None:
         if not (np.isfinite(self.posture_gain) and 0.0 <= self.posture_gain * self.control_period_s <= 1.0):
             raise ValueError(f"posture_gain must be in [0, 1 / control_period_s] (1/s), got {self.posture_gain}")
-
-
-@dataclass(frozen=True)
-class JointCommand:
-    """Joint position targets (radians, arm joints in URDF order) and finger width (metres)."""
-
-    arm_positions: np.ndarray
-    gripper_width: float
 
 
 def _yaw_of(rotation: np.ndarray) -> float:

@@ -24,12 +24,12 @@ from typing import Mapping
 import numpy as np
 
 from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
-from .actions import CartesianActionMapper, JointCommand
+from .actions import CartesianActionMapper
 from .agent import physical_action
-from .observation import Observation
+from .observation import Frame, JointCommand, JointSample, Observation
 from .proprio import proprio_vector
 from .runtime.base import PolicyRunner
-from .safety import Frame, JointSample, SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
+from .safety import SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
 from .tokenizer.errors import TokenizationError
 from .tokenizer.sequence import GatoTokenizer
 

@@ -1,4 +1,5 @@
-"""What a robot (real or simulated) hands the policy at one control tick."""
+"""What a robot (real or simulated) hands the policy at one control tick, and what the control loop
+sends back: light types (numpy only), importable without Pinocchio, torch or rclpy."""
 
 from __future__ import annotations
 
@@ -23,3 +24,32 @@ class Observation:
     proprio: np.ndarray
     instruction: str = ""
     extras: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JointSample:
+    """Measured arm state: positions (rad) and velocities (rad/s) in URDF joint order, gripper width
+    (m), and the time it was measured (seconds, the loop's clock)."""
+
+    positions: np.ndarray
+    velocities: np.ndarray
+    gripper_width: float
+    stamp_s: float
+    received_s: float | None = None  # when the adapter received it (same clock); None: same as stamp_s
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One camera image (uint8 HxWx3 RGB) and the time it was captured (seconds)."""
+
+    image: np.ndarray
+    stamp_s: float
+    received_s: float | None = None  # when the adapter received it (same clock); None: same as stamp_s
+
+
+@dataclass(frozen=True)
+class JointCommand:
+    """Joint position targets (radians, arm joints in URDF order) and finger width (metres)."""
+
+    arm_positions: np.ndarray
+    gripper_width: float

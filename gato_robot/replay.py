@@ -19,7 +19,7 @@ from .control import ControlLoop
 from .errors import reading
 from .robot_description import PANDA
 from .ros.convert import image_to_rgb, joint_state_to_sample, stamp_seconds
-from .safety import Frame, JointSample
+from .observation import Frame, JointSample
 
 
 @dataclass(frozen=True)

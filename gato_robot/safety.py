@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .actions import JointCommand
+from .observation import Frame, JointCommand, JointSample
 
 
 class UnsafeCommand(ValueError):
@@ -68,27 +68,6 @@ class SafetyLimits:
         if width != command.gripper_width:
             hits.append("gripper width limit")
         return JointCommand(np.clip(anchor + step, self.lower, self.upper), width), hits
-
-
-@dataclass(frozen=True)
-class JointSample:
-    """Measured arm state: positions (rad) and velocities (rad/s) in URDF joint order, gripper width
-    (m), and the time it was measured (seconds, the loop's clock)."""
-
-    positions: np.ndarray
-    velocities: np.ndarray
-    gripper_width: float
-    stamp_s: float
-    received_s: float | None = None  # when the adapter received it (same clock); None: same as stamp_s
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One camera image (uint8 HxWx3 RGB) and the time it was captured (seconds)."""
-
-    image: np.ndarray
-    stamp_s: float
-    received_s: float | None = None  # when the adapter received it (same clock); None: same as stamp_s
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from gato_robot.control import ControlLoop, TickResult
-from gato_robot.safety import Frame, JointSample
+from gato_robot.observation import Frame, JointSample
 
 from .env_base import RGBStackingEnv
 

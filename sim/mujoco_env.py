@@ -18,7 +18,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import mujoco  # noqa: E402
 
-from gato_robot.actions import JointCommand  # noqa: E402
+from gato_robot.observation import JointCommand  # noqa: E402
 
 from .env_base import ObjectPose, RGBStackingEnv  # noqa: E402
 from .scene import BASKET_RGBA, COLORS, FLOOR_RGBA, ROBOT_RGBA, CameraSpec, SceneSpec  # noqa: E402

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pybullet as pb
 
-from gato_robot.actions import JointCommand
+from gato_robot.observation import JointCommand
 
 from .env_base import ObjectPose, RGBStackingEnv
 from .scene import BASKET_RGBA, COLORS, FLOOR_RGBA, ROBOT_RGBA

@@ -16,7 +16,7 @@ from gato_robot.model.policy import GatoPolicy
 from gato_robot.replay import ReplayTopics, replay_bag
 from gato_robot.ros.convert import MessageError, image_to_rgb, joint_state_to_sample, rgb_to_image_fields
 from gato_robot.runtime.torch_runner import TorchRunner
-from gato_robot.safety import Frame, JointSample
+from gato_robot.observation import Frame, JointSample
 from sim.rollout import make_env
 
 TYPES = get_typestore(Stores.ROS2_JAZZY)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..safety import JointSample
+from ..observation import JointSample
 
 ENCODINGS = {  # encoding -> (channels, bytes per channel, channel order to RGB)
     "rgb8": (3, 1, (0, 1, 2)), "bgr8": (3, 1, (2, 1, 0)), "rgba8": (4, 1, (0, 1, 2)), "bgra8": (4, 1, (2, 1, 0)),
