@@ -122,7 +122,7 @@ def test_expectation_decoding_takes_the_mean_bin_and_nan_logits_raise():
     assert choose_bin(logits, 0.0, rng, expectation="companded") == 200
     assert choose_bin(logits, 0.0, rng) == 100  # argmax: the first mode
     nan = np.full(1024, np.nan)
-    for temperature, expectation in ((0.0, "off"), (1.0, "off"), (0.0, "companded"), (0.0, "physical")):
+    for temperature, expectation in ((0.0, "off"), (1.0, "off"), (0.0, "companded"), (0.0, "physical"), (0.0, "median")):
         with pytest.raises(ValueError, match="non-finite action logits"):
             choose_bin(nan, temperature, rng, expectation)
     with pytest.raises(ValueError, match="non-finite action logits"):
@@ -145,7 +145,23 @@ def test_physical_expectation_averages_decoded_values_not_bin_indices():
     peaked[700] = 0.0
     assert choose_bin(peaked, 0.0, rng, expectation="physical") == 700  # one mode: its own bin
     with pytest.raises(ValueError, match="expectation must be one of"):
-        choose_bin(peaked, 0.0, rng, expectation="median")
+        choose_bin(peaked, 0.0, rng, expectation="mode")
+
+
+def test_median_decodes_the_heavier_mode_and_ignores_the_companding():
+    """60% "full speed", 40% "hold still": both means land between the modes, the median on the
+    heavier one; with one mode all three decodings agree."""
+    zero, full = int(continuous_to_bins(0.0)), int(continuous_to_bins(1.0))
+    rng = np.random.default_rng(0)
+    logits = np.full(1024, -1e9)
+    logits[zero], logits[full] = np.log(0.4), np.log(0.6)
+    assert choose_bin(logits, 0.0, rng, expectation="median") == full
+    assert zero < choose_bin(logits, 0.0, rng, expectation="companded") < full
+    logits[zero], logits[full] = np.log(0.6), np.log(0.4)
+    assert choose_bin(logits, 0.0, rng, expectation="median") == zero
+    spread = -0.5 * ((np.arange(1024) - 300.0) / 20.0) ** 2  # one symmetric mode in bins
+    assert choose_bin(spread, 0.0, rng, expectation="median") == 300
+    assert choose_bin(spread, 0.0, rng, expectation="companded") == 300
 
 
 def test_proprio_statistics_change_the_tokens_and_travel_with_the_config(spec, rng):
@@ -238,7 +254,7 @@ def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng,
                 weight.normal_(0.0, 1.0 if "token" in name else 3.0 / weight.shape[-1] ** 0.5)
     checkpoint = save_checkpoint(policy.eval(), tmp_path / "checkpoint")
     export = export_checkpoint(checkpoint, tmp_path / "onnx")
-    for expectation in ("off", "companded", "physical"):
+    for expectation in ("off", "companded", "physical", "median"):
         torch_runner = load_runner("torch", checkpoint, expectation=expectation)
         onnx_runner = load_runner("onnxruntime", export.directory, expectation=expectation)
         tokenizer = GatoTokenizer(torch_runner.config.timestep)

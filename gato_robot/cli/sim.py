@@ -34,7 +34,7 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                                                "the episode seed), as the paper's Gato; 0 = argmax, as shipped."),
              expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Decode the motion dimensions by the "
                                              "expectation of their bins: companded (mean bin, mu-law space; shipped) "
-                                             "or physical (mean decoded value); off: by --temperature like the gripper."),
+                                             "physical (mean decoded value) or median (the same bin in both spaces); off: by --temperature like the gripper."),
              batch_size: int = typer.Option(8, min=1,
                                             help="Policy episodes stepped in lockstep per worker, one batched "
                                             "policy call per tick (torch backend; 1 = one at a time).")) -> None:
@@ -77,7 +77,7 @@ def sim_relabel(policy: str = typer.Option("gato-cpu-small", help="Shipped polic
                                                   help="Gato action tokens: sampled at this "
                                                   "temperature (0 = argmax), as in `sim eval`."),
                 expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Motion dimensions by expectation: off, "
-                                                "companded or physical."),
+                                                "companded, physical or median."),
                 csv_out: Path = typer.Option(None, "--csv", help="Write every relabelled step here.")) -> None:
     """Let the policy drive and the scripted expert say what it would do in each state (DAgger's
     labelling step): per-axis sign agreement, gripper agreement and distance to the red object."""
@@ -182,7 +182,7 @@ def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the re
                temperature: float = typer.Option(DEPLOYED_TEMPERATURE, min=0, help="Policy action sampling temperature "
                                                  "(0 = argmax); the policy drives as deployed by default."),
                expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Motion dimensions by expectation: off, "
-                                               "companded or physical.")) -> None:
+                                               "companded, physical or median.")) -> None:
     """DAgger data collection: the policy drives, the scripted expert labels every visited state;
     episodes go to the store flagged as relabelled (kept whatever their return)."""
     from sim.evaluate import collect_dagger

@@ -11,7 +11,9 @@ as above. "companded" is the mean bin index (mu-law space, where the bins are un
 is the mean of the bins' decoded values (Gato's inverse mu-law of each bin centre), re-binned: the
 estimate a regression policy trained with MSE makes. The two differ when the distribution is
 spread: an even mix of 0 and +1 is +0.09 in companded space (the companding crowds bins near 0)
-and +0.5 in physical space. Non-finite logits (an fp16 overflow, a damaged export) raise instead
+and +0.5 in physical space. "median" is the bin where the cumulative distribution reaches one
+half: unlike either mean it does not depend on the space (the companding is monotone), and an
+uneven mix of two modes decodes to the heavier one instead of a value between them. Non-finite logits (an fp16 overflow, a damaged export) raise instead
 of decoding to bin 0, so the control loop holds.
 """
 
@@ -48,7 +50,8 @@ def check_logits(logits: np.ndarray) -> np.ndarray:
 def choose_bin(logits: np.ndarray, temperature: float, rng: np.random.Generator, expectation: str = "off") -> int:
     """Greedy (``temperature`` 0) or sampled from softmax(logits / temperature); with
     ``expectation`` "companded" the rounded mean bin of softmax(logits), with "physical" the bin
-    holding the mean decoded value of softmax(logits) (both ignore the temperature)."""
+    holding the mean decoded value of softmax(logits), with "median" the first bin whose cumulative
+    probability reaches 0.5 (all three ignore the temperature)."""
     logits = check_logits(logits)
     if check_expectation(expectation) != "off":
         if len(logits) != NUM_CONTINUOUS_BINS:
@@ -57,6 +60,8 @@ def choose_bin(logits: np.ndarray, temperature: float, rng: np.random.Generator,
         probabilities /= probabilities.sum()
         if expectation == "physical":
             return int(continuous_to_bins(probabilities @ BIN_VALUES))
+        if expectation == "median":
+            return int(min(np.searchsorted(np.cumsum(probabilities), 0.5), NUM_CONTINUOUS_BINS - 1))
         return int(np.clip(np.rint(probabilities @ np.arange(NUM_CONTINUOUS_BINS)), 0, NUM_CONTINUOUS_BINS - 1))
     if check_temperature(temperature) == 0:
         return int(np.argmax(logits))

@@ -6,9 +6,10 @@ defaults without loading a model.
 
 from __future__ import annotations
 
-EXPECTATIONS = ("off", "companded", "physical")
-"""Decodings of the motion dimensions: by temperature ("off"), or the expectation of their bin
-distribution in mu-law companded space or in physical (normalized action) space."""
+EXPECTATIONS = ("off", "companded", "physical", "median")
+"""Decodings of the motion dimensions: by temperature ("off"), the expectation of their bin
+distribution in mu-law companded space or in physical (normalized action) space, or its median
+(the same bin in both spaces: the companding is monotone)."""
 
 DEPLOYED_TEMPERATURE = 0.0
 """Tokens not decoded by expectation (the gripper): argmax. Sampled at T=1, as the paper's Gato

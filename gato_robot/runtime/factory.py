@@ -13,8 +13,8 @@ def load_runner(backend: str, path: str | Path, device: str = "cpu", threads: in
                 temperature: float = 0.0, expectation: str = "off", batch_size: int = 1) -> PolicyRunner:
     """torch: a checkpoint directory (or a shipped policy's name); onnxruntime: an ONNX export
     directory; tensorrt: an engine directory. ``temperature`` 0 decodes greedily, > 0 samples;
-    ``expectation`` ("companded" or "physical", :func:`~gato_robot.runtime.base.choose_bin`) decodes
-    the motion dimensions by the expectation of their bins (the gripper by temperature). ``batch_size`` > 1: episodes in
+    ``expectation`` ("companded", "physical" or "median", :func:`~gato_robot.runtime.base.choose_bin`)
+    decodes the motion dimensions by that statistic of their bins (the gripper by temperature). ``batch_size`` > 1: episodes in
     lockstep, one batched call per tick (torch only; the exported graphs are batch 1)."""
     if batch_size != 1 and backend != "torch":
         raise ValueError(f"batched acting (batch_size {batch_size}) needs the torch backend, not {backend!r}")
