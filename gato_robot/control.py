@@ -31,7 +31,7 @@ from .proprio import proprio_vector
 from .runtime.base import PolicyRunner
 from .safety import SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
 from .tokenizer.errors import TokenizationError
-from .tokenizer.sequence import GatoTokenizer
+from .tokenizer.sequence import GatoTokenizer, TokenSequence
 
 log = logging.getLogger("gato_robot.control")
 
@@ -72,6 +72,17 @@ class TickResult:
     limits_hit: tuple[str, ...] = ()
     stage_seconds: dict[str, float] = field(default_factory=dict)
     deadline_missed: bool = False
+
+
+@dataclass
+class PendingTick:
+    """A tick past the watchdog and the tokenizer, waiting for the runner's action bins."""
+    now_s: float
+    started: float  # perf_counter at the tick's start
+    stages: dict[str, float]
+    positions: np.ndarray  # measured arm joints (rad)
+    tokens: TokenSequence | None
+    fresh_context: bool  # the runner must forget past timesteps before acting on ``tokens``
 
 
 @dataclass
@@ -181,6 +192,24 @@ class ControlLoop:
                           result.stage_seconds, missed)
 
     def tick(self, now_s: float, frames: Mapping[str, Frame], joints: JointSample | None) -> TickResult:
+        """One control tick: :meth:`begin_tick`, the runner, :meth:`end_tick`."""
+        pending = self.begin_tick(now_s, frames, joints)
+        if isinstance(pending, TickResult):
+            return pending
+        try:
+            if pending.fresh_context:
+                self.runner.reset()
+            bins = self.runner.act(pending.tokens)
+        except Exception as error:
+            return self.fail_tick(pending, error)
+        pending.stages.update(self.runner.stage_seconds)
+        return self.end_tick(pending, bins)
+
+    def begin_tick(self, now_s: float, frames: Mapping[str, Frame],
+                   joints: JointSample | None) -> PendingTick | TickResult:
+        """The tick up to the policy: mode, watchdog, plausibility, Observation, tokens. A hold
+        comes back as its :class:`TickResult`; otherwise the tokens the runner must act on. Batched
+        simulation calls this on B loops, runs one batched runner call, then :meth:`end_tick`."""
         started, stages = time.perf_counter(), {}
         if self.state in (LoopState.DISABLED, LoopState.ESTOPPED):
             return self._hold(self.state, f"e-stop latched: {self.estop_reason}" if self.state is LoopState.ESTOPPED
@@ -192,34 +221,45 @@ class ControlLoop:
         if implausible:
             self.estop(implausible)
             return self._hold(LoopState.ESTOPPED, f"e-stop latched: {implausible}", started, stages)
+        q = np.asarray(joints.positions, dtype=np.float64)
         try:
-            if self._needs_fresh_context:
-                self.runner.reset()
-                self._needs_fresh_context = False
-            q = np.asarray(joints.positions, dtype=np.float64)
             proprio = proprio_vector({"joint_positions": q, "joint_velocities": joints.velocities,
                                       "gripper_width": joints.gripper_width, "tcp_pose": self.mapper.tcp_pose(q)})
             observation = Observation({name: frames[name].image for name in self.tokenizer.spec.camera_names},
                                       proprio, self.config.instruction)
             tokens = self.tokenizer.encode_observation(observation)
-            stages["tokenize"] = time.perf_counter() - started
-            bins = self.runner.act(tokens)
-            stages.update(self.runner.stage_seconds)
-            mark = time.perf_counter()
+        except Exception as error:
+            return self.fail_tick(PendingTick(now_s, started, stages, q, None, False), error)
+        stages["tokenize"] = time.perf_counter() - started
+        fresh, self._needs_fresh_context = self._needs_fresh_context, False
+        return PendingTick(now_s, started, stages, q, tokens, fresh)
+
+    def end_tick(self, pending: PendingTick, bins: np.ndarray) -> TickResult:
+        """The tick after the policy: action bins -> physical action -> action path -> SafetyLimits."""
+        mark = time.perf_counter()
+        try:
             action = physical_action(self.tokenizer, bins, self.spec)
-            proposed = self.mapper(self.mapper.anchor(q, self.last_command.arm_positions), action, self.step_period(now_s))
+            anchor = self.mapper.anchor(pending.positions, self.last_command.arm_positions)
+            proposed = self.mapper(anchor, action, self.step_period(pending.now_s))
             command, hits = self.limits.filter(proposed, self.last_command)
-            stages["action_path"] = time.perf_counter() - mark
-        except (TokenizationError, UnsafeCommand, ValueError, FloatingPointError) as error:
-            return self._hold(LoopState.HOLDING, f"{type(error).__name__}: {error}", started, stages)
-        except Exception as error:  # a crashing runtime must hold the arm, not kill the loop
-            log.exception("policy step failed")
-            return self._hold(LoopState.HOLDING, f"policy step failed: {type(error).__name__}: {error}", started, stages)
+        except Exception as error:
+            return self.fail_tick(pending, error)
+        pending.stages["action_path"] = time.perf_counter() - mark
         if hits:
             log.info("limits applied: %s", ", ".join(hits))
         if self.stats.last_reason:
             log.info("resuming: inputs are fit again")
         self.stats.last_reason = ""
         self.stats.active_ticks += 1
-        self.last_command, self._last_active_s = command, now_s
-        return self._finish(TickResult(command, LoopState.ACTIVE, "ok", action, tuple(hits), stages), started)
+        self.last_command, self._last_active_s = command, pending.now_s
+        return self._finish(TickResult(command, LoopState.ACTIVE, "ok", action, tuple(hits), pending.stages),
+                            pending.started)
+
+    def fail_tick(self, pending: PendingTick, error: Exception) -> TickResult:
+        """Hold on an error anywhere in the policy step: bad inputs, the runner, the action path."""
+        if isinstance(error, (TokenizationError, UnsafeCommand, ValueError, FloatingPointError)):
+            reason = f"{type(error).__name__}: {error}"
+        else:  # a crashing runtime must hold the arm, not kill the loop
+            log.error("policy step failed", exc_info=error)
+            reason = f"policy step failed: {type(error).__name__}: {error}"
+        return self._hold(LoopState.HOLDING, reason, pending.started, pending.stages)

@@ -1,21 +1,30 @@
 """Drive a simulator with :class:`gato_robot.control.ControlLoop` as if it were the real arm:
 sim camera frames and joint states (stamped with sim time) in, joint commands out.
 
+:func:`run_control_loop_episodes` is how `sim eval` scores a Gato policy: B environments in
+lockstep, one :class:`ControlLoop` each (its own watchdog, action path state and SafetyLimits), and
+one batched runner call per tick for all of them, so an episode's score is that of the commands the
+arm would be sent. A tick that holds ends its episode as a failure, with the reason kept: a hold
+would restart the policy's context, which a batched runner cannot do for one row alone.
+
 ``faults`` lets tests (and people checking a set-up) corrupt what the loop sees at chosen ticks:
 freeze a camera, drop joint states, inject NaNs, swap in wrong-shaped images.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from gato_robot.control import ControlLoop, TickResult
+from gato_robot.control import ControlConfig, ControlLoop, LoopState, PendingTick, TickResult
 from gato_robot.observation import Frame, JointSample
+from gato_robot.runtime.base import PolicyRunner
 
-from .env_base import RGBStackingEnv
+from .env_base import INSTRUCTION, RGBStackingEnv
+from .rollout import EpisodeResult
 
 Fault = Callable[[int, dict[str, Frame], JointSample | None], tuple[dict[str, Frame], JointSample | None]]
 
@@ -53,3 +62,65 @@ def run_closed_loop(env: RGBStackingEnv, loop: ControlLoop, steps: int, seed: in
         if terminated or truncated:
             break
     return ClosedLoopTrace(results, measured, success)
+
+
+def loop_for(env: RGBStackingEnv, runner: PolicyRunner) -> ControlLoop:
+    """The loop the arm would run, for this scene: its action path, its control rate."""
+    return ControlLoop(runner, env.mapper, ControlConfig(rate_hz=1.0 / env.scene.control_period_s,
+                                                         instruction=INSTRUCTION))
+
+
+def run_control_loop_episodes(envs: list[RGBStackingEnv], runner: PolicyRunner, seeds: list[int],
+                              record_frames: bool = False, timing: dict[str, float] | None = None) -> list[EpisodeResult]:
+    """``len(seeds)`` episodes in lockstep, one env and one :class:`ControlLoop` each, sharing
+    ``runner`` (batch size ``len(envs)``; row i's sampling generator seeded with ``seeds[i]``).
+    An episode that ended keeps its row on its last tokens (its bins are discarded). ``timing``
+    accumulates "policy_s" (runner) and "env_s" (physics, rendering and the loops' own work)."""
+    if len(envs) != len(seeds):
+        raise ValueError(f"{len(envs)} environments for {len(seeds)} seeds")
+    timing = {} if timing is None else timing
+    timing.setdefault("policy_s", 0.0)
+    timing.setdefault("env_s", 0.0)
+    loops = [loop_for(env, runner) for env in envs]
+    readings = []
+    for env, loop, seed in zip(envs, loops, seeds):
+        observation, _ = env.reset(seed=seed)
+        readings.append(sensors(env, observation))
+        loop.enable(readings[-1][1])
+    runner.reset()
+    runner.seed(*seeds)
+    episodes = [EpisodeResult(env.engine, env.triplet.name, seed, False, 0, 0.0) for env, seed in zip(envs, seeds)]
+    live, last_tokens = [True] * len(envs), [None] * len(envs)
+    for _ in range(envs[0].scene.episode_steps):
+        started = time.perf_counter()
+        pending: dict[int, PendingTick] = {}
+        for row in (r for r in range(len(envs)) if live[r]):
+            frames, joints = readings[row]
+            if record_frames:
+                episodes[row].frames.append(np.concatenate([frames[c.name].image for c in envs[row].scene.cameras], axis=1))
+            begun = loops[row].begin_tick(envs[row].sim_time_s, frames, joints)
+            if isinstance(begun, TickResult):
+                episodes[row].held, live[row] = begun.reason, False
+                continue
+            pending[row], last_tokens[row] = begun, begun.tokens
+        if not pending:
+            break
+        acting = time.perf_counter()
+        bins = runner.act_batch([last_tokens[row] if last_tokens[row] is not None else next(iter(pending.values())).tokens
+                                 for row in range(len(envs))])
+        acted = time.perf_counter()
+        for row, begun in pending.items():
+            result = loops[row].end_tick(begun, bins[row])
+            if result.state is not LoopState.ACTIVE:
+                episodes[row].held, live[row] = result.reason, False
+                continue
+            episodes[row].limited_ticks += bool(result.limits_hit)
+            observation, reward, terminated, truncated, info = envs[row].step_joint_command(result.command)
+            readings[row] = sensors(envs[row], observation)
+            episode = episodes[row]
+            episode.steps, episode.episode_return = episode.steps + 1, episode.episode_return + reward
+            episode.success = bool(terminated)
+            live[row] = not (terminated or truncated)
+        timing["policy_s"] += acted - acting
+        timing["env_s"] += (acting - started) + (time.perf_counter() - acted)
+    return episodes

@@ -1,9 +1,12 @@
 """Headless evaluation and data generation, parallel over processes, with progress bars.
 
 Policy episodes run in batches: each worker steps ``batch_size`` environments in lockstep and
-makes one batched policy call per control tick (:func:`sim.rollout.run_episodes_batched`), which
-amortizes the per-call overhead of a small model over the batch. Every episode keeps its own env
-seed and sampling seed, so its result does not depend on the batch it ran in.
+makes one batched policy call per control tick, which amortizes the per-call overhead of a small
+model over the batch. Every episode keeps its own env seed and sampling seed, so its result does
+not depend on the batch it ran in. A Gato policy is scored through the deployment loop the arm runs
+(:func:`sim.closed_loop.run_control_loop_episodes`: watchdog, tokenizer, runner, action path,
+SafetyLimits, joint commands into the engine); BC-IMP, the scripted expert and DAgger collection
+act through the environment's action path (:func:`sim.rollout.run_episodes_batched`).
 
 Success rates carry 95% Wilson score intervals. Reports are JSON; selected episodes become videos
 (both cameras side by side; GIF, or MP4 when ffmpeg is available).
@@ -25,6 +28,7 @@ from tqdm import tqdm
 
 from gato_robot.runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 
+from .closed_loop import run_control_loop_episodes
 from .rollout import ENGINES, EpisodeResult, make_agent, make_env, run_episode, run_episodes_batched
 from .triplets import TEST_TRIPLETS, test_triplet
 
@@ -91,6 +95,15 @@ def _env(job: Job, cameras: bool, index: int = 0):
 def _run_chunk(jobs: tuple[Job, ...]) -> list[EpisodeResult]:
     """Episodes of one policy on one triplet kind, in lockstep (one batched policy call per tick);
     DAgger episodes are relabelled by one expert per row and written to the store."""
+    runner = getattr(_agent(jobs[0], len(jobs)), "runner", None) if jobs[0].store is None else None
+    if runner is not None:  # Gato, scored as deployed
+        envs = [_env(jobs[0], True, index) for index in range(len(jobs))]
+        results = run_control_loop_episodes(envs, runner, [job.seed for job in jobs],
+                                            record_frames=any(job.record for job in jobs))
+        for job, result in zip(jobs, results):
+            if not job.record:
+                result.frames = []
+        return results
     if len(jobs) == 1:
         return [_run_job(jobs[0])]
     envs = [_env(jobs[0], True, index) for index in range(len(jobs))]
@@ -229,7 +242,9 @@ def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: in
         wins = sum(r.success for r in mine)
         low, high = wilson_interval(wins, len(mine))
         per_triplet[name] = {"episodes": len(mine), "successes": wins, "success_rate": wins / max(1, len(mine)),
-                             "ci95": [low, high], "mean_steps": float(np.mean([r.steps for r in mine]))}
+                             "ci95": [low, high], "mean_steps": float(np.mean([r.steps for r in mine])),
+                             "held": {str(r.seed): r.held for r in mine if r.held},
+                             "limited_ticks": int(sum(r.limited_ticks for r in mine))}
         if video_dir is not None:
             for r in [r for r in mine if r.frames][:videos_per_triplet]:
                 outcome = "success" if r.success else "failure"

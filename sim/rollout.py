@@ -74,10 +74,13 @@ class PolicyAgent:
         from .env_base import INSTRUCTION
 
         path = resolve_policy(path)
+        self.runner = None
+        """A Gato policy's runner (None for BC-IMP): `sim eval` drives it through ControlLoop."""
         if bc_imp.is_bc_imp_checkpoint(path):
             self.agent = bc_imp.BCIMPAgent(bc_imp.load(path))
         else:
             self.agent = GatoAgent.load(path, INSTRUCTION, backend, temperature, expectation, batch_size)
+            self.runner = self.agent.runner
 
     def reset(self, env: RGBStackingEnv, seed: int) -> None:
         self.agent.reset(seed)
@@ -112,6 +115,8 @@ class EpisodeResult:
     steps: int
     episode_return: float
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
+    held: str = ""  # through a ControlLoop: why a tick held and ended the episode ("" if none did)
+    limited_ticks: int = 0  # through a ControlLoop: ticks whose command SafetyLimits changed
 
 
 def run_episode(env: RGBStackingEnv, agent: Agent, seed: int, writer=None, record_frames: bool = False) -> EpisodeResult:

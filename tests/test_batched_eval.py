@@ -46,6 +46,50 @@ def test_lockstep_batch_reproduces_each_episode_alone(checkpoint, expectation):
     assert len({tuple(np.round(final_state(env), 6)) for env in envs}) == 3  # the episodes differ
 
 
+def test_control_loop_batch_scores_what_one_loop_per_episode_sends(checkpoint):
+    """`sim eval`'s Gato path: B loops sharing one batched runner send, row by row, the commands a
+    lone ControlLoop sends for the same seed (sim.closed_loop.run_closed_loop); and the action path
+    through SafetyLimits leaves these episodes where the environment's own action path puts them."""
+    from sim.closed_loop import loop_for, run_closed_loop, run_control_loop_episodes
+
+    seeds = [3, 8]
+    lone_env = make_env("mujoco", "train", scene=SHORT)
+    expected = []
+    for seed in seeds:
+        runner = load_runner("torch", checkpoint, temperature=1.0)
+        runner.seed(seed)
+        trace = run_closed_loop(lone_env, loop_for(lone_env, runner), SHORT.episode_steps, seed=seed)
+        expected.append((len(trace.results), final_state(lone_env)))
+        assert all(result.reason == "ok" for result in trace.results)
+    envs = [make_env("mujoco", "train", scene=SHORT) for _ in seeds]
+    results = run_control_loop_episodes(envs, load_runner("torch", checkpoint, temperature=1.0, batch_size=2), seeds)
+    for (steps, state), result, env in zip(expected, results, envs):
+        assert (result.steps, result.held) == (steps, "")
+        np.testing.assert_allclose(final_state(env), state, atol=1e-9)
+    action_path = PolicyAgent(str(checkpoint), "torch", temperature=1.0, expectation="off")
+    for seed, env in zip(seeds, envs):
+        run_episode(lone_env, action_path, seed)
+        np.testing.assert_allclose(final_state(lone_env), final_state(env), atol=1e-6)
+
+
+def test_a_held_tick_ends_its_episode_with_the_reason(checkpoint):
+    from sim.closed_loop import run_control_loop_episodes
+
+    envs = [make_env("mujoco", "train", scene=SHORT) for _ in range(2)]
+    runner = load_runner("torch", checkpoint, batch_size=2)
+    original = envs[1].step_joint_command
+
+    def failed_encoder(command):  # the second env's joint reading is lost after its first step
+        observation, *rest = original(command)
+        observation["joint_positions"] = np.full(7, np.nan)
+        return (observation, *rest)
+
+    envs[1].step_joint_command = failed_encoder
+    results = run_control_loop_episodes(envs, runner, [1, 2])
+    assert results[0].held == "" and results[0].steps == SHORT.episode_steps
+    assert results[1].held and not results[1].success and results[1].steps < SHORT.episode_steps
+
+
 def test_batched_runner_rows_match_batch_one_runners(checkpoint):
     from gato_robot.bench.policy_latency import random_observation
     from gato_robot.tokenizer.sequence import GatoTokenizer
