@@ -3,8 +3,9 @@ batch size, with the split between policy and environment time, measured in one 
 ratios to batch 1 hold on a noisy machine.
 
 Each configuration runs ``batch_size`` environments for ``steps`` control ticks (a truncated
-episode, so every row stays live) on one process with one compute thread, as one evaluation
-worker does; episodes per minute are quoted for full 400-tick episodes.
+episode, so every row stays live) through the deployment loop `sim eval` scores Gato with
+(:func:`sim.closed_loop.run_control_loop_episodes`), on one process with one compute thread, as
+one evaluation worker does; episodes per minute are quoted for full 400-tick episodes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from .rollout import PolicyAgent, make_env, run_episodes_batched
+from .closed_loop import run_control_loop_episodes
+from .rollout import PolicyAgent, make_env
 from .scene import DEFAULT_SCENE
 
 
@@ -54,10 +56,12 @@ def bench_eval(policy: str, batch_sizes: tuple[int, ...] = (1, 4, 8, 16), backen
                 path = str(export_checkpoint(checkpoint, Path(scratch) / "onnx").directory)
             for batch_size in batch_sizes if backend == "torch" else (1,):
                 agent = PolicyAgent(path, backend, batch_size=batch_size)  # decoded as shipped
+                if agent.runner is None:
+                    raise ValueError(f"bench eval measures Gato policies; {policy!r} is a BC-IMP checkpoint")
                 envs = [make_env(engine, "train", scene=scene) for _ in range(batch_size)]
-                run_episodes_batched(envs, agent, [seed + i for i in range(batch_size)])  # warm-up
+                run_control_loop_episodes(envs, agent.runner, [seed + i for i in range(batch_size)])  # warm-up
                 timing: dict[str, float] = {}
-                run_episodes_batched(envs, agent, [seed + 100 + i for i in range(batch_size)], timing=timing)
+                run_control_loop_episodes(envs, agent.runner, [seed + 100 + i for i in range(batch_size)], timing=timing)
                 rates.append(EvalRate(backend, batch_size, batch_size * steps, timing["policy_s"], timing["env_s"]))
                 for env in envs:
                     env.close()
