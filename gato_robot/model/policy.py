@@ -4,8 +4,8 @@ Loss (Gato Eq. 2): next-token cross-entropy, masked so only text and action targ
 (``action_loss="vocab_ce"``); or the ordinal HL-Gauss cross-entropy over the 1024 action bins on
 action targets only (``"hl_gauss"``, see :class:`GatoConfig`).
 ``act()`` prefills one timestep's observation tokens (closed by the separator) into the KV cache
-and then decodes one token per action dimension autoregressively (Gato Sec. 3, "Deployment"),
-choosing among the 1024 continuous bins only: greedily by default, or by the runner's sampler
+and then decodes one token per action dimension autoregressively (Gato Sec. 3, "Deployment";
+:func:`decode_actions`, the loop the compiled runners run too), choosing among the 1024 continuous bins only: greedily by default, or by the runner's sampler
 (:func:`gato_robot.runtime.base.choose_bin`, the one every backend uses).
 """
 
@@ -30,6 +30,19 @@ from .transformer import Block, KVCacheLike, causal_mask
 
 BinChooser = Callable[[torch.Tensor, int], torch.Tensor]
 """(logits (B, 1024), action dimension) -> bins (B,) int64."""
+
+
+def decode_actions(logits, feed: Callable, choose: Callable, action_dim: int) -> list:
+    """Gato's autoregressive action decoding (Sec. 3), the one loop every backend runs: choose the
+    bins of dimension i from ``logits`` (``choose(logits, i)``), then ``feed`` them back as action
+    tokens, which caches them and returns the logits of dimension i + 1. The last dimension is fed
+    too, so the next timestep's context holds the whole action. Framework-neutral: the eager policy
+    passes tensors, the compiled runners numpy arrays. Returns the bins of each dimension."""
+    chosen = []
+    for i in range(action_dim):
+        chosen.append(choose(logits, i))
+        logits = feed(chosen[-1])
+    return chosen
 
 
 def greedy(logits: torch.Tensor, dimension: int) -> torch.Tensor:
@@ -164,12 +177,14 @@ class GatoPolicy(nn.Module):
         cache.advance()
         last = hidden[:, -1]
         prefilled = time.perf_counter()
-        bins = torch.empty(last.shape[0], action_dim, dtype=torch.long, device=last.device)
-        for i in range(action_dim):
-            bins[:, i] = choose(self.action_logits(last), i)
-            token = (bins[:, i] + CONTINUOUS_OFFSET).unsqueeze(1)
-            last = self.hidden(*self._action_token_inputs(token), cache=cache, past=cache.length, last_only=True)[:, -1]
+
+        def feed(bins: torch.Tensor) -> torch.Tensor:
+            token = (bins + CONTINUOUS_OFFSET).unsqueeze(1)
+            hidden = self.hidden(*self._action_token_inputs(token), cache=cache, past=cache.length, last_only=True)
             cache.advance()
+            return self.action_logits(hidden[:, -1])
+
+        bins = torch.stack(decode_actions(self.action_logits(last), feed, choose, action_dim), dim=1)
         if stage_seconds is not None:
             stage_seconds["prefill"] = prefilled - start
             stage_seconds["decode"] = time.perf_counter() - prefilled

@@ -27,6 +27,7 @@ import torch
 
 from ..model.config import GatoConfig
 from ..model.kv_cache import NumpyKVCache, StaticKVCache
+from ..model.policy import decode_actions
 from ..action_spec import RGB_STACKING_ACTIONS
 from ..model.rotary import RotaryEmbedding
 from ..tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
@@ -153,12 +154,17 @@ class GraphRunner(PolicyRunner):
         logits, keys, values = self._prefill(observation)
         self.cache.append(keys, values)
         prefilled = time.perf_counter()
-        bins = np.empty(spec.action_dim, dtype=np.int64)
-        for i in range(spec.action_dim):
-            host = logits if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
-            bins[i] = choose_bin(host, self.temperature, self.rngs[0], self.decoding_of(i))
-            logits, keys, values = self._decode(int(bins[i]) + CONTINUOUS_OFFSET)
+
+        def feed(bin_: int):
+            logits, keys, values = self._decode(bin_ + CONTINUOUS_OFFSET)
             self.cache.append(keys, values)
+            return logits
+
+        def choose(logits, i: int) -> int:
+            host = logits if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
+            return choose_bin(host, self.temperature, self.rngs[0], self.decoding_of(i))
+
+        bins = np.asarray(decode_actions(logits, feed, choose, spec.action_dim), dtype=np.int64)
         self.stage_seconds["prefill"] = prefilled - start
         self.stage_seconds["decode"] = time.perf_counter() - prefilled
         return bins
