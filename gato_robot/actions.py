@@ -24,6 +24,7 @@ import pinocchio as pin
 from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from .observation import JointCommand
 from .robot_description import DATASHEETS, PANDA, ArmDescription
+from .task import RGB_STACKING
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Workspace:
 
 @dataclass(frozen=True)
 class ActionPathConfig:
-    control_period_s: float = 0.05  # 20 Hz
+    control_period_s: float = RGB_STACKING.control_period_s
     damping: float = 0.05  # DLS lambda
     orientation_gain: float = 0.5  # fraction of the orientation error removed per tick
     yaw_limit_rad: float = np.pi / 2  # wrist yaw relative to home

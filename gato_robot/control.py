@@ -29,6 +29,7 @@ from .agent import physical_action
 from .observation import Frame, JointCommand, JointSample, Observation
 from .proprio import proprio_vector
 from .runtime.base import PolicyRunner
+from .task import RGB_STACKING
 from .safety import SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
 from .tokenizer.errors import TokenizationError
 from .tokenizer.sequence import GatoTokenizer, TokenSequence
@@ -49,8 +50,8 @@ class ControlConfig:
     acting tick, bounded to [1/k, k] nominal periods, so a late tick neither stalls the arm's speed
     nor turns a stall into one large step (the safety filter bounds each step as well)."""
 
-    rate_hz: float = 20.0
-    instruction: str = "stack the red object on the blue object"
+    rate_hz: float = RGB_STACKING.rate_hz
+    instruction: str = RGB_STACKING.instruction
     watchdog: WatchdogConfig = WatchdogConfig()
     max_step_periods: float = 1.5
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .observation import Frame, JointCommand, JointSample
+from .task import RGB_STACKING
 
 
 class UnsafeCommand(ValueError):
@@ -30,12 +31,12 @@ class SafetyLimits:
     lower: np.ndarray
     upper: np.ndarray
     velocity: np.ndarray
-    control_period_s: float = 0.05
+    control_period_s: float = RGB_STACKING.control_period_s
     velocity_scale: float = 0.9
     max_gripper_width_m: float = 0.08
 
     @classmethod
-    def from_kinematics(cls, kinematics, control_period_s: float = 0.05, velocity_scale: float = 0.9,
+    def from_kinematics(cls, kinematics, control_period_s: float = RGB_STACKING.control_period_s, velocity_scale: float = 0.9,
                         max_gripper_width_m: float = 0.08) -> "SafetyLimits":
         return cls(kinematics.lower.copy(), kinematics.upper.copy(), kinematics.velocity_limit.copy(),
                    control_period_s, velocity_scale, max_gripper_width_m)

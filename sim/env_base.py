@@ -18,11 +18,12 @@ from gymnasium import spaces
 
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
 from gato_robot.actions import CartesianActionMapper, JointCommand
+from gato_robot.task import RGB_STACKING
 
 from .scene import DEFAULT_SCENE, SceneSpec
 from .triplets import Triplet, test_triplet, training_triplet
 
-INSTRUCTION = "stack the red object on the blue object"
+INSTRUCTION = RGB_STACKING.instruction
 
 
 @dataclass(frozen=True)

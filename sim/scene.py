@@ -12,6 +12,7 @@ import numpy as np
 
 from gato_robot.actions import ActionPathConfig
 from gato_robot.robot_description import PANDA, ArmDescription
+from gato_robot.task import RGB_STACKING
 
 COLORS = {"red": (0.85, 0.1, 0.1, 1.0), "green": (0.1, 0.7, 0.15, 1.0), "blue": (0.1, 0.2, 0.85, 1.0)}
 ROBOT_RGBA = (0.75, 0.75, 0.75, 1.0)
@@ -29,8 +30,8 @@ class CameraSpec:
     target: tuple[float, float, float]
     up: tuple[float, float, float] = (0.0, 0.0, 1.0)
     fovy_deg: float = 45.0
-    width: int = 128
-    height: int = 128
+    width: int = RGB_STACKING.image_width
+    height: int = RGB_STACKING.image_height
     near_m: float = 0.01
     far_m: float = 5.0
 
@@ -104,7 +105,7 @@ class SceneSpec:
     spawn_low: tuple[float, float] = (0.43, -0.09)
     spawn_high: tuple[float, float] = (0.57, 0.09)
     min_separation_m: float = 0.085
-    episode_steps: int = 400  # 20 s at 20 Hz
+    episode_steps: int = RGB_STACKING.episode_steps
     success_hold_steps: int = 10  # success must hold this long (0.5 s) to end an episode early
     object_names: tuple[str, ...] = field(default=("red", "green", "blue"))
 

@@ -28,11 +28,12 @@ from ..model.config import preset
 from ..model.policy import GatoPolicy
 from ..runtime.base import PolicyRunner
 from ..runtime.factory import load_runner
+from ..task import RGB_STACKING
 from ..tokenizer.sequence import GatoTokenizer
 from .policy_latency import random_observation
 from .stats import LatencyStats
 
-CONTROL_PERIOD_S = 0.05  # 20 Hz, the RGB-stacking control rate
+CONTROL_PERIOD_S = RGB_STACKING.control_period_s
 STAGES = ("tokenize", "prefill", "decode", "detokenize")
 
 

@@ -58,6 +58,7 @@ from ..runtime.factory import BACKENDS, load_runner
 from ..runtime.export import PREFILL_FILE
 from ..runtime.tensorrt_engine import PRECISIONS, ensure_engines
 from ..safety import SafetyLimits, WatchdogConfig
+from ..task import RGB_STACKING
 from .convert import MessageError, fit_image, fitted_fovy_deg, image_to_rgb, joint_state_to_sample, stamp_seconds
 
 NODE_NAME = "gato_robot_stack"
@@ -131,7 +132,7 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
     "gripper_controller": ParameterSpec("gripper_forward_controller", "gripper controller (forward) or action "
                                                                      "server namespace (action), e.g. fr3_gripper"),
     "gripper_max_effort_n": ParameterSpec(20.0, "action: grasp force (N)", 1.0, 70.0),
-    "rate_hz": ParameterSpec(20.0, "control rate (Hz)", 1.0, 1000.0),
+    "rate_hz": ParameterSpec(RGB_STACKING.rate_hz, "control rate (Hz)", 1.0, 1000.0),
     "speed_scale": ParameterSpec(0.25, "fraction of the URDF joint velocity limits the commands may use (0.25 for a "
                                        "first deployment; simulation evaluates at 0.9)", 0.01, 1.0),
     "ik_posture_gain": ParameterSpec(0.0, "null-space pull of the IK toward the home joints (1/s; 0: off, as the "
@@ -144,7 +145,7 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
                                              "by more than 10% is warned about once", 1.0, 179.0),
     "max_image_age_s": ParameterSpec(0.25, "oldest camera frame the loop acts on (s)", 0.001, 2.0),
     "max_joint_state_age_s": ParameterSpec(0.1, "oldest joint state the loop acts on (s)", 0.001, 1.0),
-    "instruction": ParameterSpec("stack the red object on the blue object", "task instruction (text tokens)"),
+    "instruction": ParameterSpec(RGB_STACKING.instruction, "task instruction (text tokens)"),
 }
 """Every parameter the node declares (config/params.yaml mirrors the defaults; a test checks)."""
 

@@ -26,6 +26,7 @@ from enum import IntEnum
 import numpy as np
 
 from ..observation import Observation
+from ..task import RGB_STACKING
 from .errors import TokenizationError
 from .ids import IMAGE_PLACEHOLDER_ID, PAD_ID, SEPARATOR_ID
 from .image import PATCH_SIZE, image_to_patches, patch_position_intervals, sample_patch_positions, validate_image
@@ -71,9 +72,9 @@ class TimestepSpec:
     decoded motion never reproduces (``results/policy-diagnosis.md``).
     """
 
-    camera_names: tuple[str, ...] = ("front_left", "front_right")
-    image_height: int = 128
-    image_width: int = 128
+    camera_names: tuple[str, ...] = RGB_STACKING.camera_names
+    image_height: int = RGB_STACKING.image_height
+    image_width: int = RGB_STACKING.image_width
     proprio_dim: int = 22
     action_dim: int = 5
     text_tokens: int = 8
