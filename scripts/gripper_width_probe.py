@@ -15,8 +15,8 @@ import argparse
 
 import numpy as np
 
-from sim.rollout import PolicyAgent, make_env, run_episodes_batched
-from sim.triplets import TEST_TRIPLETS
+from gato_robot.sim.rollout import PolicyAgent, make_env, run_episodes_batched
+from gato_robot.sim.triplets import TEST_TRIPLETS
 
 
 def training_range_width(width_m: float) -> float:

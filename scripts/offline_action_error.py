@@ -18,7 +18,7 @@ import numpy as np
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
 from gato_robot.data.episodes import EpisodeReader, EpisodeStore
 from gato_robot.policies.golden import sensors_at
-from sim.rollout import PolicyAgent
+from gato_robot.sim.rollout import PolicyAgent
 
 BATCH = 16
 

@@ -23,7 +23,7 @@ import numpy as np
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
 from gato_robot.data.episodes import EpisodeReader, EpisodeStore
 from gato_robot.policies.golden import sensors_at
-from sim.rollout import PolicyAgent
+from gato_robot.sim.rollout import PolicyAgent
 
 OFFSETS_MM = np.arange(-2.0, 2.01, 0.5)
 BATCH = 9  # one state's offsets per batched call

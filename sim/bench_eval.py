@@ -4,7 +4,7 @@ ratios to batch 1 hold on a noisy machine.
 
 Each configuration runs ``batch_size`` environments for ``steps`` control ticks (a truncated
 episode, so every row stays live) through the deployment loop `sim eval` scores Gato with
-(:func:`sim.closed_loop.run_control_loop_episodes`), on one process with one compute thread, as
+(:func:`gato_robot.sim.closed_loop.run_control_loop_episodes`), on one process with one compute thread, as
 one evaluation worker does; episodes per minute are quoted for full 400-tick episodes.
 """
 

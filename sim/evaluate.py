@@ -4,9 +4,9 @@ Policy episodes run in batches: each worker steps ``batch_size`` environments in
 makes one batched policy call per control tick, which amortizes the per-call overhead of a small
 model over the batch. Every episode keeps its own env seed and sampling seed, so its result does
 not depend on the batch it ran in. A Gato policy is scored through the deployment loop the arm runs
-(:func:`sim.closed_loop.run_control_loop_episodes`: watchdog, tokenizer, runner, action path,
+(:func:`gato_robot.sim.closed_loop.run_control_loop_episodes`: watchdog, tokenizer, runner, action path,
 SafetyLimits, joint commands into the engine); BC-IMP, the scripted expert and DAgger collection
-act through the environment's action path (:func:`sim.rollout.run_episodes_batched`).
+act through the environment's action path (:func:`gato_robot.sim.rollout.run_episodes_batched`).
 
 Success rates carry 95% Wilson score intervals. Reports are JSON; selected episodes become videos
 (both cameras side by side; GIF, or MP4 when ffmpeg is available).

@@ -1,4 +1,4 @@
-"""RGB stacking in MuJoCo (MjSpec), built from :mod:`sim.scene`; offscreen rendering via EGL or OSMesa.
+"""RGB stacking in MuJoCo (MjSpec), built from :mod:`gato_robot.sim.scene`; offscreen rendering via EGL or OSMesa.
 
 The Panda comes from the same URDF PyBullet loads: its ``package://`` mesh paths are resolved to
 absolute paths in a cached copy that MuJoCo's URDF importer reads. Arm bodies are gravity

@@ -1,7 +1,7 @@
-"""RGB stacking in PyBullet, built from :mod:`sim.scene`; headless (DIRECT) with the TinyRenderer.
+"""RGB stacking in PyBullet, built from :mod:`gato_robot.sim.scene`; headless (DIRECT) with the TinyRenderer.
 
 Same URDF, object meshes (the same convex parts), cameras, physics step and control interface as
-:mod:`sim.mujoco_env`: joint position targets for the arm and fingers every control period.
+:mod:`gato_robot.sim.mujoco_env`: joint position targets for the arm and fingers every control period.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def scene_with_calibrated_cameras(directory, scene: "SceneSpec | None" = None) -
     from dataclasses import replace
     from pathlib import Path
 
-    from calibration.files import read_camera_info, read_extrinsics
+    from gato_robot.calibration.files import read_camera_info, read_extrinsics
 
     scene = scene or SceneSpec()
     cameras = []

@@ -10,9 +10,9 @@ from gato_robot.baselines.bc_imp import BCIMPAgent, BCIMPPolicy
 from gato_robot.model.checkpoint import save_checkpoint
 from gato_robot.proprio import proprio_vector
 from gato_robot.runtime.factory import load_runner
-from sim.evaluate import Job, chunk_jobs
-from sim.rollout import PolicyAgent, make_env, run_episode, run_episodes_batched
-from sim.scene import DEFAULT_SCENE
+from gato_robot.sim.evaluate import Job, chunk_jobs
+from gato_robot.sim.rollout import PolicyAgent, make_env, run_episode, run_episodes_batched
+from gato_robot.sim.scene import DEFAULT_SCENE
 from tests.test_runtime import decisive_policy
 
 SHORT = replace(DEFAULT_SCENE, episode_steps=12)
@@ -48,9 +48,9 @@ def test_lockstep_batch_reproduces_each_episode_alone(checkpoint, expectation):
 
 def test_control_loop_batch_scores_what_one_loop_per_episode_sends(checkpoint):
     """`sim eval`'s Gato path: B loops sharing one batched runner send, row by row, the commands a
-    lone ControlLoop sends for the same seed (sim.closed_loop.run_closed_loop); and the action path
+    lone ControlLoop sends for the same seed (gato_robot.sim.closed_loop.run_closed_loop); and the action path
     through SafetyLimits leaves these episodes where the environment's own action path puts them."""
-    from sim.closed_loop import loop_for, run_closed_loop, run_control_loop_episodes
+    from gato_robot.sim.closed_loop import loop_for, run_closed_loop, run_control_loop_episodes
 
     seeds = [3, 8]
     lone_env = make_env("mujoco", "train", scene=SHORT)
@@ -73,7 +73,7 @@ def test_control_loop_batch_scores_what_one_loop_per_episode_sends(checkpoint):
 
 
 def test_a_held_tick_ends_its_episode_with_the_reason(checkpoint):
-    from sim.closed_loop import run_control_loop_episodes
+    from gato_robot.sim.closed_loop import run_control_loop_episodes
 
     envs = [make_env("mujoco", "train", scene=SHORT) for _ in range(2)]
     runner = load_runner("torch", checkpoint, batch_size=2)

@@ -6,8 +6,8 @@ import torch
 
 from gato_robot.baselines.bc_imp import BCIMPPolicy, BCIMPTrainConfig, is_bc_imp_checkpoint, load, train_bc_imp
 from gato_robot.data.episodes import EpisodeStore
-from sim.evaluate import evaluate
-from sim.rollout import ExpertAgent, make_env, run_episode
+from gato_robot.sim.evaluate import evaluate
+from gato_robot.sim.rollout import ExpertAgent, make_env, run_episode
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,16 @@ import pytest
 from scipy.spatial.transform import Rotation
 from typer.testing import CliRunner
 
-from calibration.board import Checkerboard
-from calibration.errors import CalibrationError
-from calibration.files import (CameraInfo, Extrinsics, read_camera_info, read_extrinsics, write_camera_info,
+from gato_robot.calibration.board import Checkerboard
+from gato_robot.calibration.errors import CalibrationError
+from gato_robot.calibration.files import (CameraInfo, Extrinsics, read_camera_info, read_extrinsics, write_camera_info,
                                write_extrinsics)
-from calibration.handeye import calibrate_hand_eye
-from calibration.intrinsics import calibrate_intrinsics
-from calibration.render import PinholeCamera, look_at
-from calibration.synthetic import capture
+from gato_robot.calibration.handeye import calibrate_hand_eye
+from gato_robot.calibration.intrinsics import calibrate_intrinsics
+from gato_robot.calibration.render import PinholeCamera, look_at
+from gato_robot.calibration.synthetic import capture
 from gato_robot.cli import app
-from sim.scene import DEFAULT_SCENE, scene_with_calibrated_cameras
+from gato_robot.sim.scene import DEFAULT_SCENE, scene_with_calibrated_cameras
 
 BOARD = Checkerboard()
 CAMERA = PinholeCamera(640, 480, DEFAULT_SCENE.cameras[0].fovy_deg)
@@ -141,7 +141,7 @@ def test_calibrate_to_yaml_to_sim_camera_reproduces_the_view(tmp_path):
 
 
 def test_sim_renders_the_calibrated_camera_like_the_original(tmp_path):
-    from sim.rollout import make_env
+    from gato_robot.sim.rollout import make_env
 
     original = DEFAULT_SCENE.cameras[0]
     recovered = original.__class__.from_calibration(original.name, CAMERA.matrix(), 480, TRUE_POSE)

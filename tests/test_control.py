@@ -11,8 +11,8 @@ from gato_robot.model.policy import GatoPolicy
 from gato_robot.runtime.base import PolicyRunner
 from gato_robot.runtime.torch_runner import TorchRunner
 from gato_robot.observation import Frame, JointSample
-from sim.closed_loop import run_closed_loop
-from sim.rollout import make_env
+from gato_robot.sim.closed_loop import run_closed_loop
+from gato_robot.sim.rollout import make_env
 
 MAPPER = CartesianActionMapper()
 

@@ -8,10 +8,10 @@ import numpy as np
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
 from gato_robot.data.episodes import EpisodeReader, EpisodeStore
 from gato_robot.model.checkpoint import save_checkpoint
-from sim.env_base import INSTRUCTION
-from sim.relabel import RelabellingAgent
-from sim.rollout import ExpertAgent, PolicyAgent, make_env, run_episode
-from sim.scene import DEFAULT_SCENE
+from gato_robot.sim.env_base import INSTRUCTION
+from gato_robot.sim.relabel import RelabellingAgent
+from gato_robot.sim.rollout import ExpertAgent, PolicyAgent, make_env, run_episode
+from gato_robot.sim.scene import DEFAULT_SCENE
 from tests.test_runtime import decisive_policy
 
 
@@ -43,8 +43,8 @@ def test_relabelled_episodes_store_expert_labels_and_bypass_the_return_filter(tm
 
 
 def test_batched_dagger_collection_records_what_one_episode_at_a_time_records(tmp_path):
-    from sim.relabel import BatchRelabellingAgent
-    from sim.rollout import run_episodes_batched
+    from gato_robot.sim.relabel import BatchRelabellingAgent
+    from gato_robot.sim.rollout import run_episodes_batched
 
     checkpoint = save_checkpoint(decisive_policy(seed=2), tmp_path / "policy")
     scene = replace(DEFAULT_SCENE, episode_steps=10)
@@ -82,7 +82,7 @@ def test_state_based_labels_agree_with_the_expert_on_its_own_path_and_differ_whe
     """DAgger labels come from the state (ScriptedExpert.label), not the phase machine: on the
     expert's own trajectory they agree with the actions it takes; in a state only a policy visits
     (TCP low beside red, an empty closed gripper) they do not say what the machine would."""
-    from sim.expert import Phase, ScriptedExpert
+    from gato_robot.sim.expert import Phase, ScriptedExpert
 
     env = make_env("mujoco", "train")
     agent = LabelWhileExpertDrives()

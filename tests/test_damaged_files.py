@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from calibration.errors import CalibrationError
-from calibration.files import CameraInfo, Extrinsics, read_camera_info, read_extrinsics, write_camera_info, \
+from gato_robot.calibration.errors import CalibrationError
+from gato_robot.calibration.files import CameraInfo, Extrinsics, read_camera_info, read_extrinsics, write_camera_info, \
     write_extrinsics
-from calibration.poses import read_poses, write_poses
+from gato_robot.calibration.poses import read_poses, write_poses
 from gato_robot.actions import CartesianActionMapper
 from gato_robot.baselines import bc_imp
 from gato_robot.cli.calibrate import _load_images
@@ -79,7 +79,7 @@ def expect_damage_named(load, path: Path, how: tuple, also: tuple[type[BaseExcep
 @pytest.fixture(scope="module")
 def valid(tmp_path_factory):
     """One valid file of every format the project reads."""
-    from sim.rollout import make_env
+    from gato_robot.sim.rollout import make_env
 
     root = tmp_path_factory.mktemp("valid")
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ from gato_robot.replay import ReplayTopics, replay_bag
 from gato_robot.ros.convert import MessageError, image_to_rgb, joint_state_to_sample, rgb_to_image_fields
 from gato_robot.runtime.torch_runner import TorchRunner
 from gato_robot.observation import Frame, JointSample
-from sim.rollout import make_env
+from gato_robot.sim.rollout import make_env
 
 TYPES = get_typestore(Stores.ROS2_JAZZY)
 ARM = [f"panda_joint{i}" for i in range(1, 8)]

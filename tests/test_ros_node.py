@@ -41,7 +41,7 @@ from gato_robot.ros.convert import rgb_to_image_fields  # noqa: E402
 from gato_robot.ros.node import NODE_NAME, PARAMETERS, GatoStackNode, check_parameter  # noqa: E402
 from gato_robot.runtime.torch_runner import TorchRunner  # noqa: E402
 from gato_robot.observation import Frame, JointSample  # noqa: E402
-from sim.rollout import make_env  # noqa: E402
+from gato_robot.sim.rollout import make_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ros_ws" / "src" / "gato_robot"

@@ -91,7 +91,7 @@ BIN_ARRAYS = st.one_of(
 
 @pytest.fixture(scope="module")
 def sensors():
-    from sim.rollout import make_env
+    from gato_robot.sim.rollout import make_env
 
     env = make_env("mujoco", "test-2-holes")
     observation, _ = env.reset(seed=2)

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gato_robot.actions import CartesianActionMapper
-from sim.shapes import ShapeParams, convex_parts, mesh_files, part_meshes, volume
-from sim.triplets import TEST_TRIPLETS, TRAIN_BEVELS, TRAIN_HOLES, TRAIN_SIZES, TRAIN_SLANTS, training_triplet
+from gato_robot.sim.shapes import ShapeParams, convex_parts, mesh_files, part_meshes, volume
+from gato_robot.sim.triplets import TEST_TRIPLETS, TRAIN_BEVELS, TRAIN_HOLES, TRAIN_SIZES, TRAIN_SLANTS, training_triplet
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from gato_robot.agent import GatoAgent
 from gato_robot.model.checkpoint import load_checkpoint
 from gato_robot.policies import DEFAULT_POLICY, resolve_policy, shipped_policies
 from gato_robot.runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
-from sim.env_base import INSTRUCTION
-from sim.rollout import make_env
+from gato_robot.sim.env_base import INSTRUCTION
+from gato_robot.sim.rollout import make_env
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_default_policy_acts_as_deployed_and_reads_the_scene():
 
 
 def test_shipped_bc_imp_baseline_loads_by_name_and_acts_in_bounds():
-    from sim.rollout import PolicyAgent
+    from gato_robot.sim.rollout import PolicyAgent
 
     assert "bc-imp" in shipped_policies()
     card = open(f"{resolve_policy('bc-imp')}/README.md").read()

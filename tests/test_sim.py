@@ -13,9 +13,9 @@ import pytest
 
 from gato_robot.data.episodes import EpisodeReader, EpisodeStore
 from gato_robot.proprio import PROPRIO_DIM
-from sim.evaluate import evaluate, wilson_interval
-from sim.rollout import ExpertAgent, make_env, run_episode
-from sim.triplets import TEST_TRIPLETS
+from gato_robot.sim.evaluate import evaluate, wilson_interval
+from gato_robot.sim.rollout import ExpertAgent, make_env, run_episode
+from gato_robot.sim.triplets import TEST_TRIPLETS
 
 ENGINES = ("mujoco", "pybullet")
 
@@ -195,8 +195,8 @@ def test_sim_eval_command_prints_a_table_and_writes_the_report(tmp_path):
 
 
 def test_relabelling_the_expert_with_itself_agrees_and_a_frozen_policy_does_not():
-    from sim.relabel import RelabellingAgent, agreement
-    from sim.rollout import ExpertAgent, make_env, run_episode
+    from gato_robot.sim.relabel import RelabellingAgent, agreement
+    from gato_robot.sim.rollout import ExpertAgent, make_env, run_episode
 
     env = make_env("mujoco", "train", render_cameras=False)
     relabeller = RelabellingAgent(ExpertAgent())

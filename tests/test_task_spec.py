@@ -14,8 +14,8 @@ from gato_robot.proprio import PROPRIO_DIM
 from gato_robot.safety import SafetyLimits
 from gato_robot.task import RGB_STACKING, TaskSpec
 from gato_robot.tokenizer.sequence import TimestepSpec
-from sim.env_base import INSTRUCTION
-from sim.scene import DEFAULT_SCENE
+from gato_robot.sim.env_base import INSTRUCTION
+from gato_robot.sim.scene import DEFAULT_SCENE
 
 PARAMS = Path(__file__).parents[1] / "ros_ws" / "src" / "gato_robot" / "config" / "params.yaml"
 

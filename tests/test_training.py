@@ -13,7 +13,7 @@ from gato_robot.model.checkpoint import load_checkpoint
 from gato_robot.model.config import preset
 from gato_robot.tokenizer.ids import PAD_ID
 from gato_robot.train.trainer import TrainConfig, learning_rate, train
-from sim.rollout import ExpertAgent, make_env, run_episode
+from gato_robot.sim.rollout import ExpertAgent, make_env, run_episode
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_few_shot_arms_start_from_pretrained_and_from_random_weights(store, tmp_
 
 
 def test_expert_data_records_clean_labels_while_executing_noisy_actions(tmp_path):
-    from sim.expert import ExpertConfig
+    from gato_robot.sim.expert import ExpertConfig
 
     class Recording(ExpertAgent):
         def act(self, observation, info):
@@ -184,7 +184,7 @@ def test_few_shot_sweep_writes_curve_and_resumes(store, tmp_path):
     from gato_robot.model.checkpoint import save_checkpoint
     from gato_robot.model.policy import GatoPolicy
     from gato_robot.train.finetune import FinetuneConfig
-    from sim.fewshot import SweepConfig, run_sweep
+    from gato_robot.sim.fewshot import SweepConfig, run_sweep
 
     save_checkpoint(GatoPolicy(preset("tiny")), tmp_path / "pretrained")
     config = SweepConfig(tmp_path / "pretrained", store, tmp_path / "sweep", "test-4-flat", episode_counts=(1,),

@@ -73,7 +73,7 @@ def bench_eval_command(policy: str = typer.Option("gato-cpu-small", help="Shippe
                        steps: int = typer.Option(40, min=1, help="Control ticks measured per configuration.")) -> None:
     """Evaluation episodes per minute per backend and batch size (one worker, one thread), as
     ratios to torch at batch 1 measured in the same run, with the policy/environment time split."""
-    from sim.bench_eval import bench_eval
+    from gato_robot.sim.bench_eval import bench_eval
 
     with _clear_errors():
         rates = bench_eval(policy, tuple(batch_size), tuple(backend), steps)
@@ -94,7 +94,7 @@ def bench_eval_command(policy: str = typer.Option("gato-cpu-small", help="Shippe
 def bench_sim_command(engine: list[str] = typer.Option(None, help="Engines (default: mujoco and pybullet)."),
                       steps: int = typer.Option(200, min=1, help="Steps per measurement.")) -> None:
     """Env steps/s per engine, cameras on and off, vs the raw engine's physics + render rate."""
-    from sim.bench import bench_sim
+    from gato_robot.sim.bench import bench_sim
 
     rates = bench_sim(engine or ["mujoco", "pybullet"], steps)
     table = Table(title=f"simulation rate, {steps} steps each (control period 0.05 s)")

@@ -40,12 +40,12 @@ def calibrate_render_board(out: Path = typer.Option(..., help="Directory for ima
     """Render a checkerboard held by the gripper, seen by a scene camera (exact ground truth)."""
     import cv2
 
-    from calibration.board import Checkerboard
-    from calibration.files import CameraInfo, Extrinsics, write_camera_info, write_extrinsics
-    from calibration.poses import write_poses
-    from calibration.render import PinholeCamera, look_at
-    from calibration.synthetic import capture
-    from sim.scene import DEFAULT_SCENE
+    from gato_robot.calibration.board import Checkerboard
+    from gato_robot.calibration.files import CameraInfo, Extrinsics, write_camera_info, write_extrinsics
+    from gato_robot.calibration.poses import write_poses
+    from gato_robot.calibration.render import PinholeCamera, look_at
+    from gato_robot.calibration.synthetic import capture
+    from gato_robot.sim.scene import DEFAULT_SCENE
 
     spec = next((c for c in DEFAULT_SCENE.cameras if c.name == camera), None)
     if spec is None:
@@ -72,9 +72,9 @@ def calibrate_intrinsics_command(images: Path = typer.Option(..., exists=True, h
                                  plot: Path = typer.Option(None, help="PNG of per-view reprojection errors."),
                                  min_views: int = typer.Option(8, min=1, help="Fewest usable views accepted.")) -> None:
     """Intrinsics from checkerboard images, with outlier rejection; writes ROS camera_info YAML."""
-    from calibration.board import Checkerboard
-    from calibration.files import CameraInfo, write_camera_info
-    from calibration.intrinsics import calibrate_intrinsics, plot_errors
+    from gato_robot.calibration.board import Checkerboard
+    from gato_robot.calibration.files import CameraInfo, write_camera_info
+    from gato_robot.calibration.intrinsics import calibrate_intrinsics, plot_errors
 
     with _clear_errors():  # CalibrationError is a ValueError: what to capture next, in one line
         target = Checkerboard.parse(board, square)
@@ -107,11 +107,11 @@ def calibrate_handeye_command(images: Path = typer.Option(..., exists=True, help
     """Camera pose from robot poses + board detections (cv2.calibrateHandEye); writes extrinsics YAML."""
     import cv2
 
-    from calibration.board import Checkerboard
-    from calibration.detect import detect_corners
-    from calibration.files import Extrinsics, read_camera_info, write_extrinsics
-    from calibration.handeye import calibrate_hand_eye
-    from calibration.poses import read_poses
+    from gato_robot.calibration.board import Checkerboard
+    from gato_robot.calibration.detect import detect_corners
+    from gato_robot.calibration.files import Extrinsics, read_camera_info, write_extrinsics
+    from gato_robot.calibration.handeye import calibrate_hand_eye
+    from gato_robot.calibration.poses import read_poses
 
     with _clear_errors():
         target = Checkerboard.parse(board, square)

@@ -39,7 +39,7 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                                             help="Policy episodes stepped in lockstep per worker, one batched "
                                             "policy call per tick (torch backend; 1 = one at a time).")) -> None:
     """Success rate per triplet with 95% confidence intervals, headless."""
-    from sim.evaluate import evaluate, write_report
+    from gato_robot.sim.evaluate import evaluate, write_report
 
     with _clear_errors():
         result = evaluate(engine, policy, triplets, episodes, workers, seed, backend, videos, 1, expert_noise, temperature,
@@ -83,8 +83,8 @@ def sim_relabel(policy: str = typer.Option("gato-cpu-small", help="Shipped polic
     labelling step): per-axis sign agreement, gripper agreement and distance to the red object."""
     import csv
 
-    from sim.relabel import RelabellingAgent, agreement
-    from sim.rollout import make_agent, make_env, run_episode
+    from gato_robot.sim.relabel import RelabellingAgent, agreement
+    from gato_robot.sim.rollout import make_agent, make_env, run_episode
 
     with _clear_errors():
         env = make_env(engine, triplet)
@@ -135,9 +135,9 @@ def sim_closed_loop(model: Path = typer.Option(..., help="Checkpoint (torch) or 
     from ..actions import CartesianActionMapper
     from ..control import ControlLoop
     from ..runtime.factory import load_runner
-    from sim.closed_loop import run_closed_loop
-    from sim.rollout import make_env
-    from sim.scene import DEFAULT_SCENE, scene_with_calibrated_cameras
+    from gato_robot.sim.closed_loop import run_closed_loop
+    from gato_robot.sim.rollout import make_env
+    from gato_robot.sim.scene import DEFAULT_SCENE, scene_with_calibrated_cameras
 
     with _clear_errors():
         scene = scene_with_calibrated_cameras(calibration) if calibration else DEFAULT_SCENE
@@ -163,7 +163,7 @@ def sim_generate(out: Path = typer.Option(..., help="Episode store directory (cr
                                                      "opposite gripper command for 4 ticks (recovery data; the "
                                                      "label stays clean).")) -> None:
     """Scripted-expert episodes (cameras + proprioception + actions) into an episode store."""
-    from sim.evaluate import generate
+    from gato_robot.sim.evaluate import generate
 
     with _clear_errors():
         summary = generate(out, engine, triplets, episodes, workers, seed, noise, gripper_noise)
@@ -185,7 +185,7 @@ def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the re
                                                "companded, physical or median.")) -> None:
     """DAgger data collection: the policy drives, the scripted expert labels every visited state;
     episodes go to the store flagged as relabelled (kept whatever their return)."""
-    from sim.evaluate import collect_dagger
+    from gato_robot.sim.evaluate import collect_dagger
 
     with _clear_errors():
         summary = collect_dagger(store, engine, policy, triplets, episodes, workers, seed, temperature, expectation)
@@ -197,7 +197,7 @@ def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the re
 def sim_table(column: list[str] = typer.Option(..., help="HEADER=REPORT.json, once per column."),
               out: Path = typer.Option(None, help="Also write the Markdown table here.")) -> None:
     """Evaluation reports side by side (Markdown): success per triplet with 95% CIs."""
-    from sim.report import comparison_table
+    from gato_robot.sim.report import comparison_table
 
     columns = {}
     for item in column:

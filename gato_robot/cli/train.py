@@ -124,7 +124,7 @@ def finetune_sweep_command(pretrained: Path = typer.Option(..., exists=True, hel
                            engine: str = typer.Option("mujoco", help="Evaluation engine."),
                            workers: int = typer.Option(2, min=1, help="Evaluation processes.")) -> None:
     """Few-shot curves: pretrained vs scratch for each N, evaluated in sim; CSV + PNG; resumable."""
-    from sim.fewshot import SweepConfig, run_sweep
+    from gato_robot.sim.fewshot import SweepConfig, run_sweep
 
     from ..train.finetune import FinetuneConfig
 
