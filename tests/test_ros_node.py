@@ -453,7 +453,7 @@ def test_parameters_are_described_checked_at_set_and_configure_and_frozen_while_
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE  # rate 0: no division by zero
         with pytest.raises(ValueError, match="parameter rate_hz: expected a number in"):
             check_parameter("rate_hz", 0.0)
-        for name, value in (("rate_hz", 0.0), ("max_image_age_s", 1e9), ("action_expectation", "median"),
+        for name, value in (("rate_hz", 0.0), ("max_image_age_s", 1e9), ("action_expectation", "mode"),
                             ("backend", "tensorflow"), ("rate_hz", "fast")):
             result = node.set_parameters([Parameter(name, value=value)])[0]
             assert not result.successful and f"parameter {name}" in result.reason, (name, result.reason)
