@@ -39,6 +39,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-fourier) echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --continuous-embedding table_fourier" ;;
     all-novel-gf-global) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-global-value) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --continuous-embedding value_mlp" ;;
+    all-novel-gf-whole) echo "--image-encoder conv_stem_whole --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-global-dropout) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --dropout 0.1" ;;
     all-novel)    echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities" ;;
     paper)        echo "--image-encoder patch_resnet --action-loss vocab_ce" ;;

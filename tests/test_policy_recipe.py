@@ -51,6 +51,16 @@ def test_only_the_conv_stem_sees_across_patch_borders(encoder, crosses_borders):
         assert (before[63] - after[63]).norm() < 0.2 * (before[0] - after[0]).norm()
 
 
+def test_whole_image_tokens_are_one_code_per_camera():
+    encoder, images = encoder_and_two_images("conv_stem_whole", seed=3)
+    patches = torch.from_numpy(np.concatenate([image_to_patches(image) for image in images]))[None]
+    with torch.no_grad():
+        tokens = encoder(patches)[0]
+    torch.testing.assert_close(tokens[:64], tokens[:1].expand(64, -1))  # one code for all of camera 0
+    torch.testing.assert_close(tokens[64:], tokens[64:65].expand(64, -1))
+    assert not torch.allclose(tokens[0], tokens[64])  # the cameras' codes differ
+
+
 def test_the_whole_image_code_reaches_every_token_of_its_own_image_only():
     encoder, images = encoder_and_two_images("conv_stem_global", seed=2)
     changed = images[0].copy()
@@ -243,7 +253,8 @@ def test_value_mlp_embedding_gives_an_unseen_bin_the_embedding_of_its_neighbours
 
 
 @pytest.mark.parametrize("encoder, continuous_embedding", [("conv_stem", "table"), ("conv_stem", "table_fourier"),
-                                                           ("conv_stem_global", "table"), ("conv_stem_global", "value_mlp")])
+                                                           ("conv_stem_global", "table"), ("conv_stem_global", "value_mlp"),
+                                                           ("conv_stem_whole", "table")])
 def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng, encoder, continuous_embedding):
     config = preset("tiny", image_encoder=encoder, action_loss="hl_gauss", continuous_embedding=continuous_embedding)
     torch.manual_seed(3)

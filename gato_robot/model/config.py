@@ -14,7 +14,7 @@ from ..tokenizer.ids import VOCAB_SIZE
 from ..tokenizer.image import NUM_POSITION_BINS, PATCH_SIZE
 from ..tokenizer.sequence import TimestepSpec
 
-IMAGE_ENCODERS = ("patch_resnet", "conv_stem", "conv_stem_global")
+IMAGE_ENCODERS = ("patch_resnet", "conv_stem", "conv_stem_global", "conv_stem_whole")
 ACTION_LOSSES = ("vocab_ce", "hl_gauss")
 CONTINUOUS_EMBEDDINGS = ("table", "table_fourier", "value_mlp")
 
@@ -31,7 +31,8 @@ class GatoConfig:
         one patch at a time), or "conv_stem", strided 3x3 convolutions over each whole image whose
         stride-16 output grid maps 1:1 onto the patch grid (receptive field 31 px, across patch
         borders); or "conv_stem_global", the conv stem plus one whole-image code (flatten + linear, as
-        BC-IMP's encoder) added to each of the image's tokens; tokens, positions and the exported
+        BC-IMP's encoder) added to each of the image's tokens; or "conv_stem_whole", that code alone as
+        every token of the image (BC-IMP's visual pathway, no per-patch appearance); tokens, positions and the exported
         graphs keep their shapes every way.
     conv_stem_channels: widths of the four stride-2 convolutions of "conv_stem" and "conv_stem_global".
     action_loss: "vocab_ce", Gato's one-hot cross-entropy over the whole vocabulary on text and

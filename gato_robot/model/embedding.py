@@ -16,6 +16,7 @@
   ``"conv_stem_global"`` every token of an image also gets one code of the whole image: a 1x1 conv
   and a linear map over the flattened feature grid (the BC-IMP encoder's head), so where things are
   reaches the model as weights on grid cells, not only through attention over position embeddings.
+  ``"conv_stem_whole"`` keeps the whole-image code only (every token of an image carries it).
 - Learned local observation position embeddings, added to observation tokens only (index 0 of
   the table is a fixed zero vector for tokens without a position: actions and padding).
 """
@@ -114,8 +115,21 @@ class GlobalConvStemEncoder(ConvStemEncoder):
         self.whole = nn.Linear(KEYPOINT_CHANNELS * self.rows * self.cols, config.n_embd)
 
     def tokens(self, features: torch.Tensor) -> torch.Tensor:
-        whole_image = self.whole(self.squeeze(features).flatten(1)).unsqueeze(1)  # (N, 1, n_embd)
-        return super().tokens(features) + whole_image
+        return super().tokens(features) + self.whole_image(features)
+
+    def whole_image(self, features: torch.Tensor) -> torch.Tensor:
+        """Feature grids (N, C, rows, cols) -> one code per image (N, 1, n_embd)."""
+        return self.whole(self.squeeze(features).flatten(1)).unsqueeze(1)
+
+
+class WholeImageConvStemEncoder(GlobalConvStemEncoder):
+    """Only the whole-image code: every token of an image is that image's code (the patch position
+    embeddings still tell the tokens apart), so the policy sees a camera exactly as the BC-IMP
+    encoder's head does, with no per-patch appearance to key on. Shapes unchanged; the per-cell
+    projection is unused."""
+
+    def tokens(self, features: torch.Tensor) -> torch.Tensor:
+        return self.whole_image(features).expand(-1, self.rows * self.cols, -1)
 
 
 class ContinuousValueEmbedding(nn.Module):
@@ -148,7 +162,7 @@ class GatoEmbedding(nn.Module):
         self.value = None if hidden is None else ContinuousValueEmbedding(config.n_embd, config.fourier_frequencies, hidden)
         self.value_only = config.continuous_embedding == "value_mlp"  # continuous ids: no table row
         encoders = {"patch_resnet": PatchResNetV2Block, "conv_stem": ConvStemEncoder,
-                    "conv_stem_global": GlobalConvStemEncoder}
+                    "conv_stem_global": GlobalConvStemEncoder, "conv_stem_whole": WholeImageConvStemEncoder}
         self.patch_encoder = encoders[config.image_encoder](config)
         self.patch_row = nn.Embedding(config.num_position_bins, config.n_embd)
         self.patch_col = nn.Embedding(config.num_position_bins, config.n_embd)

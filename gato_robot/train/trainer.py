@@ -53,7 +53,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     min_return_fraction: float = 0.8
     patch_position_jitter: bool = True  # Gato App. C.3; off = interval means, as at evaluation
-    image_encoder: str = "patch_resnet"  # GatoConfig.image_encoder: "patch_resnet" (Gato), "conv_stem", "conv_stem_global"
+    image_encoder: str = "patch_resnet"  # GatoConfig.image_encoder: "patch_resnet" (Gato), "conv_stem", "conv_stem_global", "conv_stem_whole"
     action_loss: str = "vocab_ce"  # GatoConfig.action_loss: "vocab_ce" (Gato Eq. 2) or "hl_gauss"
     hl_gauss_sigma_bins: float = 2.0
     dropout: float = 0.0  # GatoConfig.dropout: attention and MLP dropout (Gato's is not stated; 0: off)
