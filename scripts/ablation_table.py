@@ -45,6 +45,8 @@ RECIPES = {
                                  "all-novel-gf-global | random shift 4 px",
     "all-novel-gf-global-dropout": "as all-novel-gf-global, with attention and MLP dropout 0.1 | as "
                                    "all-novel-gf-global | as all-novel-gf-global | random shift 4 px",
+    "all-novel-gf-whole": "conv stem, every image token the whole-image code alone (`conv_stem_whole`: BC-IMP's "
+                          "visual pathway) | as all-novel-gf-global | as all-novel-gf-global | random shift 4 px",
     "bc-imp": "BC-IMP specialist (conv + MLP, MSE) | - | log-scaled, with joint velocities | random shift 4 px",
 }
 
