@@ -26,12 +26,13 @@ class EvalRate:
     backend: str
     batch_size: int
     ticks: int  # episode-ticks measured (batch x steps)
-    policy_s: float
-    env_s: float
+    policy_s: float  # the runner
+    loop_s: float  # ControlLoop: watchdog, tokenizer, action path, SafetyLimits
+    env_s: float  # physics and rendering
 
     @property
     def seconds_per_tick(self) -> float:
-        return (self.policy_s + self.env_s) / self.ticks
+        return (self.policy_s + self.loop_s + self.env_s) / self.ticks
 
     def episodes_per_minute(self, episode_ticks: int = DEFAULT_SCENE.episode_steps) -> float:
         return 60.0 / (self.seconds_per_tick * episode_ticks)
@@ -62,7 +63,8 @@ def bench_eval(policy: str, batch_sizes: tuple[int, ...] = (1, 4, 8, 16), backen
                 run_control_loop_episodes(envs, agent.runner, [seed + i for i in range(batch_size)])  # warm-up
                 timing: dict[str, float] = {}
                 run_control_loop_episodes(envs, agent.runner, [seed + 100 + i for i in range(batch_size)], timing=timing)
-                rates.append(EvalRate(backend, batch_size, batch_size * steps, timing["policy_s"], timing["env_s"]))
+                rates.append(EvalRate(backend, batch_size, batch_size * steps, timing["policy_s"], timing["loop_s"],
+                                       timing["env_s"]))
                 for env in envs:
                     env.close()
     return rates

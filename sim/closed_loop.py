@@ -75,12 +75,13 @@ def run_control_loop_episodes(envs: list[RGBStackingEnv], runner: PolicyRunner, 
     """``len(seeds)`` episodes in lockstep, one env and one :class:`ControlLoop` each, sharing
     ``runner`` (batch size ``len(envs)``; row i's sampling generator seeded with ``seeds[i]``).
     An episode that ended keeps its row on its last tokens (its bins are discarded). ``timing``
-    accumulates "policy_s" (runner) and "env_s" (physics, rendering and the loops' own work)."""
+    accumulates "policy_s" (the runner), "loop_s" (the loops' own work: watchdog, tokenizer, action
+    path, SafetyLimits) and "env_s" (physics and rendering)."""
     if len(envs) != len(seeds):
         raise ValueError(f"{len(envs)} environments for {len(seeds)} seeds")
     timing = {} if timing is None else timing
-    timing.setdefault("policy_s", 0.0)
-    timing.setdefault("env_s", 0.0)
+    for key in ("policy_s", "loop_s", "env_s"):
+        timing.setdefault(key, 0.0)
     loops = [loop_for(env, runner) for env in envs]
     readings = []
     for env, loop, seed in zip(envs, loops, seeds):
@@ -92,7 +93,7 @@ def run_control_loop_episodes(envs: list[RGBStackingEnv], runner: PolicyRunner, 
     episodes = [EpisodeResult(env.engine, env.triplet.name, seed, False, 0, 0.0) for env, seed in zip(envs, seeds)]
     live, last_tokens = [True] * len(envs), [None] * len(envs)
     for _ in range(envs[0].scene.episode_steps):
-        started = time.perf_counter()
+        started, env_s = time.perf_counter(), 0.0
         pending: dict[int, PendingTick] = {}
         for row in (r for r in range(len(envs)) if live[r]):
             frames, joints = readings[row]
@@ -115,12 +116,15 @@ def run_control_loop_episodes(envs: list[RGBStackingEnv], runner: PolicyRunner, 
                 episodes[row].held, live[row] = result.reason, False
                 continue
             episodes[row].limited_ticks += bool(result.limits_hit)
+            stepping = time.perf_counter()
             observation, reward, terminated, truncated, info = envs[row].step_joint_command(result.command)
             readings[row] = sensors(envs[row], observation)
+            env_s += time.perf_counter() - stepping
             episode = episodes[row]
             episode.steps, episode.episode_return = episode.steps + 1, episode.episode_return + reward
             episode.success = bool(terminated)
             live[row] = not (terminated or truncated)
         timing["policy_s"] += acted - acting
-        timing["env_s"] += (acting - started) + (time.perf_counter() - acted)
+        timing["env_s"] += env_s
+        timing["loop_s"] += (acting - started) + (time.perf_counter() - acted) - env_s
     return episodes

@@ -145,3 +145,4 @@ def test_bench_eval_prints_rates_and_ratios_to_batch_one(checkpoint):
     rows = [row for row in cells if row and row[0] == "torch"]
     assert [row[1] for row in rows] == ["1", "2"]
     assert rows[0][3] == "1.00x" and float(rows[1][2]) > 0  # batch 1 is the reference; rates are positive
+    assert all(float(cell) > 0 for row in rows for cell in row[4:7])  # policy, loop and env time each measured

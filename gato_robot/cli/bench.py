@@ -81,12 +81,13 @@ def bench_eval_command(policy: str = typer.Option("gato-cpu-small", help="Shippe
         r.backend == "torch" and r.batch_size == 1 for r in rates) else rates[0]
     table = Table(title=f"evaluation throughput, {policy}, {steps} ticks per row, 1 thread (episodes of 400 ticks)")
     for column in ("backend", "batch", "episodes/min", f"vs {reference.backend} x{reference.batch_size}",
-                   "policy ms/tick", "env ms/tick"):
+                   "policy ms/tick", "loop ms/tick", "env ms/tick"):
         table.add_column(column, justify="right")
     for r in rates:
         table.add_row(r.backend, str(r.batch_size), f"{r.episodes_per_minute():.2f}",
                       f"{r.episodes_per_minute() / reference.episodes_per_minute():.2f}x",
-                      f"{1e3 * r.policy_s / r.ticks:.1f}", f"{1e3 * r.env_s / r.ticks:.1f}")
+                      f"{1e3 * r.policy_s / r.ticks:.1f}", f"{1e3 * r.loop_s / r.ticks:.1f}",
+                      f"{1e3 * r.env_s / r.ticks:.1f}")
     console.print(table)
 
 
