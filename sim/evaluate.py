@@ -18,14 +18,14 @@ import json
 import math
 import multiprocessing as mp
 import os
-import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from gato_robot.policies import DEFAULT_POLICY
 from gato_robot.runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 
 from .closed_loop import run_control_loop_episodes
@@ -216,48 +216,107 @@ def require_policy(policy: str, backend: str = "torch") -> None:
     make_agent(policy, backend)
 
 
-def evaluate(engine: str, policy: str, triplets: str, episodes: int, workers: int = 1, seed: int = 0,
-             backend: str = "torch", video_dir: Path | None = None, videos_per_triplet: int = 1,
-             expert_noise: float = 0.0, temperature: float = DEPLOYED_TEMPERATURE,
-             expectation: str = DEPLOYED_EXPECTATION, batch_size: int = 8) -> dict:
-    """Success per triplet with 95% CIs. ``triplets="train"`` draws a fresh training triplet per seed.
-    ``temperature`` > 0 samples the policy's action tokens (seeded per episode) instead of argmax.
-    ``batch_size``: policy episodes per lockstep batch in a worker (1: one episode at a time)."""
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
-    if episodes < 1 or workers < 1 or batch_size < 1:
-        raise ValueError(f"episodes, workers and batch size must be >= 1; got {episodes}, {workers}, {batch_size}")
-    if policy != "expert":
-        require_policy(policy, backend)
-    names = triplet_names(triplets)
-    jobs = [Job(engine, name, seed + i, policy, backend, video_dir is not None and i < videos_per_triplet, None,
-                expert_noise, temperature, expectation=expectation) for name in names for i in range(episodes)]
+@dataclass(frozen=True)
+class EvalConfig:
+    """One `sim eval`: which policy, where, how many episodes, decoded how."""
+    policy: str = DEFAULT_POLICY  # a shipped policy, a checkpoint or export directory, or "expert"
+    engine: str = "mujoco"
+    triplets: str = "test"  # see triplet_names()
+    episodes: int = 50  # per triplet, seeds seed, seed + 1, ...
+    workers: int = 1
+    seed: int = 0
+    backend: str = "torch"
+    video_dir: Path | None = None
+    videos_per_triplet: int = 1
+    expert_noise: float = 0.0  # scripted expert: action noise, fraction of the bounds
+    temperature: float = DEPLOYED_TEMPERATURE  # > 0 samples the policy's tokens (seeded per episode)
+    expectation: str = DEPLOYED_EXPECTATION
+    batch_size: int = 8  # policy episodes per lockstep batch in a worker
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; choose one of {ENGINES}")
+        if self.episodes < 1 or self.workers < 1 or self.batch_size < 1:
+            raise ValueError(f"episodes, workers and batch size must be >= 1; got {self.episodes}, {self.workers}, "
+                             f"{self.batch_size}")
+
+
+@dataclass
+class TripletResult:
+    episodes: int
+    successes: int
+    ci95: tuple[float, float]  # 95% Wilson score interval of the success rate
+    mean_steps: float
+    held: dict[str, str] = field(default_factory=dict)  # episode seed -> why a tick held and ended it
+    limited_ticks: int = 0  # ticks whose command SafetyLimits changed
+    videos: list[str] = field(default_factory=list)
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / max(1, self.episodes)
+
+
+@dataclass
+class EvalReport:
+    config: EvalConfig
+    per_triplet: dict[str, TripletResult]
+    wall_time_s: float
+    git_revision: str = "unknown"  # set by the caller that knows the checkout (the CLI)
+
+    @property
+    def successes(self) -> int:
+        return sum(r.successes for r in self.per_triplet.values())
+
+    @property
+    def episodes(self) -> int:
+        return sum(r.episodes for r in self.per_triplet.values())
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / max(1, self.episodes)
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return wilson_interval(self.successes, self.episodes)
+
+    def to_json(self) -> dict:
+        """The report file's layout (read by scripts/ablation_table.py and sim/report.py)."""
+        omitted = ("video_dir", "videos_per_triplet", "workers", "expert_noise", "episodes")
+        config = {key: value for key, value in asdict(self.config).items() if key not in omitted}
+        per_triplet = {}
+        for name, r in self.per_triplet.items():
+            row = {"episodes": r.episodes, "successes": r.successes, "success_rate": r.success_rate,
+                   "ci95": list(r.ci95), "mean_steps": r.mean_steps, "held": r.held, "limited_ticks": r.limited_ticks}
+            per_triplet[name] = {**row, "videos": r.videos} if r.videos else row
+        overall = {"success_rate": self.success_rate, "ci95": list(self.ci95)}
+        return {**config, "episodes_per_triplet": self.config.episodes, "per_triplet": per_triplet,
+                "overall": overall, "wall_time_s": self.wall_time_s, "git_revision": self.git_revision}
+
+
+def evaluate(config: EvalConfig) -> EvalReport:
+    """Success per triplet with 95% CIs (``triplets="train"`` draws a fresh training triplet per seed)."""
+    if config.policy != "expert":
+        require_policy(config.policy, config.backend)
+    names = triplet_names(config.triplets)
+    recording = config.video_dir is not None
+    jobs = [Job(config.engine, name, config.seed + i, config.policy, config.backend,
+                recording and i < config.videos_per_triplet, None, config.expert_noise, config.temperature,
+                expectation=config.expectation) for name in names for i in range(config.episodes)]
     start = time.time()
-    results = run_jobs(jobs, workers, f"eval {engine} {policy if policy == 'expert' else Path(policy).name}",
-                       batch_size)
+    label = config.policy if config.policy == "expert" else Path(config.policy).name
+    results = run_jobs(jobs, config.workers, f"eval {config.engine} {label}", config.batch_size)
     per_triplet = {}
     for name in names:
         mine = sorted((r for r in results if r.triplet == name or (name == "train" and r.triplet.startswith("train-"))),
                       key=lambda r: r.seed)
         wins = sum(r.success for r in mine)
-        low, high = wilson_interval(wins, len(mine))
-        per_triplet[name] = {"episodes": len(mine), "successes": wins, "success_rate": wins / max(1, len(mine)),
-                             "ci95": [low, high], "mean_steps": float(np.mean([r.steps for r in mine])),
-                             "held": {str(r.seed): r.held for r in mine if r.held},
-                             "limited_ticks": int(sum(r.limited_ticks for r in mine))}
-        if video_dir is not None:
-            for r in [r for r in mine if r.frames][:videos_per_triplet]:
-                outcome = "success" if r.success else "failure"
-                per_triplet[name].setdefault("videos", []).append(
-                    str(save_video(r.frames, video_dir / f"{engine}-{name}-seed{r.seed}-{outcome}.mp4")))
-    total = sum(v["successes"] for v in per_triplet.values())
-    count = sum(v["episodes"] for v in per_triplet.values())
-    return {"engine": engine, "policy": policy, "backend": backend, "temperature": temperature,
-            "expectation": expectation, "batch_size": batch_size, "triplets": triplets,
-            "episodes_per_triplet": episodes,
-            "seed": seed, "per_triplet": per_triplet, "overall": {"success_rate": total / max(1, count),
-                                                                  "ci95": list(wilson_interval(total, count))},
-            "wall_time_s": time.time() - start, "git_revision": git_revision()}
+        row = TripletResult(len(mine), wins, wilson_interval(wins, len(mine)), float(np.mean([r.steps for r in mine])),
+                            {str(r.seed): r.held for r in mine if r.held}, int(sum(r.limited_ticks for r in mine)))
+        for r in [r for r in mine if r.frames][:config.videos_per_triplet] if recording else []:
+            outcome = "success" if r.success else "failure"
+            row.videos.append(str(save_video(r.frames, config.video_dir / f"{config.engine}-{name}-seed{r.seed}-{outcome}.mp4")))
+        per_triplet[name] = row
+    return EvalReport(config, per_triplet, time.time() - start)
 
 
 def generate(store: Path, engine: str, triplets: str, episodes: int, workers: int = 1, seed: int = 0,
@@ -293,15 +352,7 @@ def collect_dagger(store: Path, engine: str, policy: str, triplets: str, episode
             "skipped": len(names) * episodes - len(jobs)}
 
 
-def git_revision() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def write_report(report: dict, path: Path) -> Path:
+def write_report(report: EvalReport, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
+    path.write_text(json.dumps(report.to_json(), indent=2))
     return path

@@ -16,7 +16,7 @@ from pathlib import Path
 from gato_robot.runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 from gato_robot.train.finetune import ARMS, FinetuneConfig, finetune, scratch_initialization
 
-from .evaluate import evaluate, git_revision
+from .evaluate import EvalConfig, evaluate
 
 FIELDS = ("episodes", "arm", "success_rate", "ci95_low", "ci95_high", "eval_episodes", "final_loss", "steps",
           "triplet", "engine", "git_revision")
@@ -37,6 +37,7 @@ class SweepConfig:
     expectation: str = DEPLOYED_EXPECTATION  # ... motion by companded expectation); "off" + 1.0: the paper's sampling
     finetune: FinetuneConfig = FinetuneConfig()
     runs_dir: Path | None = None  # training runs (checkpoints); default OUT/runs
+    git_revision: str = "unknown"  # of the code that ran, recorded per row
 
 
 def _done(csv_path: Path) -> list[dict]:
@@ -74,14 +75,15 @@ def run_sweep(config: SweepConfig) -> Path:
                 checkpoint = run_dir / "checkpoint"
                 summary = finetune(config.pretrained, config.store, run_dir, replace(config.finetune, episodes=count),
                                    arm)
-            report = evaluate(config.engine, str(checkpoint), config.triplet, config.eval_episodes, config.workers,
-                              seed=config.eval_seed, temperature=config.temperature, expectation=config.expectation)
-            (result,) = report["per_triplet"].values()
-            rows.append({"episodes": count, "arm": arm, "success_rate": result["success_rate"],
-                         "ci95_low": result["ci95"][0], "ci95_high": result["ci95"][1],
-                         "eval_episodes": result["episodes"], "final_loss": summary["final_loss"],
+            report = evaluate(EvalConfig(str(checkpoint), config.engine, config.triplet, config.eval_episodes,
+                                         config.workers, config.eval_seed, temperature=config.temperature,
+                                         expectation=config.expectation))
+            (result,) = report.per_triplet.values()
+            rows.append({"episodes": count, "arm": arm, "success_rate": result.success_rate,
+                         "ci95_low": result.ci95[0], "ci95_high": result.ci95[1],
+                         "eval_episodes": result.episodes, "final_loss": summary["final_loss"],
                          "steps": summary["steps"], "triplet": config.triplet, "engine": config.engine,
-                         "git_revision": git_revision()})
+                         "git_revision": config.git_revision})
             _write(csv_path, rows)
     plot_curves(rows, config.out / "fewshot.png", config)
     (config.out / "sweep_config.txt").write_text(repr({k: str(v) for k, v in asdict(config).items()}))

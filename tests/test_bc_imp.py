@@ -6,7 +6,7 @@ import torch
 
 from gato_robot.baselines.bc_imp import BCIMPPolicy, BCIMPTrainConfig, is_bc_imp_checkpoint, load, train_bc_imp
 from gato_robot.data.episodes import EpisodeStore
-from gato_robot.sim.evaluate import evaluate
+from gato_robot.sim.evaluate import EvalConfig, evaluate
 from gato_robot.sim.rollout import ExpertAgent, make_env, run_episode
 
 
@@ -39,5 +39,5 @@ def test_bc_imp_learns_round_trips_and_acts_in_the_harness(store, tmp_path):
         out = loaded(images, proprio)
         fresh = BCIMPPolicy(loaded.config).eval()(images, proprio)
     assert out.shape == (2, 5) and not torch.allclose(out, fresh, atol=1e-3)  # trained weights, not an initialization
-    report = evaluate("mujoco", str(tmp_path / "bc"), "test-3-prism", 1, workers=1)
-    assert report["per_triplet"]["test-3-prism"]["episodes"] == 1
+    report = evaluate(EvalConfig(str(tmp_path / "bc"), triplets="test-3-prism", episodes=1))
+    assert report.per_triplet["test-3-prism"].episodes == 1

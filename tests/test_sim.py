@@ -13,7 +13,7 @@ import pytest
 
 from gato_robot.data.episodes import EpisodeReader, EpisodeStore
 from gato_robot.proprio import PROPRIO_DIM
-from gato_robot.sim.evaluate import evaluate, wilson_interval
+from gato_robot.sim.evaluate import EvalConfig, evaluate, wilson_interval
 from gato_robot.sim.rollout import ExpertAgent, make_env, run_episode
 from gato_robot.sim.triplets import TEST_TRIPLETS
 
@@ -159,21 +159,24 @@ def test_wilson_interval_matches_known_values():
 
 
 def test_evaluate_combines_training_and_test_triplets():
-    report = evaluate("mujoco", "expert", "train,test-4", 2, workers=1)  # a prefix names test-4-flat
-    assert list(report["per_triplet"]) == ["train", "test-4-flat"]
-    assert [row["episodes"] for row in report["per_triplet"].values()] == [2, 2]
+    report = evaluate(EvalConfig("expert", triplets="train,test-4", episodes=2))  # a prefix names test-4-flat
+    assert list(report.per_triplet) == ["train", "test-4-flat"]
+    assert [row.episodes for row in report.per_triplet.values()] == [2, 2]
     # The scripted expert stacks every episode (250/250 on the test triplets, results/expert-mujoco-test.json).
-    assert [row["successes"] for row in report["per_triplet"].values()] == [2, 2]
-    assert report["overall"]["success_rate"] == 1.0
+    assert [row.successes for row in report.per_triplet.values()] == [2, 2]
+    assert report.success_rate == 1.0
+    written = report.to_json()  # the file layout the tables read
+    assert written["overall"]["success_rate"] == 1.0 and written["per_triplet"]["train"]["successes"] == 2
+    assert written["policy"] == "expert" and written["episodes_per_triplet"] == 2
 
 
 def test_evaluate_reports_per_triplet_with_videos(tmp_path):
-    report = evaluate("mujoco", "expert", "test-4-flat", 2, workers=1, video_dir=tmp_path / "videos")
-    row = report["per_triplet"]["test-4-flat"]
-    assert row["episodes"] == 2 and row["successes"] == 2 and row["ci95"][0] > 0.15
-    video = Path(row["videos"][0])
+    report = evaluate(EvalConfig("expert", triplets="test-4-flat", episodes=2, video_dir=tmp_path / "videos"))
+    row = report.per_triplet["test-4-flat"]
+    assert row.episodes == 2 and row.successes == 2 and row.ci95[0] > 0.15
+    video = Path(row.videos[0])
     assert video.is_file() and video.stat().st_size > 10_000
-    assert report["overall"]["success_rate"] == 1.0
+    assert report.success_rate == 1.0
 
 
 def test_sim_eval_command_prints_a_table_and_writes_the_report(tmp_path):

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..action_spec import RGB_STACKING_ACTIONS
 from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
-from .common import _clear_errors, console
+from .common import _clear_errors, console, git_revision
 
 sim_app = typer.Typer(help="RGB-stacking simulation: data generation and headless evaluation.", no_args_is_help=True)
 
@@ -39,30 +39,33 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                                             help="Policy episodes stepped in lockstep per worker, one batched "
                                             "policy call per tick (torch backend; 1 = one at a time).")) -> None:
     """Success rate per triplet with 95% confidence intervals, headless."""
-    from gato_robot.sim.evaluate import evaluate, write_report
+    from gato_robot.sim.evaluate import EvalConfig, evaluate, write_report
 
     with _clear_errors():
-        result = evaluate(engine, policy, triplets, episodes, workers, seed, backend, videos, 1, expert_noise, temperature,
-                          expectation, batch_size)
+        result = evaluate(EvalConfig(policy, engine, triplets, episodes, workers, seed, backend, videos, 1, expert_noise,
+                                     temperature, expectation, batch_size))
+    result.git_revision = git_revision()
     decoding = f"sampled at T={temperature}" if temperature else "greedy"
     if expectation != "off":
         decoding = f"motion by {expectation} expectation, gripper {decoding}"
     table = Table(title=f"{engine}: {policy} ({decoding}) on {triplets} triplets, {episodes} episodes each "
-                        f"(rev {result['git_revision']})")
+                        f"(rev {result.git_revision})")
     for column in ("triplet", "success", "95% CI", "episodes", "mean steps"):
         table.add_column(column, justify="right" if column != "triplet" else "left")
-    for name, row in result["per_triplet"].items():
-        low, high = row["ci95"]
-        table.add_row(name, f"{100 * row['success_rate']:.1f}%", f"[{100 * low:.1f}, {100 * high:.1f}]",
-                      str(row["episodes"]), f"{row['mean_steps']:.0f}")
-    low, high = result["overall"]["ci95"]
-    table.add_row("overall", f"{100 * result['overall']['success_rate']:.1f}%", f"[{100 * low:.1f}, {100 * high:.1f}]",
-                  str(sum(r["episodes"] for r in result["per_triplet"].values())), "")
+    for name, row in result.per_triplet.items():
+        low, high = row.ci95
+        table.add_row(name, f"{100 * row.success_rate:.1f}%", f"[{100 * low:.1f}, {100 * high:.1f}]",
+                      str(row.episodes), f"{row.mean_steps:.0f}")
+    low, high = result.ci95
+    table.add_row("overall", f"{100 * result.success_rate:.1f}%", f"[{100 * low:.1f}, {100 * high:.1f}]",
+                  str(result.episodes), "")
     console.print(table)
+    for seed, reason in ((s, r) for row in result.per_triplet.values() for s, r in row.held.items()):
+        console.print(f"episode {seed} ended by a hold: {reason}")
     if report:
         console.print(f"report: {write_report(result, report)}")
-    for row in result["per_triplet"].values():
-        for video in row.get("videos", []):
+    for row in result.per_triplet.values():
+        for video in row.videos:
             console.print(f"video: {video}")
 
 

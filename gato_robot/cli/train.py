@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import _clear_errors, console
+from .common import _clear_errors, console, git_revision
 
 
 def train_command(store: Path = typer.Option(..., exists=True, help="Episode store (from `gato-robot sim generate`)."),
@@ -129,7 +129,8 @@ def finetune_sweep_command(pretrained: Path = typer.Option(..., exists=True, hel
     from ..train.finetune import FinetuneConfig
 
     config = SweepConfig(pretrained, store, out, triplet, tuple(int(c) for c in counts.split(",")), engine,
-                         eval_episodes, workers=workers, finetune=FinetuneConfig(steps=steps), runs_dir=runs)
+                         eval_episodes, workers=workers, finetune=FinetuneConfig(steps=steps), runs_dir=runs,
+                         git_revision=git_revision())
     with _clear_errors():
         csv_path = run_sweep(config)
     console.print(f"few-shot curve: {csv_path} and {csv_path.with_suffix('.png')}")
