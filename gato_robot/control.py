@@ -29,8 +29,8 @@ from .agent import physical_action
 from .observation import Frame, JointCommand, JointSample, Observation
 from .proprio import proprio_vector
 from .runtime.base import PolicyRunner
-from .task import RGB_STACKING
 from .safety import SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
+from .task import RGB_STACKING
 from .tokenizer.errors import TokenizationError
 from .tokenizer.sequence import GatoTokenizer, TokenSequence
 

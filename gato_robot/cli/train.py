@@ -24,8 +24,9 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                   patch_jitter: bool = typer.Option(True, help="Sample patch positions within their intervals "
                                                     "(Gato App. C.3); off: interval means, as at evaluation."),
                   image_encoder: str = typer.Option("patch_resnet", help="patch_resnet (Gato: one ResNet v2 block "
-                                                    "per patch), conv_stem (convolutions across patch borders) or conv_stem_global "
-                                                    "(+ a whole-image code per camera, as BC-IMP's head) or conv_stem_whole (that code alone)."),
+                                                    "per patch), conv_stem (convolutions across patch borders), "
+                                                    "conv_stem_global (+ a whole-image code per camera, as BC-IMP's "
+                                                    "head) or conv_stem_whole (that code alone)."),
                   action_loss: str = typer.Option("vocab_ce", help="vocab_ce (Gato Eq. 2: one-hot over the vocabulary, "
                                                   "text + actions) or hl_gauss (ordinal, over the 1024 action bins)."),
                   hl_gauss_sigma: float = typer.Option(2.0, help="HL-Gauss standard deviation, in bins."),

@@ -13,8 +13,9 @@ estimate a regression policy trained with MSE makes. The two differ when the dis
 spread: an even mix of 0 and +1 is +0.09 in companded space (the companding crowds bins near 0)
 and +0.5 in physical space. "median" is the bin where the cumulative distribution reaches one
 half: unlike either mean it does not depend on the space (the companding is monotone), and an
-uneven mix of two modes decodes to the heavier one instead of a value between them. Non-finite logits (an fp16 overflow, a damaged export) raise instead
-of decoding to bin 0, so the control loop holds.
+uneven mix of two modes decodes to the heavier one instead of a value between them (measured
+worse than the companded mean: README round 9). Non-finite logits (an fp16 overflow, a damaged
+export) raise instead of decoding to bin 0, so the control loop holds.
 """
 
 from __future__ import annotations
