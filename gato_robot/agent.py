@@ -39,8 +39,8 @@ class GatoAgent:
              batch_size: int = 1) -> "GatoAgent":
         """``temperature`` 0 decodes action tokens greedily; > 0 samples them, as Gato deploys;
         ``expectation`` ("companded", "physical", "median") decodes the motion dimensions by that
-        statistic of their bins. ``batch_size`` > 1
-        (torch only) acts for that many episodes at once (:meth:`act_batch`)."""
+        statistic of their bins. ``batch_size`` > 1 (torch only) acts for that many episodes at once
+        (:meth:`act_batch`)."""
         return cls(load_runner(backend, path, temperature=temperature, expectation=expectation,
                                batch_size=batch_size), instruction)
 
