@@ -1,4 +1,4 @@
-"""Drive a simulator with :class:`gato_robot.control.ControlLoop` as if it were the real arm:
+"""Drive a simulator with :class:`gato_robot.deploy.control.ControlLoop` as if it were the real arm:
 sim camera frames and joint states (stamped with sim time) in, joint commands out.
 
 :func:`run_control_loop_episodes` is how `sim eval` scores a Gato policy: B environments in
@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from gato_robot.control import ControlConfig, ControlLoop, LoopState, PendingTick, TickResult
+from gato_robot.deploy.control import ControlConfig, ControlLoop, LoopState, PendingTick, TickResult
 from gato_robot.observation import Frame, JointSample
 from gato_robot.runtime.base import PolicyRunner
 

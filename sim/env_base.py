@@ -1,7 +1,7 @@
 """RGB-stacking task logic shared by the MuJoCo and PyBullet environments (gymnasium API).
 
 Action: the 5-D RGB-stacking action in physical units (TCP velocity m/s, wrist yaw rate rad/s,
-gripper command in [-1, 1]); it goes through :class:`gato_robot.actions.CartesianActionMapper`,
+gripper command in [-1, 1]); it goes through :class:`gato_robot.robot.action_path.CartesianActionMapper`,
 so the engines receive joint position targets exactly as the real arm does.
 Observation: both cameras (uint8 HxWx3) and proprioception (see :mod:`gato_robot.proprio`).
 Reward: the benchmark's sparse stacking reward (1 while red sits on blue, else 0).
@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
-from gato_robot.actions import CartesianActionMapper, JointCommand
+from gato_robot.robot.action_path import CartesianActionMapper, JointCommand
 from gato_robot.task import RGB_STACKING
 
 from .scene import DEFAULT_SCENE, SceneSpec
@@ -181,7 +181,7 @@ class RGBStackingEnv(gym.Env):
 
     def step_joint_command(self, command: JointCommand):
         """One control period driven by joint position targets (radians) and a finger width (m):
-        the real arm's interface, used when a :class:`gato_robot.control.ControlLoop` drives the sim."""
+        the real arm's interface, used when a :class:`gato_robot.deploy.control.ControlLoop` drives the sim."""
         self._arm_command = np.asarray(command.arm_positions, dtype=np.float64)
         self._gripper_target = command.gripper_width
         self._apply_command(command)

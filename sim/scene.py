@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gato_robot.actions import ActionPathConfig
-from gato_robot.robot_description import PANDA, ArmDescription
+from gato_robot.robot.action_path import ActionPathConfig
+from gato_robot.robot.description import PANDA, ArmDescription
 from gato_robot.task import RGB_STACKING
 
 COLORS = {"red": (0.85, 0.1, 0.1, 1.0), "green": (0.1, 0.7, 0.15, 1.0), "blue": (0.1, 0.2, 0.85, 1.0)}

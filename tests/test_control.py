@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from gato_robot.actions import CartesianActionMapper, JointCommand
-from gato_robot.control import ControlLoop, LoopState
+from gato_robot.robot.action_path import CartesianActionMapper, JointCommand
+from gato_robot.deploy.control import ControlLoop, LoopState
 from gato_robot.model.config import preset
 from gato_robot.model.policy import GatoPolicy
 from gato_robot.runtime.base import PolicyRunner
@@ -179,7 +179,7 @@ def test_safety_filter_refuses_nan_and_clamps(mujoco_env):
     assert "joint velocity limit" in hits and "gripper width limit" in hits
     np.testing.assert_allclose(command.arm_positions - previous.arm_positions,
                                np.minimum(loop.limits.max_step, loop.limits.upper - previous.arm_positions))
-    from gato_robot.safety import UnsafeCommand
+    from gato_robot.deploy.safety import UnsafeCommand
 
     with pytest.raises(UnsafeCommand, match="non-finite"):
         loop.limits.filter(JointCommand(np.full(7, np.nan), 0.0), previous)

@@ -26,17 +26,17 @@ from gato_robot.calibration.errors import CalibrationError
 from gato_robot.calibration.files import CameraInfo, Extrinsics, read_camera_info, read_extrinsics, write_camera_info, \
     write_extrinsics
 from gato_robot.calibration.poses import read_poses, write_poses
-from gato_robot.actions import CartesianActionMapper
+from gato_robot.robot.action_path import CartesianActionMapper
 from gato_robot.baselines import bc_imp
 from gato_robot.cli.calibrate import _load_images
-from gato_robot.control import ControlLoop
+from gato_robot.deploy.control import ControlLoop
 from gato_robot.data.episodes import EpisodeReader, EpisodeStore, verify_episode
 from gato_robot.errors import DamagedFileError
 from gato_robot.model.checkpoint import load_checkpoint, save_checkpoint
 from gato_robot.model.config import preset
 from gato_robot.model.policy import GatoPolicy
-from gato_robot.replay import ReplayTopics, replay_bag
-from gato_robot.robot_description import PANDA
+from gato_robot.deploy.replay import ReplayTopics, replay_bag
+from gato_robot.robot.description import PANDA
 from gato_robot.runtime.export import export_onnx
 from gato_robot.runtime.onnx_runner import OnnxRunner
 from gato_robot.runtime.torch_runner import TorchRunner

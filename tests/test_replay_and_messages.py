@@ -7,13 +7,13 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from typer.testing import CliRunner
 
-from gato_robot.actions import CartesianActionMapper
+from gato_robot.robot.action_path import CartesianActionMapper
 from gato_robot.cli import app
-from gato_robot.control import ControlLoop
+from gato_robot.deploy.control import ControlLoop
 from gato_robot.model.checkpoint import save_checkpoint
 from gato_robot.model.config import preset
 from gato_robot.model.policy import GatoPolicy
-from gato_robot.replay import ReplayTopics, replay_bag
+from gato_robot.deploy.replay import ReplayTopics, replay_bag
 from gato_robot.ros.convert import MessageError, image_to_rgb, joint_state_to_sample, rgb_to_image_fields
 from gato_robot.runtime.torch_runner import TorchRunner
 from gato_robot.observation import Frame, JointSample

@@ -32,8 +32,8 @@ from std_msgs.msg import Float64MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from gato_robot.actions import CartesianActionMapper  # noqa: E402
-from gato_robot.control import ControlLoop, LoopState  # noqa: E402
+from gato_robot.robot.action_path import CartesianActionMapper  # noqa: E402
+from gato_robot.deploy.control import ControlLoop, LoopState  # noqa: E402
 from gato_robot.model.checkpoint import save_checkpoint  # noqa: E402
 from gato_robot.model.config import preset  # noqa: E402
 from gato_robot.model.policy import GatoPolicy  # noqa: E402
@@ -479,7 +479,7 @@ def test_urdf_from_the_robot_description_topic_with_datasheet_limits(context, ch
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
-    from gato_robot.robot_description import DATASHEETS, default_panda_urdf
+    from gato_robot.robot.description import DATASHEETS, default_panda_urdf
 
     publisher_node = rclpy.create_node("robot_state_publisher_stand_in", context=context)
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gato_robot.actions import CartesianActionMapper, JointCommand
-from gato_robot.control import ControlLoop, LoopState
+from gato_robot.robot.action_path import CartesianActionMapper, JointCommand
+from gato_robot.deploy.control import ControlLoop, LoopState
 from gato_robot.model.config import preset
 from gato_robot.runtime.base import PolicyRunner
-from gato_robot.safety import Frame, JointSample, SafetyLimits, UnsafeCommand
+from gato_robot.deploy.safety import Frame, JointSample, SafetyLimits, UnsafeCommand
 
 MAPPER = CartesianActionMapper()
 LIMITS = SafetyLimits.from_kinematics(MAPPER.kinematics)

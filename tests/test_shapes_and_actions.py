@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gato_robot.actions import CartesianActionMapper
+from gato_robot.robot.action_path import CartesianActionMapper
 from gato_robot.sim.shapes import ShapeParams, convex_parts, mesh_files, part_meshes, volume
 from gato_robot.sim.triplets import TEST_TRIPLETS, TRAIN_BEVELS, TRAIN_HOLES, TRAIN_SIZES, TRAIN_SLANTS, training_triplet
 
@@ -118,7 +118,7 @@ _MAPPER = CartesianActionMapper()
 def test_posture_term_returns_the_elbow_without_moving_the_tcp():
     """Arm moved along the TCP task's null space (elbow swung, TCP still): holding still, the
     posture term brings the joints back toward home while the TCP stays put; without it they stay."""
-    from gato_robot.actions import ActionPathConfig
+    from gato_robot.robot.action_path import ActionPathConfig
     home = np.array(_MAPPER.arm.home_joint_positions)
     jacobian, _ = _MAPPER.kinematics.jacobian(home)
     null_direction = np.linalg.svd(jacobian)[2][-1]  # unit joint direction with J n = 0

@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
-from gato_robot.actions import ActionPathConfig
-from gato_robot.control import ControlConfig
+from gato_robot.robot.action_path import ActionPathConfig
+from gato_robot.deploy.control import ControlConfig
 from gato_robot.proprio import PROPRIO_DIM
-from gato_robot.safety import SafetyLimits
+from gato_robot.deploy.safety import SafetyLimits
 from gato_robot.task import RGB_STACKING, TaskSpec
 from gato_robot.tokenizer.sequence import TimestepSpec
 from gato_robot.sim.env_base import INSTRUCTION

@@ -17,9 +17,9 @@ def replay_command(bag: Path = typer.Argument(..., exists=True, help="rosbag2 di
                    joint_states_topic: str = typer.Option("/joint_states", help="sensor_msgs/JointState topic."),
                    rate_hz: float = typer.Option(20.0, min=1.0, help="Control rate of the replayed loop.")) -> None:
     """Run the control loop over a recorded bag and write the joint commands it would have sent."""
-    from ..actions import ActionPathConfig, CartesianActionMapper
-    from ..control import ControlConfig, ControlLoop
-    from ..replay import ReplayTopics, replay_bag
+    from ..robot.action_path import ActionPathConfig, CartesianActionMapper
+    from ..deploy.control import ControlConfig, ControlLoop
+    from ..deploy.replay import ReplayTopics, replay_bag
     from ..runtime.factory import load_runner
 
     with _clear_errors():

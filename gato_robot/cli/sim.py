@@ -136,8 +136,8 @@ def sim_closed_loop(model: Path = typer.Option(..., help="Checkpoint (torch) or 
     to run before a policy touches the arm."""
     import numpy as np
 
-    from ..actions import CartesianActionMapper
-    from ..control import ControlLoop
+    from ..robot.action_path import CartesianActionMapper
+    from ..deploy.control import ControlLoop
     from ..runtime.factory import load_runner
     from gato_robot.sim.closed_loop import run_closed_loop
     from gato_robot.sim.rollout import make_env

@@ -49,15 +49,15 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from ..actions import ActionPathConfig, CartesianActionMapper, Workspace
-from ..control import ControlConfig, ControlLoop, LoopState
+from ..robot.action_path import ActionPathConfig, CartesianActionMapper, Workspace
+from ..deploy.control import ControlConfig, ControlLoop, LoopState
 from ..observation import Frame, JointCommand, JointSample
-from ..robot_description import PANDA, ArmDescription
+from ..robot.description import PANDA, ArmDescription
 from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE, EXPECTATIONS
 from ..runtime.factory import BACKENDS, load_runner
 from ..runtime.export import PREFILL_FILE
 from ..runtime.tensorrt_engine import PRECISIONS, ensure_engines
-from ..safety import SafetyLimits, WatchdogConfig
+from ..deploy.safety import SafetyLimits, WatchdogConfig
 from ..task import RGB_STACKING
 from .convert import MessageError, fit_image, fitted_fovy_deg, image_to_rgb, joint_state_to_sample, stamp_seconds
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .control import ControlLoop
-from .errors import reading
-from .robot_description import PANDA
-from .ros.convert import image_to_rgb, joint_state_to_sample, stamp_seconds
-from .observation import Frame, JointSample
+from ..errors import reading
+from ..robot.description import PANDA
+from ..ros.convert import image_to_rgb, joint_state_to_sample, stamp_seconds
+from ..observation import Frame, JointSample
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import pinocchio as pin
 
-from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
-from .observation import JointCommand
-from .robot_description import DATASHEETS, PANDA, ArmDescription
-from .task import RGB_STACKING
+from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
+from ..observation import JointCommand
+from .description import DATASHEETS, PANDA, ArmDescription
+from ..task import RGB_STACKING
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .observation import Frame, JointCommand, JointSample
-from .task import RGB_STACKING
+from ..observation import Frame, JointCommand, JointSample
+from ..task import RGB_STACKING
 
 
 class UnsafeCommand(ValueError):

@@ -23,18 +23,18 @@ from typing import Mapping
 
 import numpy as np
 
-from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
-from .actions import CartesianActionMapper
-from .agent import physical_action
-from .observation import Frame, JointCommand, JointSample, Observation
-from .proprio import proprio_vector
-from .runtime.base import PolicyRunner
+from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
+from ..robot.action_path import CartesianActionMapper
+from ..agent import physical_action
+from ..observation import Frame, JointCommand, JointSample, Observation
+from ..proprio import proprio_vector
+from ..runtime.base import PolicyRunner
 from .safety import SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
-from .task import RGB_STACKING
-from .tokenizer.errors import TokenizationError
-from .tokenizer.sequence import GatoTokenizer, TokenSequence
+from ..task import RGB_STACKING
+from ..tokenizer.errors import TokenizationError
+from ..tokenizer.sequence import GatoTokenizer, TokenSequence
 
-log = logging.getLogger("gato_robot.control")
+log = logging.getLogger("gato_robot.deploy.control")
 
 
 class LoopState(str, Enum):
