@@ -171,6 +171,11 @@ class RGBStackingEnv(gym.Env):
     def sim_time_s(self) -> float:
         return self._steps * self.scene.control_period_s
 
+    @property
+    def steps(self) -> int:
+        """Control periods stepped since the last reset."""
+        return self._steps
+
     def step(self, action: np.ndarray):
         """One control period driven by a 5-D action (m/s, rad/s, gripper) through the action path."""
         action = np.asarray(action, dtype=np.float64)

@@ -138,7 +138,7 @@ def run_episode(env: RGBStackingEnv, agent: Agent, seed: int, writer=None, recor
         observation = next_observation
         if terminated or truncated:
             break
-    return EpisodeResult(env.engine, env.triplet.name, seed, bool(terminated), env._steps, total, frames)
+    return EpisodeResult(env.engine, env.triplet.name, seed, bool(terminated), env.steps, total, frames)
 
 
 def run_episodes_batched(envs: list[RGBStackingEnv], agent: PolicyAgent, seeds: list[int],
@@ -183,5 +183,5 @@ def run_episodes_batched(envs: list[RGBStackingEnv], agent: PolicyAgent, seeds: 
         timing["env_s"] += time.perf_counter() - acted
         if not any(live):
             break
-    return [EpisodeResult(env.engine, env.triplet.name, seed, bool(done), env._steps, total, episode_frames)
+    return [EpisodeResult(env.engine, env.triplet.name, seed, bool(done), env.steps, total, episode_frames)
             for env, seed, done, total, episode_frames in zip(envs, seeds, terminated, totals, frames)]
