@@ -85,8 +85,9 @@ def test_a_held_tick_ends_its_episode_with_the_reason(checkpoint):
         return (observation, *rest)
 
     envs[1].step_joint_command = failed_encoder
-    results = run_control_loop_episodes(envs, runner, [1, 2])
+    results = run_control_loop_episodes(envs, runner, [1, 2], record_frames=True)
     assert results[0].held == "" and results[0].steps == SHORT.episode_steps
+    assert len(results[0].frames) == SHORT.episode_steps and results[0].frames[0].shape == (128, 256, 3)  # video
     assert results[1].held and not results[1].success and results[1].steps < SHORT.episode_steps
 
 
