@@ -14,7 +14,6 @@ import numpy as np
 
 from .action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from .observation import Observation
-from .proprio import proprio_vector
 from .runtime.base import PolicyRunner
 from .runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 from .runtime.factory import load_runner
@@ -51,9 +50,7 @@ class GatoAgent:
             self.runner.seed(*seeds)
 
     def observation(self, sensors: Mapping[str, np.ndarray]) -> Observation:
-        cameras = self.tokenizer.spec.camera_names
-        return Observation(images={name: sensors[name] for name in cameras}, proprio=proprio_vector(sensors),
-                           instruction=self.instruction)
+        return Observation.from_sensors(sensors, self.tokenizer.spec.camera_names, self.instruction)
 
     def act(self, sensors: Mapping[str, np.ndarray]) -> np.ndarray:
         tokens = self.tokenizer.encode_observation(self.observation(sensors))

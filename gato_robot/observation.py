@@ -8,6 +8,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .proprio import proprio_vector
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -24,6 +26,17 @@ class Observation:
     proprio: np.ndarray
     instruction: str = ""
     extras: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def from_sensors(cls, sensors: Mapping[str, np.ndarray], camera_names: tuple[str, ...],
+                     instruction: str) -> "Observation":
+        """The one way a live observation is built (simulators, the control loop, the node): a
+        sensors dict holding each camera's image by name and the proprioception parts of
+        :data:`gato_robot.proprio.PROPRIO_LAYOUT`. A missing camera raises KeyError naming it."""
+        missing = [name for name in camera_names if name not in sensors]
+        if missing:
+            raise KeyError(f"no image from camera(s) {missing}; the policy's cameras are {list(camera_names)}")
+        return cls({name: sensors[name] for name in camera_names}, proprio_vector(sensors), instruction)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..robot.action_path import CartesianActionMapper
 from ..agent import physical_action
 from ..observation import Frame, JointCommand, JointSample, Observation
-from ..proprio import proprio_vector
 from ..runtime.base import PolicyRunner
 from .safety import SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
 from ..task import RGB_STACKING
@@ -224,10 +223,10 @@ class ControlLoop:
             return self._hold(LoopState.ESTOPPED, f"e-stop latched: {implausible}", started, stages)
         q = np.asarray(joints.positions, dtype=np.float64)
         try:
-            proprio = proprio_vector({"joint_positions": q, "joint_velocities": joints.velocities,
-                                      "gripper_width": joints.gripper_width, "tcp_pose": self.mapper.tcp_pose(q)})
-            observation = Observation({name: frames[name].image for name in self.tokenizer.spec.camera_names},
-                                      proprio, self.config.instruction)
+            sensors = {**{name: frame.image for name, frame in frames.items()},
+                       "joint_positions": q, "joint_velocities": joints.velocities,
+                       "gripper_width": joints.gripper_width, "tcp_pose": self.mapper.tcp_pose(q)}
+            observation = Observation.from_sensors(sensors, self.tokenizer.spec.camera_names, self.config.instruction)
             tokens = self.tokenizer.encode_observation(observation)
         except Exception as error:
             return self.fail_tick(PendingTick(now_s, started, stages, q, None, False), error)
