@@ -48,9 +48,12 @@ def write_camera_info(info: CameraInfo, path: str | Path) -> Path:
 def _read_matrix(document: dict, key: str, path: Path) -> np.ndarray:
     try:
         entry = document[key]
-        return np.asarray(entry["data"], dtype=np.float64).reshape(entry["rows"], entry["cols"])
+        matrix = np.asarray(entry["data"], dtype=np.float64).reshape(entry["rows"], entry["cols"])
     except (KeyError, TypeError, ValueError) as error:
         raise CalibrationError(f"{path}: missing or malformed '{key}' (expected rows, cols, data)") from error
+    if not np.all(np.isfinite(matrix)):
+        raise CalibrationError(f"{path}: '{key}' holds non-finite values")
+    return matrix
 
 
 def read_camera_info(path: str | Path) -> CameraInfo:
@@ -61,6 +64,11 @@ def read_camera_info(path: str | Path) -> CameraInfo:
     for key in ("image_width", "image_height", "camera_matrix", "distortion_coefficients"):
         if key not in document:
             raise CalibrationError(f"{path}: not a camera_info file (no '{key}')")
+    # Not used here (derived from the camera matrix), but a file cut short ends in them: a
+    # camera_info file (ours or ROS's camera_calibration_parsers') always holds both, whole.
+    for key, shape in (("rectification_matrix", (3, 3)), ("projection_matrix", (3, 4))):
+        if _read_matrix(document, key, path).shape != shape:
+            raise CalibrationError(f"{path}: '{key}' must be {shape[0]}x{shape[1]}")
     try:
         width, height = int(document["image_width"]), int(document["image_height"])
     except (TypeError, ValueError) as error:

@@ -52,13 +52,15 @@ class ReplayResult:
 def replay_bag(bag: str | Path, loop: ControlLoop, topics: ReplayTopics) -> ReplayResult:
     import sqlite3
 
+    import apsw  # rosbags' SQLite driver for rosbag2 .db3 storage
     from rosbags.highlevel import AnyReader, AnyReaderError
     from rosbags.rosbag1 import ReaderError as Bag1Error
     from rosbags.rosbag2 import ReaderError as Bag2Error
     from rosbags.serde import SerdeError
 
     # What rosbags raises for a truncated, corrupted or foreign file (the metadata, the storage or a message).
-    bag_damage = (AnyReaderError, Bag1Error, Bag2Error, SerdeError, sqlite3.DatabaseError, UnicodeDecodeError)
+    bag_damage = (AnyReaderError, Bag1Error, Bag2Error, SerdeError, sqlite3.DatabaseError, apsw.Error,
+                  UnicodeDecodeError)
 
     bag = Path(bag)
     if not bag.exists():
