@@ -170,6 +170,13 @@ def test_nothing_moves_until_enabled_and_estop_latches(mujoco_env):
     assert loop.tick(0.0, frames, joints).state is LoopState.ACTIVE
     with pytest.raises(ValueError, match="invalid joint state"):
         loop.enable(JointSample(np.full(7, np.nan), np.zeros(7), 0.0, 0.0))
+    # An e-stop that arrives while the policy runs (between begin_tick and end_tick) wins.
+    held = loop.last_command
+    pending = loop.begin_tick(0.0, frames, joints)
+    bins = loop.runner.act(pending.tokens)
+    loop.estop("pressed mid-tick")
+    result = loop.end_tick(pending, bins)
+    assert result.state is LoopState.ESTOPPED and result.command is held and "mid-tick" in result.reason
 
 
 def test_safety_filter_refuses_nan_and_clamps(mujoco_env):

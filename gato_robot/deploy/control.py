@@ -235,7 +235,11 @@ class ControlLoop:
         return PendingTick(now_s, started, stages, q, tokens, fresh)
 
     def end_tick(self, pending: PendingTick, bins: np.ndarray) -> TickResult:
-        """The tick after the policy: action bins -> physical action -> action path -> SafetyLimits."""
+        """The tick after the policy: action bins -> physical action -> action path -> SafetyLimits.
+        An e-stop or disable that arrived while the policy ran wins: the tick holds."""
+        if self.state is not LoopState.ACTIVE:
+            reason = f"e-stop latched: {self.estop_reason}" if self.state is LoopState.ESTOPPED else "not enabled"
+            return self._hold(self.state, reason, pending.started, pending.stages)
         mark = time.perf_counter()
         try:
             action = physical_action(self.tokenizer, bins, self.spec)
