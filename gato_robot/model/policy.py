@@ -5,7 +5,8 @@ Loss (Gato Eq. 2): next-token cross-entropy, masked so only text and action targ
 action targets only (``"hl_gauss"``, see :class:`GatoConfig`).
 ``act()`` prefills one timestep's observation tokens (closed by the separator) into the KV cache
 and then decodes one token per action dimension autoregressively (Gato Sec. 3, "Deployment";
-:func:`decode_actions`, the loop the compiled runners run too), choosing among the 1024 continuous bins only: greedily by default, or by the runner's sampler
+:func:`decode_actions`, the loop the compiled runners run too), choosing among the 1024
+continuous bins only: greedily by default, or by the runner's sampler
 (:func:`gato_robot.runtime.base.choose_bin`, the one every backend uses).
 """
 
