@@ -18,7 +18,7 @@ from gato_robot.runtime.export import export_checkpoint
 from gato_robot.runtime.factory import load_runner
 from gato_robot.tokenizer.image import image_to_patches
 from gato_robot.tokenizer.mulaw import bins_to_continuous, continuous_to_bins
-from gato_robot.tokenizer.sequence import GatoTokenizer, stack_sequences
+from gato_robot.tokenizer.sequence import GatoTokenizer, Modality, stack_sequences
 
 
 def encoder_and_two_images(encoder_name: str, seed: int):
@@ -122,6 +122,35 @@ def test_hl_gauss_loss_is_ordinal_and_the_paper_loss_is_not(tokenizer, rng):
             losses[loss, offset] = float(policy.loss(batch))
     assert losses["hl_gauss", 2] < losses["hl_gauss", 200] - 5  # 52.7 vs 60 nats for these delta predictions
     assert losses["vocab_ce", 2] == pytest.approx(losses["vocab_ce", 200], rel=1e-3)
+
+
+def test_expectation_mse_adds_the_squared_error_of_the_physical_mean(tokenizer, rng):
+    """Two modes, at the target bin and at the bin of -1: HL-Gauss sees a half-right prediction,
+    the expectation term the physical mean (target - 1) / 2 away from the target."""
+    spec = tokenizer.spec
+    sequence = tokenizer.encode_timestep(random_observation(tokenizer, rng), np.full(spec.action_dim, 0.3))
+    batch = batch_to_torch(stack_sequences([sequence]))
+    target_bin = int(batch["token_ids"][0, -1]) - 32000
+    low_bin = int(continuous_to_bins(-1.0))
+
+    def two_modes(hidden):
+        logits = torch.full((*hidden.shape[:-1], 1024), -30.0)
+        logits[..., [target_bin, low_bin]] = 30.0
+        return logits
+    losses = {}
+    for weight in (0.0, 4.0):
+        policy = GatoPolicy(preset("tiny", action_loss="hl_gauss", expectation_mse_weight=weight))
+        policy.action_logits = two_modes
+        losses[weight] = float(policy.loss(batch))
+    values = bins_to_continuous(np.array([target_bin, low_bin]))
+    target_bins = (batch["token_ids"][0, 1:][batch["modality"][0, 1:] == int(Modality.ACTION)] - 32000).numpy()
+    assert (target_bins == target_bin).all()  # every action dimension is 0.3
+    expected_error = ((values.mean() - values[0]) ** 2)
+    assert losses[4.0] - losses[0.0] == pytest.approx(4.0 * expected_error, rel=1e-4)
+    with pytest.raises(ValueError, match="expectation_mse_weight needs action_loss 'hl_gauss'"):
+        preset("tiny", expectation_mse_weight=1.0)
+    with pytest.raises(ValueError, match="expectation_mse_weight must be >= 0"):
+        preset("tiny", action_loss="hl_gauss", expectation_mse_weight=-1.0)
 
 
 def test_expectation_decoding_takes_the_mean_bin_and_nan_logits_raise():

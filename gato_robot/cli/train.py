@@ -30,6 +30,9 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                   action_loss: str = typer.Option("vocab_ce", help="vocab_ce (Gato Eq. 2: one-hot over the vocabulary, "
                                                   "text + actions) or hl_gauss (ordinal, over the 1024 action bins)."),
                   hl_gauss_sigma: float = typer.Option(2.0, help="HL-Gauss standard deviation, in bins."),
+                  expectation_mse_weight: float = typer.Option(0.0, min=0.0, help="With hl_gauss: + this weight x "
+                                                               "the squared error of the bin distribution's physical "
+                                                               "mean (BC-IMP's MSE through the same bins; 0: off)."),
                   dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Attention and MLP dropout (0: off)."),
                   continuous_embedding: str = typer.Option("table", help="table (Gato: one learned row per mu-law "
                                                            "bin), table_fourier (+ Fourier features of the bin's value) or value_mlp (an MLP of those "
@@ -57,6 +60,7 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          min_learning_rate=lr / 10, warmup_steps=warmup, checkpoint_every=checkpoint_every, seed=seed,
                          device=device, patch_position_jitter=patch_jitter, image_encoder=image_encoder,
                          action_loss=action_loss, hl_gauss_sigma_bins=hl_gauss_sigma, dropout=dropout,
+                         expectation_mse_weight=expectation_mse_weight,
                          continuous_embedding=continuous_embedding,
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
                          joint_velocities=joint_velocities, gripper_first=gripper_first,

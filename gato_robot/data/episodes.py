@@ -75,9 +75,10 @@ class EpisodeWriter:
     """Collects one episode in memory; :meth:`commit` writes it atomically."""
 
     def __init__(self, store: "EpisodeStore", engine: str, triplet: str, seed: int, instruction: str,
-                 relabelled: bool = False):
+                 relabelled: bool = False, attributes: Mapping[str, str] | None = None):
         self.store, self.engine, self.triplet, self.seed, self.instruction = store, engine, triplet, seed, instruction
         self.relabelled = relabelled
+        self.attributes = dict(attributes or {})  # provenance (e.g. the source bag), stored as file attributes
         self.images: dict[str, list[np.ndarray]] = {}
         self.proprio, self.actions, self.rewards = [], [], []
 
@@ -107,7 +108,7 @@ class EpisodeWriter:
                      "episode_return": float(np.sum(self.rewards)), "success": bool(success),
                      "steps": len(self.actions), "instruction": self.instruction,
                      "cameras": json.dumps(sorted(self.images)), "relabelled": self.relabelled}
-            f.attrs.update(attrs)
+            f.attrs.update({**self.attributes, **attrs})
             f.attrs[DIGEST_ATTRIBUTE] = content_digest(datasets)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
@@ -130,8 +131,9 @@ class EpisodeStore:
         """Whether that episode is committed (a resumed `sim generate` skips it)."""
         return self.episode_path(engine, triplet, seed).is_file()
 
-    def writer(self, engine: str, triplet: str, seed: int, instruction: str, relabelled: bool = False) -> EpisodeWriter:
-        return EpisodeWriter(self, engine, triplet, seed, instruction, relabelled)
+    def writer(self, engine: str, triplet: str, seed: int, instruction: str, relabelled: bool = False,
+               attributes: Mapping[str, str] | None = None) -> EpisodeWriter:
+        return EpisodeWriter(self, engine, triplet, seed, instruction, relabelled, attributes)
 
     @staticmethod
     def meta(path: Path) -> EpisodeMeta:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .control import ControlLoop
-from ..errors import reading
 from ..robot.description import PANDA
+from ..ros.bag import open_bag
 from ..ros.convert import image_to_rgb, joint_state_to_sample, stamp_seconds
 from ..observation import Frame, JointSample
 
@@ -50,21 +50,7 @@ class ReplayResult:
 
 
 def replay_bag(bag: str | Path, loop: ControlLoop, topics: ReplayTopics) -> ReplayResult:
-    import sqlite3
-
-    import apsw  # rosbags' SQLite driver for rosbag2 .db3 storage
-    from rosbags.highlevel import AnyReader, AnyReaderError
-    from rosbags.rosbag1 import ReaderError as Bag1Error
-    from rosbags.rosbag2 import ReaderError as Bag2Error
-    from rosbags.serde import SerdeError
-
-    # What rosbags raises for a truncated, corrupted or foreign file (the metadata, the storage or a message).
-    bag_damage = (AnyReaderError, Bag1Error, Bag2Error, SerdeError, sqlite3.DatabaseError, apsw.Error,
-                  UnicodeDecodeError)
-
     bag = Path(bag)
-    if not bag.exists():
-        raise FileNotFoundError(f"rosbag2 not found: {bag}")
     period = loop.config.period_s
     frames: dict[str, Frame] = {}
     joints: JointSample | None = None
@@ -78,7 +64,7 @@ def replay_bag(bag: str | Path, loop: ControlLoop, topics: ReplayTopics) -> Repl
             loop.enable(joints)
         ticks.append((now, loop.tick(now, frames, joints)))
 
-    with reading(bag, "rosbag2", *bag_damage), AnyReader([bag]) as reader:
+    with open_bag(bag) as reader:
         wanted = [c for c in reader.connections if c.topic in by_topic or c.topic == topics.joint_states]
         missing = sorted((set(by_topic) | {topics.joint_states}) - {c.topic for c in wanted})
         if missing:

@@ -40,6 +40,11 @@ class GatoConfig:
         action targets only, against a Gaussian of ``hl_gauss_sigma_bins`` bins integrated over
         each bin (HL-Gauss, Imani & White 2018; Farebrother et al. 2024): an ordinal loss over the
         same mu-law bins and token ids, so "two bins off" costs less than "two hundred bins off".
+    expectation_mse_weight: with "hl_gauss", adds this weight times the squared error between the
+        expectation of the bin distribution in physical space (the mean of the bins' decoded values,
+        normalized action units) and the target bin's value: the MSE that BC-IMP minimizes, taken
+        through the same 1024-bin head, so the distribution's physical mean (what ``--expectation
+        physical`` decodes) is itself trained. 0 (default): HL-Gauss alone.
     """
 
     n_layer: int = 4
@@ -60,6 +65,7 @@ class GatoConfig:
     conv_stem_channels: tuple[int, ...] = (32, 64, 64, 128)
     action_loss: str = "vocab_ce"
     hl_gauss_sigma_bins: float = 2.0
+    expectation_mse_weight: float = 0.0
     continuous_embedding: str = "table"
     fourier_frequencies: int = 8
 
@@ -79,6 +85,10 @@ class GatoConfig:
                              f"stride-2 layers, got {len(self.conv_stem_channels)}")
         if self.hl_gauss_sigma_bins <= 0:
             raise ValueError(f"hl_gauss_sigma_bins must be > 0, got {self.hl_gauss_sigma_bins}")
+        if not self.expectation_mse_weight >= 0:
+            raise ValueError(f"expectation_mse_weight must be >= 0, got {self.expectation_mse_weight}")
+        if self.expectation_mse_weight and self.action_loss != "hl_gauss":
+            raise ValueError("expectation_mse_weight needs action_loss 'hl_gauss' (logits over the action bins)")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if (self.n_embd // self.n_head) % 2:

@@ -2,7 +2,8 @@
 
 Loss (Gato Eq. 2): next-token cross-entropy, masked so only text and action targets count
 (``action_loss="vocab_ce"``); or the ordinal HL-Gauss cross-entropy over the 1024 action bins on
-action targets only (``"hl_gauss"``, see :class:`GatoConfig`).
+action targets only (``"hl_gauss"``, optionally plus the squared error of the distribution's physical
+expectation, see :class:`GatoConfig`).
 ``act()`` prefills one timestep's observation tokens (closed by the separator) into the KV cache
 and then decodes one token per action dimension autoregressively (Gato Sec. 3, "Deployment";
 :func:`decode_actions`, the loop the compiled runners run too), choosing among the 1024
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
+from ..tokenizer.mulaw import BIN_VALUES
 from ..tokenizer.sequence import Modality
 from .config import GatoConfig
 from .embedding import GatoEmbedding
@@ -126,8 +128,10 @@ class GatoPolicy(nn.Module):
 
         "vocab_ce": masked next-token cross-entropy (Gato Eq. 2), target l counts iff
         loss_mask[l] == 1, over the whole vocabulary. "hl_gauss": action targets only, logits over
-        the 1024 bins, HL-Gauss soft targets. Logits are only computed where a target counts, which
-        saves the output projection on the ~90% of positions that are image or proprio tokens.
+        the 1024 bins, HL-Gauss soft targets, plus ``expectation_mse_weight`` x the squared error of
+        the distribution's physical expectation (normalized action units). Logits are only computed
+        where a target counts, which saves the output projection on the ~90% of positions that are
+        image or proprio tokens.
         """
         hidden = self.hidden(*(batch[name] for name in INPUT_NAMES))[:, :-1]
         targets = batch["token_ids"][:, 1:]
@@ -140,7 +144,13 @@ class GatoPolicy(nn.Module):
             return F.cross_entropy(self.logits(hidden[mask]), targets[mask])
         bins = targets[mask] - CONTINUOUS_OFFSET
         soft = hl_gauss_targets(bins, NUM_CONTINUOUS_BINS, self.config.hl_gauss_sigma_bins)
-        return -(soft * F.log_softmax(self.action_logits(hidden[mask]).float(), dim=-1)).sum(-1).mean()
+        log_p = F.log_softmax(self.action_logits(hidden[mask]).float(), dim=-1)
+        loss = -(soft * log_p).sum(-1).mean()
+        if self.config.expectation_mse_weight:
+            values = torch.as_tensor(BIN_VALUES, dtype=log_p.dtype, device=log_p.device)
+            expected = log_p.exp() @ values
+            loss = loss + self.config.expectation_mse_weight * F.mse_loss(expected, values[bins])
+        return loss
 
 
     # -- acting --------------------------------------------------------------------------------

@@ -55,12 +55,13 @@ class ActionPathConfig:
             raise ValueError(f"posture_gain must be in [0, 1 / control_period_s] (1/s), got {self.posture_gain}")
 
 
-def _yaw_of(rotation: np.ndarray) -> float:
+def yaw_of(rotation: np.ndarray) -> float:
     """Yaw (rad) of a gripper pointing down: the angle of its x axis in the base xy-plane."""
     return float(np.arctan2(rotation[1, 0], rotation[0, 0]))
 
 
-def _wrap(angle: float) -> float:
+def wrap_angle(angle: float) -> float:
+    """Angle (rad) wrapped into [-pi, pi)."""
     return float((angle + np.pi) % (2 * np.pi) - np.pi)
 
 
@@ -121,7 +122,7 @@ class CartesianActionMapper:
         self.kinematics = ArmKinematics(arm)
         self.config, self.spec, self.arm = config, spec, arm
         home = self.kinematics.tcp_transform(np.asarray(arm.home_joint_positions)).rotation
-        self.home_yaw = _yaw_of(home)
+        self.home_yaw = yaw_of(home)
         self._down = pin.utils.rpyToMatrix(0.0, 0.0, -self.home_yaw) @ home  # home orientation at zero yaw
         self._home = np.asarray(arm.home_joint_positions, dtype=np.float64)
 
@@ -164,8 +165,8 @@ class CartesianActionMapper:
         jacobian, transform = self.kinematics.jacobian(q)
         velocity = self.workspace_velocity(transform.translation, action[:3], dt)
 
-        yaw = _yaw_of(transform.rotation)
-        relative = _wrap(yaw - self.home_yaw)
+        yaw = yaw_of(transform.rotation)
+        relative = wrap_angle(yaw - self.home_yaw)
         target_relative = np.clip(relative + action[3] * dt, -cfg.yaw_limit_rad, cfg.yaw_limit_rad)
         target = self.target_rotation(self.home_yaw + target_relative)
         rotation_error = pin.log3(target @ transform.rotation.T)  # base frame, radians

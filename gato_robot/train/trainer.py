@@ -56,6 +56,7 @@ class TrainConfig:
     image_encoder: str = "patch_resnet"  # GatoConfig.image_encoder: "patch_resnet" (Gato), "conv_stem", "conv_stem_global", "conv_stem_whole"
     action_loss: str = "vocab_ce"  # GatoConfig.action_loss: "vocab_ce" (Gato Eq. 2) or "hl_gauss"
     hl_gauss_sigma_bins: float = 2.0
+    expectation_mse_weight: float = 0.0  # GatoConfig.expectation_mse_weight (hl_gauss only; 0: off)
     dropout: float = 0.0  # GatoConfig.dropout: attention and MLP dropout (Gato's is not stated; 0: off)
     continuous_embedding: str = "table"  # GatoConfig.continuous_embedding: "table" (Gato), "table_fourier", "value_mlp"
     standardize_proprio: bool = False  # per-dimension statistics of the training episodes, in the config
@@ -152,7 +153,8 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
     deployment as it was trained on (with windows of the full context, as in Gato, the preset's).
     With ``standardize_proprio`` the statistics of the training ``episodes`` go into the config."""
     base = preset(config.preset, image_encoder=config.image_encoder, action_loss=config.action_loss,
-                  hl_gauss_sigma_bins=config.hl_gauss_sigma_bins, continuous_embedding=config.continuous_embedding,
+                  hl_gauss_sigma_bins=config.hl_gauss_sigma_bins,
+                  expectation_mse_weight=config.expectation_mse_weight, continuous_embedding=config.continuous_embedding,
                   dropout=config.dropout)
     check_window_fits(config, base)
     timestep = base.timestep
