@@ -27,13 +27,14 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
-from std_msgs.msg import Float32, Float64MultiArray  # noqa: E402
+from std_msgs.msg import Float32, Float64MultiArray, Header  # noqa: E402
 
 TYPES = get_typestore(Stores.ROS2_JAZZY)
 ARM = [f"panda_joint{i}" for i in range(1, 8)]
 FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
 CAMERAS = ("front_left", "front_right")
 PERIOD = 0.05
+CLOCK_START_S = 1000.0  # the simulated clock at the first tick (a zero stamp means "unset" in ROS)
 COMMAND_LATENCY_S = 0.01  # the command answering tick t is stamped this long after it
 ARM_TOPIC, GRIPPER_TOPIC = "/forward_position_controller/commands", "/gripper_forward_controller/commands"
 TOPICS = {**{f"/{name}/image_raw": Image for name in CAMERAS}, "/joint_states": JointState,
@@ -100,12 +101,12 @@ class SimulatedCell:
             connections = {topic: writer.add_connection(topic, msgtype(kind), typestore=TYPES)
                            for topic, kind in TOPICS.items()}
             for tick in range(max_steps):
-                now = tick * PERIOD
+                now = CLOCK_START_S + tick * PERIOD
                 width = float(observation["gripper_width"][0])
-                sensors = [(f"/{name}/image_raw", Image(header={"stamp": ros_time(now)}, **rgb_to_image_fields(observation[name])))
+                sensors = [(f"/{name}/image_raw", Image(header=Header(stamp=ros_time(now)), **rgb_to_image_fields(observation[name])))
                            for name in CAMERAS]
                 sensors.append(("/joint_states", JointState(
-                    header={"stamp": ros_time(now)}, name=ARM + FINGERS,
+                    header=Header(stamp=ros_time(now)), name=ARM + FINGERS,
                     position=[*observation["joint_positions"], width / 2, width / 2],
                     velocity=[*observation["joint_velocities"], 0.0, 0.0])))
                 self.publish(writer, connections, sensors, now)
@@ -191,7 +192,7 @@ def test_actions_from_measured_poses_alone_follow_the_commands(recorded, tmp_pat
         moving = np.abs(commanded[:, :3]) > 0.5 * 0.07
         assert np.mean(np.sign(measured[:, :3][moving]) == np.sign(commanded[:, :3][moving])) > 0.9
         agreement = np.mean(np.sign(measured[:, 4]) == np.sign(commanded[:, 4]))
-        assert agreement > 0.85, agreement  # width-direction rule: lags the command by the fingers' travel
+        assert agreement > 0.9, agreement  # the width rule lags the command by a tick or two
 
 
 def test_finetune_on_imported_episodes_then_export(recorded, tmp_path):
@@ -205,7 +206,7 @@ def test_finetune_on_imported_episodes_then_export(recorded, tmp_path):
     assert result.exit_code == 0, result.output
     assert "5 bag(s)" in result.output
     result = runner.invoke(app, ["data", "info", str(store)])
-    assert result.exit_code == 0 and "5 episodes" in result.output, result.output
+    assert result.exit_code == 0 and "kept by the 80% return filter 5" in result.output, result.output
     episode = EpisodeStore(store).paths()[0]
     result = runner.invoke(app, ["data", "sheet", str(episode), "--out", str(tmp_path / "sheet.png"), "--rows", "4"])
     assert result.exit_code == 0, result.output
@@ -217,15 +218,19 @@ def test_finetune_on_imported_episodes_then_export(recorded, tmp_path):
     torch.manual_seed(0)
     pretrained = save_checkpoint(GatoPolicy(preset("tiny")), tmp_path / "pretrained")
     run = tmp_path / "run"
-    result = runner.invoke(app, ["finetune", "--pretrained", str(pretrained), "--store", str(store), "--episodes", "5",
+    result = runner.invoke(app, ["finetune", "--pretrained", str(pretrained), "--store", str(store),
                                  "--run", str(run), "--steps", "3"])
     assert result.exit_code == 0, result.output
+    assert "fine-tuned on 5 episodes" in result.output  # every usable imported episode by default
     result = runner.invoke(app, ["export", "onnx", str(run / "checkpoint"), "--out", str(tmp_path / "onnx")])
     assert result.exit_code == 0, result.output
+    from safetensors.torch import load_file
+
     from gato_robot.runtime.factory import load_runner
 
-    runner_onnx = load_runner("onnxruntime", tmp_path / "onnx")
-    assert runner_onnx.tokenizer.spec.camera_names == CAMERAS
+    tuned, initial = load_file(run / "checkpoint" / "model.safetensors"), load_file(pretrained / "model.safetensors")
+    assert any(not torch.equal(tuned[name], initial[name]) for name in initial)  # the 3 steps trained it
+    assert load_runner("onnxruntime", tmp_path / "onnx").config.timestep.camera_names == CAMERAS
 
 
 def write_bag(path, topics: dict[str, str], messages: list[tuple[str, float, object]], storage=StoragePlugin.SQLITE3):

@@ -97,24 +97,49 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
 commands.append(("train-baseline", train_baseline_command))
 
 
-def finetune_command(pretrained: Path = typer.Option(..., exists=True, help="Pretrained checkpoint directory."),
-                     store: Path = typer.Option(..., exists=True,
-                                                help="Episode store of the held-out task or triplet."),
-                     episodes: int = typer.Option(..., min=1, help="Fine-tune on the first N usable episodes."),
+def finetune_command(pretrained: str = typer.Option(..., help="Pretrained policy: a shipped name (gato-cpu-small) "
+                                                     "or a checkpoint directory."),
+                     store: Path = typer.Option(..., exists=True, help="Episode store of the new task (`gato-robot "
+                                                "data import-bag` writes one from rosbag2 recordings)."),
                      run: Path = typer.Option(..., help="Run directory (resumes if present)."),
+                     episodes: int = typer.Option(None, min=1, help="Fine-tune on the first N usable episodes "
+                                                  "(default: all)."),
                      scratch: bool = typer.Option(False, help="Control arm: same architecture, random init."),
                      steps: int = typer.Option(300, min=1, help="Optimizer steps."),
                      lr: float = typer.Option(3e-4, help="Peak learning rate."),
                      device: str = typer.Option("cpu", help="cpu or cuda."),
+                     eval_triplet: str = typer.Option(None, help="Then evaluate in simulation on this triplet "
+                                                      "(e.g. test-3-prism); off for a real task."),
+                     eval_episodes: int = typer.Option(30, min=1, help="Evaluation episodes (with --eval-triplet)."),
                      seed: int = 0) -> None:
-    """Few-episode fine-tuning of a pretrained checkpoint (or the from-scratch control)."""
+    """Few-episode fine-tuning of a pretrained policy (or the from-scratch control), with progress,
+    checkpoints and resume; optionally a simulated evaluation at the end. Export the result with
+    `gato-robot export onnx RUN/checkpoint` to deploy it on the node."""
+    from ..policies import resolve_policy
     from ..train.finetune import FinetuneConfig, finetune
 
-    config = FinetuneConfig(episodes=episodes, steps=steps, learning_rate=lr, seed=seed, device=device)
     with _clear_errors():
-        summary = finetune(pretrained, store, run, config, "scratch" if scratch else "pretrained")
+        source = Path(resolve_policy(pretrained))
+        if not (source / "config.json").is_file():
+            raise FileNotFoundError(f"pretrained policy {pretrained!r} is neither a shipped policy nor a checkpoint "
+                                    "directory (with config.json)")
+        if episodes is None:
+            from ..data.episodes import EpisodeStore
+
+            episodes = len(EpisodeStore(store).episodes(0.8))
+        config = FinetuneConfig(episodes=episodes, steps=steps, learning_rate=lr, seed=seed, device=device)
+        summary = finetune(source, store, run, config, "scratch" if scratch else "pretrained")
     console.print(f"{'scratch' if scratch else 'fine-tuned'} on {episodes} episodes: loss {summary['final_loss']:.4f} "
                   f"after {summary['steps']} steps -> {summary['checkpoint']}")
+    if eval_triplet:
+        from gato_robot.sim.evaluate import EvalConfig, evaluate
+
+        with _clear_errors():
+            report = evaluate(EvalConfig(policy=str(summary["checkpoint"]), triplets=eval_triplet,
+                                         episodes=eval_episodes, seed=0))
+        low, high = report.ci95
+        console.print(f"{eval_triplet}: {report.successes}/{report.episodes} stacked "
+                      f"({100 * report.success_rate:.0f}% [{100 * low:.0f}, {100 * high:.0f}])")
 
 
 def finetune_sweep_command(pretrained: Path = typer.Option(..., exists=True, help="Pretrained checkpoint directory."),

@@ -24,8 +24,8 @@ topic. Importing one bag:
    commanded pose, over one period. ``"measured"`` (no command recorded): the motion between
    consecutive measured TCP poses. The command answering tick t is the latest one stamped before
    tick t + 1. The gripper: the recorded finger command inverted through the action path's
-   width rule, or, without one, the measured width's direction (closing / opening by more than
-   ``gripper_step_m`` per tick; held otherwise).
+   width rule, or, without one, the measured width's direction (closing, or opening to nearly
+   fully open, by more than ``gripper_step_m`` per tick; held otherwise).
 5. Success from the bag's label or a reward topic (``std_msgs/Float32`` or ``Float64``; the
    reward of tick t is the latest before tick t + 1, as the store's reward follows the action;
    success if the last one is positive); without a reward topic the reward is 1 on the final tick of a
@@ -94,10 +94,13 @@ class ImportConfig:
     task: str = "real"  # the store's triplet field: the task or object set
     instruction: str = RGB_STACKING.instruction
     gripper_step_m: float = 0.001  # width change per tick read as closing / opening (no gripper command)
+    open_margin_m: float = 0.01  # an opening ends within this of fully open ...
+    open_horizon_s: float = 1.0  # ... this soon
 
     def __post_init__(self) -> None:
-        if not (self.rate_hz > 0 and self.max_age_s > 0 and self.gripper_step_m > 0):
-            raise ValueError("rate_hz, max_age_s and gripper_step_m must be positive")
+        if not all(value > 0 for value in (self.rate_hz, self.max_age_s, self.gripper_step_m, self.open_margin_m,
+                                           self.open_horizon_s)):
+            raise ValueError("rate_hz, max_age_s, gripper_step_m, open_margin_m and open_horizon_s must be positive")
 
 
 @dataclass
@@ -264,7 +267,10 @@ class BagImporter:
         period = 1.0 / config.rate_hz
         sensors = [topics.joint_states, *topics.cameras.values()]
         joints = series[topics.joint_states]
-        start = max(series[t].stamps[0] for t in sensors + ([topics.command] if topics.command else []))
+        start = max(series[t].stamps[0] for t in sensors)
+        if topics.command:  # the first tick is the first one a command answers (within one period)
+            late = series[topics.command].stamps[0] - (start + period)
+            start += period * max(0, int(np.ceil(late / period - 1e-9)))
         # The grid ends where a sensor stops, or at the last command (a recording runs on after it).
         end = min([series[t].stamps[-1] for t in sensors] + ([series[topics.command].stamps[-1]] if topics.command
                                                               else []))
@@ -323,9 +329,9 @@ class BagImporter:
                  widths_commanded: list | None, period: float) -> np.ndarray:
         """(T, 7) measured joints (rad), (T,) widths (m) -> (T', 5) physical actions (T' = T, or
         T - 1 where the motion is read off the next measured pose)."""
-        kind, kinematics = self.topics.command_kind, self.mapper.kinematics
+        kind = self.topics.command_kind
         if kind == "measured":
-            poses = [kinematics.tcp_transform(q) for q in positions]
+            poses = [self._tcp(q) for q in positions]
             motion = np.array([self._tcp_motion(a, b, period) for a, b in zip(poses[:-1], poses[1:])])
         elif kind == "twist":
             motion = np.stack(commands)
@@ -333,8 +339,7 @@ class BagImporter:
             motion, previous = [], None
             for q, command in zip(positions, commands):
                 anchor = self.mapper.anchor(q, previous)
-                motion.append(self._tcp_motion(kinematics.tcp_transform(anchor), kinematics.tcp_transform(command),
-                                               period))
+                motion.append(self._tcp_motion(self._tcp(anchor), self._tcp(command), period))
                 previous = command
             motion = np.array(motion)
         steps = len(motion)
@@ -346,27 +351,37 @@ class BagImporter:
         bounds = np.asarray(self.spec.bounds)
         return np.clip(actions, -bounds, bounds)
 
-    @staticmethod
-    def _tcp_motion(start, end, period: float) -> np.ndarray:
-        """Two TCP transforms one period apart -> (vx, vy, vz) m/s and the yaw rate (rad/s)."""
-        from ..robot.action_path import wrap_angle, yaw_of
+    def _tcp(self, q: np.ndarray) -> tuple[np.ndarray, float]:
+        """TCP position (m, base frame) and yaw (rad) at joint positions ``q`` (copied out of
+        Pinocchio's data, which the next forward-kinematics call overwrites)."""
+        from ..robot.action_path import yaw_of
 
-        velocity = (end.translation - start.translation) / period
-        yaw_rate = wrap_angle(yaw_of(end.rotation) - yaw_of(start.rotation)) / period
-        return np.array([*velocity, yaw_rate])
+        transform = self.mapper.kinematics.tcp_transform(q)
+        return transform.translation.copy(), yaw_of(transform.rotation)
+
+    @staticmethod
+    def _tcp_motion(start: tuple[np.ndarray, float], end: tuple[np.ndarray, float], period: float) -> np.ndarray:
+        """Two TCP poses one period apart -> (vx, vy, vz) m/s and the yaw rate (rad/s)."""
+        from ..robot.action_path import wrap_angle
+
+        return np.array([*(end[0] - start[0]) / period, wrap_angle(end[1] - start[1]) / period])
 
     def _gripper_from_widths(self, widths: np.ndarray) -> np.ndarray:
-        """Measured finger width (m) per tick -> gripper command per tick (+1 close, -1 open): the
-        direction of the next tick's width change beyond ``gripper_step_m``, held in between; the
-        first ticks before any change: closed if the gripper starts under half open."""
-        step = self.config.gripper_step_m
-        state = 1.0 if widths[0] < self.arm.max_gripper_width_m / 2 else -1.0
+        """Measured finger width (m) per tick -> gripper command per tick (+1 close, -1 open).
+
+        Closing: from the tick before the width drops by more than ``gripper_step_m``. Opening:
+        from the tick before it rises by that much *and* reaches within ``open_margin_m`` of fully
+        open within ``open_horizon_s`` (fingers that close on an object rebound by ~1 cm; that
+        is not an opening). Held in between; before any change, closed if under half open."""
+        config, full = self.config, self.arm.max_gripper_width_m
+        horizon = max(1, int(round(config.open_horizon_s * config.rate_hz)))
+        state = 1.0 if widths[0] < full / 2 else -1.0
         commands = np.empty(len(widths))
         for t in range(len(widths)):
             change = widths[t + 1] - widths[t] if t + 1 < len(widths) else 0.0
-            if change < -step:
+            if change < -config.gripper_step_m:
                 state = 1.0
-            elif change > step:
+            elif change > config.gripper_step_m and widths[t + 1:t + 1 + horizon].max() >= full - config.open_margin_m:
                 state = -1.0
             commands[t] = state
         return commands
