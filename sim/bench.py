@@ -62,3 +62,26 @@ def bench_engine(engine: str, cameras: bool, steps: int = 200) -> SimRate:
 
 def bench_sim(engines: list[str], steps: int = 200) -> list[SimRate]:
     return [bench_engine(engine, cameras, steps) for engine in engines for cameras in (False, True)]
+
+
+@dataclass(frozen=True)
+class WorkerRate:
+    workers: int
+    episodes_per_min: float
+
+
+def bench_generation_workers(engine: str, episodes: int, worker_counts: tuple[int, ...] = (1, 2)) -> list[WorkerRate]:
+    """Expert episodes/min of `sim generate` at each worker count, the same seeds each time (into
+    throw-away stores); the ratio between counts is the process pool's scaling."""
+    import tempfile
+    from pathlib import Path
+
+    from .evaluate import generate
+
+    rates = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for workers in worker_counts:
+            start = time.perf_counter()
+            generate(Path(scratch) / f"store-{workers}", engine, "train", episodes, workers, seed=0)
+            rates.append(WorkerRate(workers, 60 * episodes / (time.perf_counter() - start)))
+    return rates

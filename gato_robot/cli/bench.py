@@ -93,9 +93,14 @@ def bench_eval_command(policy: str = typer.Option("gato-cpu-small", help="Shippe
 
 @bench_app.command("sim")
 def bench_sim_command(engine: list[str] = typer.Option(None, help="Engines (default: mujoco and pybullet)."),
-                      steps: int = typer.Option(200, min=1, help="Steps per measurement.")) -> None:
-    """Env steps/s per engine, cameras on and off, vs the raw engine's physics + render rate."""
-    from gato_robot.sim.bench import bench_sim
+                      steps: int = typer.Option(200, min=1, help="Steps per measurement."),
+                      workers_episodes: int = typer.Option(0, min=0, help="Also time `sim generate` of this many "
+                                                           "expert episodes at 1, 2, ... workers (0: skip).")) -> None:
+    """Env steps/s per engine, cameras on and off, vs the raw engine's physics + render rate; and
+    optionally the process pool's scaling from 1 worker to the cores available, as ratios."""
+    from gato_robot.sim.bench import bench_generation_workers, bench_sim
+
+    from .common import available_cores
 
     rates = bench_sim(engine or ["mujoco", "pybullet"], steps)
     table = Table(title=f"simulation rate, {steps} steps each (control period 0.05 s)")
@@ -104,6 +109,40 @@ def bench_sim_command(engine: list[str] = typer.Option(None, help="Engines (defa
     for r in rates:
         table.add_row(r.engine, "on" if r.cameras else "off", f"{r.env_steps_per_s:.0f}", f"{r.raw_steps_per_s:.0f}",
                       f"{100 * r.overhead:+.1f}%")
+    console.print(table)
+    if workers_episodes:
+        counts = tuple(range(1, max(2, available_cores()) + 1))
+        for name in engine or ["mujoco"]:
+            rates = bench_generation_workers(name, workers_episodes, counts)
+            console.print(f"{name} sim generate, {workers_episodes} episodes: " + ", ".join(
+                f"{r.workers} worker(s) {r.episodes_per_min:.1f} episodes/min ({r.episodes_per_min / rates[0].episodes_per_min:.2f}x)"
+                for r in rates))
+
+
+@bench_app.command("train")
+def bench_train_command(store: Path = typer.Option(..., exists=True, help="Episode store."),
+                        processes: str = typer.Option("1,2", help="Process counts, comma-separated (torchrun)."),
+                        steps: int = typer.Option(30, min=2, help="Optimizer steps per run."),
+                        batch_size: int = typer.Option(24, min=1, help="Global batch (windows per step)."),
+                        preset: str = typer.Option("cpu-small", help="Model preset."),
+                        device: str = typer.Option("cpu", help="cpu (gloo) or cuda (NCCL, one GPU per process)."),
+                        threads: int = typer.Option(1, min=1, help="Torch threads per process.")) -> None:
+    """Training samples/s and tokens/s per process count, same global batch; scaling efficiency =
+    rate(N) / (N x rate(1)), measured in one run."""
+    from ..bench.train_scaling import bench_train
+
+    counts = tuple(int(c) for c in processes.split(","))
+    with _clear_errors():
+        points = bench_train(store, counts, steps, batch_size, preset, device, threads)
+    base = points[0]
+    table = Table(title=f"training throughput, preset {preset}, global batch {batch_size}, {steps} steps, "
+                        f"{threads} thread(s) per process, {device}")
+    for column in ("processes", "samples/s", "tokens/s", "wall s", "speed-up", "scaling efficiency"):
+        table.add_column(column, justify="right")
+    for p in points:
+        speedup = p.samples_per_s / base.samples_per_s
+        table.add_row(str(p.processes), f"{p.samples_per_s:.1f}", f"{p.tokens_per_s:.0f}", f"{p.wall_time_s:.1f}",
+                      f"{speedup:.2f}x", f"{speedup * base.processes / p.processes:.2f}")
     console.print(table)
 
 

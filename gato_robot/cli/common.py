@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -22,6 +23,14 @@ class Invocation:
 
 
 invocation = Invocation()
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: a container's or `taskset`'s share)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+WORKERS_HELP = "Parallel processes (default: the cores available to this process)."
 
 
 @contextmanager

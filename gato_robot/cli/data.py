@@ -39,6 +39,19 @@ def verify_command(store: Path = typer.Argument(..., exists=True, help="Episode 
         raise typer.Exit(1)
 
 
+@data_app.command("merge")
+def merge_command(sources: list[Path] = typer.Argument(..., exists=True, help="Episode stores to copy from."),
+                  into: Path = typer.Option(..., help="Destination store (created if missing).")) -> None:
+    """Merge stores (e.g. generated on several machines from disjoint seed ranges): each episode
+    verified, copied atomically; the same episode twice is skipped, a different one under the
+    same name is refused."""
+    from ..data.episodes import merge_stores
+
+    with _clear_errors():
+        result = merge_stores(sources, into)
+    console.print(f"copied {result.copied} episodes into {into}; {result.already_there} already there")
+
+
 @data_app.command("import-bag")
 def import_bag_command(
         bags: list[Path] = typer.Argument(..., help="rosbag2 directories (sqlite3 or MCAP)."),

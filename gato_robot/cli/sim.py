@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..action_spec import RGB_STACKING_ACTIONS
 from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
-from .common import _clear_errors, console, git_revision
+from .common import WORKERS_HELP, _clear_errors, available_cores, console, git_revision
 
 sim_app = typer.Typer(help="RGB-stacking simulation: data generation and headless evaluation.", no_args_is_help=True)
 
@@ -23,7 +23,7 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
              triplets: str = typer.Option("test", help="test (the 5 held-out triplets), train, a triplet name, "
                                           "or a comma-separated list (train,test)."),
              episodes: int = typer.Option(50, min=1, help="Episodes per triplet."),
-             workers: int = typer.Option(2, min=1, help="Parallel processes."),
+             workers: int = typer.Option(None, min=1, help=WORKERS_HELP),
              backend: str = typer.Option("torch", help="Policy backend: torch, onnxruntime, tensorrt."),
              seed: int = typer.Option(0, help="First episode seed (seeds are consecutive)."),
              report: Path = typer.Option(None, help="Write the JSON report here."),
@@ -43,8 +43,8 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
     from gato_robot.sim.evaluate import EvalConfig, evaluate, write_report
 
     with _clear_errors():
-        result = evaluate(EvalConfig(policy, engine, triplets, episodes, workers, seed, backend, videos, 1, expert_noise,
-                                     temperature, expectation, batch_size))
+        result = evaluate(EvalConfig(policy, engine, triplets, episodes, workers or available_cores(), seed, backend,
+                                     videos, 1, expert_noise, temperature, expectation, batch_size))
     result.git_revision = git_revision()
     decoding = f"sampled at T={temperature}" if temperature else "greedy"
     if expectation != "off":
@@ -160,7 +160,7 @@ def sim_generate(out: Path = typer.Option(..., help="Episode store directory (cr
                  engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                  triplets: str = typer.Option("train", help="train, test or one triplet name."),
                  episodes: int = typer.Option(100, min=1, help="Episodes (per triplet for 'test')."),
-                 workers: int = typer.Option(2, min=1, help="Parallel processes."),
+                 workers: int = typer.Option(None, min=1, help=WORKERS_HELP),
                  seed: int = typer.Option(0, help="First episode seed."),
                  noise: float = typer.Option(0.1, help="Expert action noise (fraction of each bound)."),
                  gripper_noise: float = typer.Option(0.0, help="Per-tick probability that the expert executes the "
@@ -170,7 +170,7 @@ def sim_generate(out: Path = typer.Option(..., help="Episode store directory (cr
     from gato_robot.sim.evaluate import generate
 
     with _clear_errors():
-        summary = generate(out, engine, triplets, episodes, workers, seed, noise, gripper_noise)
+        summary = generate(out, engine, triplets, episodes, workers or available_cores(), seed, noise, gripper_noise)
     console.print(f"wrote {summary['episodes']} episodes ({summary['successes']} successful) to {summary['store']}"
                   f"; {summary['skipped']} already there")
 
@@ -181,7 +181,7 @@ def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the re
                engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                triplets: str = typer.Option("train", help="train, test or one triplet name."),
                episodes: int = typer.Option(50, min=1, help="Episodes (per triplet for 'test')."),
-               workers: int = typer.Option(2, min=1, help="Parallel processes."),
+               workers: int = typer.Option(None, min=1, help=WORKERS_HELP),
                seed: int = typer.Option(6_000_000, help="First episode seed (disjoint from data and evaluation)."),
                temperature: float = typer.Option(DEPLOYED_TEMPERATURE, min=0, help="Policy action sampling temperature "
                                                  "(0 = argmax); the policy drives as deployed by default."),
@@ -192,7 +192,8 @@ def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the re
     from gato_robot.sim.evaluate import collect_dagger
 
     with _clear_errors():
-        summary = collect_dagger(store, engine, policy, triplets, episodes, workers, seed, temperature, expectation)
+        summary = collect_dagger(store, engine, policy, triplets, episodes, workers or available_cores(), seed,
+                                 temperature, expectation)
     console.print(f"wrote {summary['episodes']} relabelled episodes ({summary['successes']} successful) to "
                   f"{summary['store']}; {summary['skipped']} already there")
 

@@ -6,14 +6,17 @@ from pathlib import Path
 
 import typer
 
-from .common import _clear_errors, console, git_revision
+from .common import WORKERS_HELP, _clear_errors, available_cores, console, git_revision
 
 
 def train_command(store: Path = typer.Option(..., exists=True, help="Episode store (from `gato-robot sim generate`)."),
-                  run: Path = typer.Option(..., help="Run directory: checkpoint, learning curve; resumes if present."),
+                  run: Path = typer.Option(..., "--run", "--run-dir", help="Run directory: checkpoint, learning curve; "
+                                           "resumes if present (--run-dir under torchrun, whose own --run-path "
+                                           "would swallow --run)."),
                   preset: str = typer.Option("cpu-small", help="Model preset."),
                   steps: int = typer.Option(2000, min=1, help="Total optimizer steps."),
-                  batch_size: int = typer.Option(8, min=1, help="Windows per batch."),
+                  batch_size: int = typer.Option(8, min=1, help="Windows per optimizer step: the global batch, "
+                                                 "split across torchrun processes."),
                   window: int = typer.Option(3, min=1, help="Timesteps per training window."),
                   lr: float = typer.Option(1e-3, help="Peak learning rate."),
                   warmup: int = typer.Option(100, min=0, help="Warm-up steps."),
@@ -152,14 +155,14 @@ def finetune_sweep_command(pretrained: Path = typer.Option(..., exists=True, hel
                            steps: int = typer.Option(300, min=1, help="Optimizer steps per run (both arms)."),
                            eval_episodes: int = typer.Option(20, min=1, help="Evaluation episodes per run."),
                            engine: str = typer.Option("mujoco", help="Evaluation engine."),
-                           workers: int = typer.Option(2, min=1, help="Evaluation processes.")) -> None:
+                           workers: int = typer.Option(None, min=1, help=WORKERS_HELP)) -> None:
     """Few-shot curves: pretrained vs scratch for each N, evaluated in sim; CSV + PNG; resumable."""
     from gato_robot.sim.fewshot import SweepConfig, run_sweep
 
     from ..train.finetune import FinetuneConfig
 
     config = SweepConfig(pretrained, store, out, triplet, tuple(int(c) for c in counts.split(",")), engine,
-                         eval_episodes, workers=workers, finetune=FinetuneConfig(steps=steps), runs_dir=runs,
+                         eval_episodes, workers=workers or available_cores(), finetune=FinetuneConfig(steps=steps), runs_dir=runs,
                          git_revision=git_revision())
     with _clear_errors():
         csv_path = run_sweep(config)

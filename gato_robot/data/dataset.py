@@ -99,11 +99,14 @@ class EpisodeWindows:
                                                         position_rng))
         return concat_sequences(parts)
 
-    def batch(self, seed: int, step: int, batch_size: int) -> dict[str, np.ndarray]:
-        """The batch of training step ``step``: a pure function of (seed, step)."""
-        rng = np.random.default_rng([seed, step])
-        flats = rng.integers(0, len(self), size=batch_size)
-        return stack_sequences([self._sample_intact(int(f), rng) for f in flats])
+    def batch(self, seed: int, step: int, batch_size: int, rows: range | None = None) -> dict[str, np.ndarray]:
+        """The batch of training step ``step``: a pure function of (seed, step). ``rows`` takes a
+        slice of it (a data-parallel rank's shard): each row draws its window and augmentation from
+        a generator of its own, so the shards of all ranks together are exactly the whole batch."""
+        flats = np.random.default_rng([seed, step]).integers(0, len(self), size=batch_size)
+        rows = range(batch_size) if rows is None else rows
+        return stack_sequences([self._sample_intact(int(flats[i]), np.random.default_rng([seed, step, i]))
+                                for i in rows])
 
     def _sample_intact(self, flat: int, rng: np.random.Generator) -> TokenSequence:
         for attempt in range(len(self.episodes) + 1):

@@ -216,6 +216,49 @@ def verify_episode(path: str | Path) -> EpisodeCheck:
     return EpisodeCheck(path, None, True)
 
 
+@dataclass(frozen=True)
+class MergeResult:
+    copied: int
+    already_there: int  # the same episode (same content digest) was in the destination
+
+
+def _episode_digest(path: Path) -> str:
+    try:
+        with h5py.File(path, "r") as f:
+            return str(f.attrs[DIGEST_ATTRIBUTE]) if DIGEST_ATTRIBUTE in f.attrs else content_digest(_read_datasets(f))
+    except (OSError, KeyError, ValueError) as error:
+        raise DamagedFileError(path, f"not a readable episode ({type(error).__name__}: {error})") from error
+
+
+def merge_stores(sources: list[str | Path], destination: str | Path) -> MergeResult:
+    """Copy every episode of ``sources`` into ``destination`` (created if missing), each one
+    atomically (a temporary name, then a rename). Stores generated on several machines from
+    disjoint seed ranges merge this way. An episode whose name is already in the destination is
+    skipped if its content digest is the same, and refused (naming both files) if it differs:
+    nothing is overwritten. Each episode is verified (:func:`verify_episode`) before it is copied."""
+    import shutil
+
+    target = EpisodeStore(destination, create=True)
+    copied = already = 0
+    for source in sources:
+        for path in EpisodeStore(source).paths():
+            check = verify_episode(path)
+            if check.problem:
+                raise DamagedFileError(path, check.problem)
+            existing = target.root / path.name
+            if existing.exists():
+                if _episode_digest(existing) != _episode_digest(path):
+                    raise ValueError(f"{path} and {existing} are different episodes under one name "
+                                     "(engine, triplet and seed collide): generate disjoint seed ranges")
+                already += 1
+                continue
+            tmp = existing.with_name(f".{existing.name}.{os.getpid()}.tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, existing)
+            copied += 1
+    return MergeResult(copied, already)
+
+
 class EpisodeReader:
     """Lazy access to one episode's timesteps."""
 

@@ -34,6 +34,7 @@ from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.config import GatoConfig, preset
 from ..model.policy import GatoPolicy, batch_to_torch
 from ..tokenizer.sequence import JOINT_VELOCITY_FREE
+from .distributed import Cluster, data_parallel, join_cluster, leave_cluster
 from .validation import heldout_batch, heldout_metrics
 
 STATE_FILE = "training_state.pt"
@@ -180,7 +181,9 @@ def select_episodes(store: EpisodeStore, config: TrainConfig) -> list:
     return usable[:config.max_episodes]
 
 
-def _prefetch(windows: EpisodeWindows, config: TrainConfig, first_step: int, stop: threading.Event) -> queue.Queue:
+def _prefetch(windows: EpisodeWindows, config: TrainConfig, first_step: int, stop: threading.Event,
+              rows: range | None = None) -> queue.Queue:
+    """Batches (this rank's ``rows`` of each global batch) loaded ahead of the training loop."""
     batches: queue.Queue = queue.Queue(maxsize=2)
 
     def produce():
@@ -188,7 +191,7 @@ def _prefetch(windows: EpisodeWindows, config: TrainConfig, first_step: int, sto
             for step in range(first_step, config.steps):
                 if stop.is_set():
                     return
-                batches.put((step, windows.batch(config.seed, step, config.batch_size)))
+                batches.put((step, windows.batch(config.seed, step, config.batch_size, rows)))
         except Exception as error:  # reaches the training loop instead of leaving it waiting forever
             batches.put((None, error))
 
@@ -200,10 +203,24 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
           progress: bool = True, stop_at: int | None = None, warm_restart: bool = False) -> dict:
     """Train (or resume) into ``run_dir``; returns a summary with the loss history. ``stop_at``
     ends this run after that step (with a checkpoint), as a time-boxed session would; the next
-    call resumes."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recover_checkpoint(run_dir)
-    device = torch.device(config.device)
+    call resumes. Under `torchrun` every rank runs this with the same arguments
+    (:mod:`gato_robot.train.distributed`); rank 0 logs and writes the run directory."""
+    cluster = join_cluster(config.device)
+    try:
+        return _train(store_dir, run_dir, config, cluster, init_from, progress and cluster.is_main, stop_at,
+                      warm_restart)
+    finally:
+        leave_cluster(cluster)
+
+
+def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster, init_from: Path | None,
+           progress: bool, stop_at: int | None, warm_restart: bool) -> dict:
+    rows = cluster.shard(config.batch_size)
+    if cluster.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        recover_checkpoint(run_dir)
+    cluster.barrier()
+    device = cluster.device(config.device)
     checkpoint = run_dir / "checkpoint"
     store = EpisodeStore(store_dir)
     episodes = select_episodes(store, config)
@@ -222,21 +239,25 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
         optimizer = _optimizer(policy, config)
         start, losses, elapsed_before, heldout = 0, [], 0.0, []
     check_window_fits(config, policy.config)
-    (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    model = data_parallel(policy, cluster)
+    if cluster.is_main:
+        (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps, episodes=episodes,
                              patch_position_jitter=config.patch_position_jitter, random_shift_px=config.random_shift_px,
                              skip_damaged=config.skip_damaged)
     if progress:
         tqdm.write(f"training on {len(windows.episodes)} of {len(store)} episodes in {store_dir} "
-                   f"({windows.timesteps} timesteps) after the return filter")
+                   f"({windows.timesteps} timesteps) after the return filter"
+                   + (f"; {cluster.world_size} processes, {len(rows)} windows each per step" if cluster.distributed
+                      else ""))
     heldout_arrays = None
-    if config.heldout_store:
+    if config.heldout_store and cluster.is_main:
         heldout_windows = EpisodeWindows(EpisodeStore(Path(config.heldout_store)), policy.config.timestep, config.window_timesteps,
                                          min_return_fraction=0.0, patch_position_jitter=False)
         heldout_arrays = heldout_batch(heldout_windows, config.heldout_windows)
         heldout_windows.close()
     stop = threading.Event()
-    batches = _prefetch(windows, config, start, stop)
+    batches = _prefetch(windows, config, start, stop, rows)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     bar = tqdm(range(start, config.steps), desc="train", unit="step", disable=not progress, initial=start,
                total=config.steps)
@@ -251,13 +272,13 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
             with autocast:
-                loss = policy.loss(batch)
+                loss = model(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip)
             optimizer.step()
-            losses.append(float(loss.item()))
-            tokens += int(batch["token_ids"].numel())
+            losses.append(cluster.mean(loss))  # the global batch's loss, as a single process computes it
+            tokens += int(batch["token_ids"].numel()) * cluster.world_size
             bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
             last = step + 1 == config.steps or (stop_at is not None and step + 1 >= stop_at)
             if (step + 1) % config.checkpoint_every == 0 or last:
@@ -265,20 +286,25 @@ def train(store_dir: Path, run_dir: Path, config: TrainConfig, init_from: Path |
                     heldout.append(heldout_metrics(policy, heldout_arrays, step + 1).as_dict())
                     tqdm.write(f"step {step + 1}: held-out action CE {heldout[-1]['action_cross_entropy']:.3f} nats, "
                                f"error/bound {' '.join(f'{e:.3f}' for e in heldout[-1]['action_error'])}")
-                save_training_checkpoint(run_dir, policy, optimizer, step + 1, losses, config,
-                                         elapsed_before + time.perf_counter() - started, heldout)
+                if cluster.is_main:
+                    save_training_checkpoint(run_dir, policy, optimizer, step + 1, losses, config,
+                                             elapsed_before + time.perf_counter() - started, heldout)
+                cluster.barrier()
             if last:
                 break
     finally:
         stop.set()
         windows.close()
-    plot_learning_curve(losses, run_dir / "learning_curve.png", heldout)
+    if cluster.is_main:
+        plot_learning_curve(losses, run_dir / "learning_curve.png", heldout)
     wall_s = elapsed_before + time.perf_counter() - started
     summary = {"steps": len(losses), "samples": len(losses) * config.batch_size * config.window_timesteps,
                "wall_time_s": wall_s, "samples_per_s": len(losses) * config.batch_size * config.window_timesteps / wall_s,
                "final_loss": losses[-1] if losses else None, "episodes": len(windows.episodes),
-               "parameters": policy.num_parameters(), "heldout": heldout, "config": asdict(config)}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+               "parameters": policy.num_parameters(), "heldout": heldout, "processes": cluster.world_size,
+               "config": asdict(config)}
+    if cluster.is_main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return {**summary, "losses": losses, "tokens_per_s": tokens / max(1e-9, time.perf_counter() - started),
             "checkpoint": str(checkpoint)}
 
