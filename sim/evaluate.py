@@ -112,6 +112,8 @@ def _run_chunk(jobs: tuple[Job, ...]) -> list[EpisodeResult]:
         from .relabel import BatchRelabellingAgent
 
         agent, writers = BatchRelabellingAgent(agent), [_writer(job) for job in jobs]
+    elif jobs[0].store is not None:  # the policy's own rollouts: executed actions and their rewards
+        writers = [_writer(job) for job in jobs]
     results = run_episodes_batched(envs, agent, [job.seed for job in jobs],
                                    record_frames=any(job.record for job in jobs), writers=writers)
     for job, result in zip(jobs, results):
@@ -336,18 +338,20 @@ def generate(store: Path, engine: str, triplets: str, episodes: int, workers: in
 
 def collect_dagger(store: Path, engine: str, policy: str, triplets: str, episodes: int, workers: int = 1,
                    seed: int = 6_000_000, temperature: float = DEPLOYED_TEMPERATURE,
-                   expectation: str = DEPLOYED_EXPECTATION) -> dict:
+                   expectation: str = DEPLOYED_EXPECTATION, relabel: bool = True) -> dict:
     """One DAgger round's data (Ross et al. 2011): ``policy`` drives, the scripted expert labels
     every state it visits, and each episode goes to ``store`` flagged as relabelled (so the return
-    filter keeps it). Resumable like :func:`generate`; use seeds no other data or evaluation uses."""
+    filter keeps it). With ``relabel`` False the policy's own rollouts instead: its executed actions
+    and their rewards (BC-IMP's improvement data). Resumable like :func:`generate`; use seeds no
+    other data or evaluation uses."""
     from gato_robot.data.episodes import EpisodeStore
 
     require_policy(policy)
     existing = EpisodeStore(store, create=True)
     names = triplet_names(triplets)
     jobs = [Job(engine, name, seed + i, policy, "torch", False, str(store), 0.0, temperature, expectation=expectation,
-                relabel=True) for name in names for i in range(episodes) if not existing.has(engine, name, seed + i)]
-    results = run_jobs(jobs, workers, f"dagger {engine}", batch_size=8)
+                relabel=relabel) for name in names for i in range(episodes) if not existing.has(engine, name, seed + i)]
+    results = run_jobs(jobs, workers, f"{'dagger' if relabel else 'rollouts'} {engine}", batch_size=8)
     return {"episodes": len(results), "successes": sum(r.success for r in results), "store": str(store),
             "skipped": len(names) * episodes - len(jobs)}
 

@@ -41,3 +41,73 @@ def test_bc_imp_learns_round_trips_and_acts_in_the_harness(store, tmp_path):
     assert out.shape == (2, 5) and not torch.allclose(out, fresh, atol=1e-3)  # trained weights, not an initialization
     report = evaluate(EvalConfig(str(tmp_path / "bc"), triplets="test-3-prism", episodes=1))
     assert report.per_triplet["test-3-prism"].episodes == 1
+
+
+class QuadraticCritic(torch.nn.Module):
+    """Q(s, a) = -|a - a_best|^2 whatever the state: an improvement step must favour data actions
+    near a_best."""
+
+    def __init__(self, best: torch.Tensor):
+        super().__init__()
+        self.best = best
+        self.unused = torch.nn.Linear(1, 1)
+
+    def features(self, images, proprio):
+        return torch.zeros(images.shape[0], 1)
+
+    def value(self, features, actions):
+        return -((actions - self.best) ** 2).sum(-1)
+
+
+def test_crr_weights_the_actions_the_critic_prefers():
+    """Two data actions in the same state: the critic's favourite and its opposite. The policy loss
+    is the exp(advantage / beta)-weighted squared error (CRR), so the favourite dominates it."""
+    from gato_robot.baselines.crr import CRRConfig, crr_losses
+
+    torch.manual_seed(0)
+    policy = BCIMPPolicy().eval()
+    best = torch.tensor([0.5, 0.0, 0.0, 0.0, 1.0])
+    critic = QuadraticCritic(best)
+    image = torch.randint(0, 256, (1, 2, 128, 128, 3), dtype=torch.uint8)
+    batch = {"images": image.repeat(2, 1, 1, 1, 1), "proprio": torch.zeros(2, 22),
+             "actions": torch.stack([best, -best]), "rewards": torch.zeros(2)}
+    batch["next_images"], batch["next_proprio"] = batch["images"], batch["proprio"]
+    config = CRRConfig(beta=0.5)
+    losses = crr_losses(policy, critic, policy, critic, batch, config, torch.Generator().manual_seed(0))
+
+    with torch.no_grad():  # the same computation by hand
+        mean_action = policy(batch["images"], batch["proprio"])
+        noise = torch.randn((config.action_samples, *mean_action.shape), generator=torch.Generator().manual_seed(0))
+        draws = (mean_action + config.policy_std * noise).clamp(-1, 1)
+        value = torch.stack([critic.value(None, d) for d in draws]).mean(0)
+        weights = torch.exp((critic.value(None, batch["actions"]) - value) / config.beta).clamp(max=config.max_weight)
+        errors = ((mean_action - batch["actions"]) ** 2).sum(-1)
+    assert weights[0] > 10 * weights[1]  # the favourite's weight, against its opposite's
+    assert losses["policy"].item() == pytest.approx(float((weights * errors).mean()), rel=1e-5)
+    assert float(losses["weight"]) == pytest.approx(float(weights.mean()), rel=1e-5)
+    # the TD target of a zero reward is discount x Q(s', pi(s')) = discount x Q(s, pi(s)) here
+    target = config.discount * critic.value(None, mean_action)
+    expected_td = torch.nn.functional.mse_loss(critic.value(None, batch["actions"]), target)
+    assert losses["critic"].item() == pytest.approx(float(expected_td), rel=1e-5)
+
+
+def test_improve_baseline_runs_on_expert_data_and_rollouts(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from gato_robot.cli import app
+
+    train_bc_imp(store, tmp_path / "bc", BCIMPTrainConfig(steps=3, batch_size=4), progress=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["sim", "rollouts", "--store", str(tmp_path / "rollouts"), "--policy",
+                                 str(tmp_path / "bc"), "--triplets", "test-3-prism", "--episodes", "1", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    rollout = EpisodeStore(tmp_path / "rollouts").episodes()
+    assert len(rollout) == 1 and not rollout[0].relabelled  # the policy's own actions, not a labeller's
+    result = runner.invoke(app, ["improve-baseline", "--bc", str(tmp_path / "bc"), "--store", str(store), "--store",
+                                 str(tmp_path / "rollouts"), "--out", str(tmp_path / "bc-imp"), "--steps", "3",
+                                 "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    improved, original = load(tmp_path / "bc-imp"), load(tmp_path / "bc")
+    assert any(not torch.equal(a, b) for a, b in zip(improved.state_dict().values(), original.state_dict().values()))
+    report = evaluate(EvalConfig(policy=str(tmp_path / "bc-imp"), triplets="test-3-prism", episodes=1))
+    assert report.episodes == 1

@@ -198,6 +198,26 @@ def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the re
                   f"{summary['store']}; {summary['skipped']} already there")
 
 
+@sim_app.command("rollouts")
+def sim_rollouts(store: Path = typer.Option(..., help="Episode store to write the rollouts to."),
+                 policy: str = typer.Option(..., help="Shipped policy or checkpoint directory that drives."),
+                 engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
+                 triplets: str = typer.Option("train", help="train, test or one triplet name."),
+                 episodes: int = typer.Option(100, min=1, help="Episodes (per triplet for 'test')."),
+                 workers: int = typer.Option(None, min=1, help=WORKERS_HELP),
+                 seed: int = typer.Option(6_500_000, help="First episode seed (disjoint from data and evaluation).")
+                 ) -> None:
+    """A policy's own episodes (its executed actions and their rewards) into a store: the data of
+    BC-IMP's improvement step (`gato-robot improve-baseline`)."""
+    from gato_robot.sim.evaluate import collect_dagger
+
+    with _clear_errors():
+        summary = collect_dagger(store, engine, policy, triplets, episodes, workers or available_cores(), seed,
+                                 relabel=False)
+    console.print(f"wrote {summary['episodes']} rollouts ({summary['successes']} successful) to {summary['store']}; "
+                  f"{summary['skipped']} already there")
+
+
 @sim_app.command("table")
 def sim_table(column: list[str] = typer.Option(..., help="HEADER=REPORT.json, once per column."),
               out: Path = typer.Option(None, help="Also write the Markdown table here.")) -> None:

@@ -100,6 +100,32 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
 commands.append(("train-baseline", train_baseline_command))
 
 
+def improve_baseline_command(bc: Path = typer.Option(..., exists=True, help="The behaviour-cloned BC-IMP checkpoint."),
+                             store: list[Path] = typer.Option(..., exists=True, help="Episode stores: the expert's "
+                                                              "(all episodes, failures too) and the BC policy's "
+                                                              "rollouts (`sim rollouts`); repeat the option."),
+                             out: Path = typer.Option(..., help="Improved checkpoint directory to write."),
+                             steps: int = typer.Option(1250, min=1, help="Optimizer steps (critic and policy)."),
+                             batch_size: int = typer.Option(32, min=1, help="Transitions per batch."),
+                             beta: float = typer.Option(1.0, min=1e-6, help="Advantage temperature."),
+                             random_shift: int = typer.Option(4, min=0, help="DrQ random shift (px), as the BC stage."),
+                             seed: int = 0) -> None:
+    """BC-IMP's improvement step: CRR (critic-regularized regression) from the BC policy, on the
+    expert's data and the BC policy's own rollouts with their rewards (Lee et al. 2021)."""
+    from ..baselines.crr import CRRConfig, improve_bc_imp
+
+    with _clear_errors():
+        summary = improve_bc_imp(bc, list(store), out, CRRConfig(steps=steps, batch_size=batch_size, beta=beta,
+                                                                random_shift_px=random_shift, seed=seed))
+    last = summary["last_50_steps"]
+    console.print(f"CRR: {steps} steps on {summary['transitions']} transitions of {summary['episodes']} episodes, "
+                  f"{summary['wall_time_s']:.0f} s; last 50 steps: Q {last['q']:.2f}, advantage weight "
+                  f"{last['weight']:.2f}, TD loss {last['critic']:.4f} -> {out}")
+
+
+commands.append(("improve-baseline", improve_baseline_command))
+
+
 def finetune_command(pretrained: str = typer.Option(..., help="Pretrained policy: a shipped name (gato-cpu-small) "
                                                      "or a checkpoint directory."),
                      store: Path = typer.Option(..., exists=True, help="Episode store of the new task (`gato-robot "
