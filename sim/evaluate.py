@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -26,3 +26,17 @@ def tokenizer(spec) -> GatoTokenizer:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def write_expert_store(root, seeds, triplet: str = "train"):
+    """An episode store of scripted-expert MuJoCo episodes (the real simulator, no DART noise)."""
+    from gato_robot.data.episodes import EpisodeStore
+    from gato_robot.sim.rollout import ExpertAgent, make_env, run_episode
+
+    store = EpisodeStore(root, create=True)
+    env = make_env("mujoco", triplet)
+    for seed in seeds:
+        writer = store.writer("mujoco", triplet, seed, INSTRUCTION)
+        writer.commit(run_episode(env, ExpertAgent(), seed, writer=writer).success)
+    env.close()
+    return root

@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from gato_robot.data.episodes import EpisodeStore
-from gato_robot.sim.rollout import ExpertAgent, make_env, run_episode
+from tests.conftest import write_expert_store
+
 from gato_robot.train.trainer import TrainConfig, train
 
 ARGS = ["--preset", "tiny", "--steps", "6", "--batch-size", "4", "--window", "1", "--checkpoint-every", "2",
@@ -19,14 +20,7 @@ ARGS = ["--preset", "tiny", "--steps", "6", "--batch-size", "4", "--window", "1"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp") / "store"
-    store = EpisodeStore(root, create=True)
-    env = make_env("mujoco", "train")
-    for seed in range(2):
-        writer = store.writer("mujoco", "train", seed, "stack the red object on the blue object")
-        writer.commit(run_episode(env, ExpertAgent(), seed, writer=writer).success)
-    env.close()
-    return root
+    return write_expert_store(tmp_path_factory.mktemp("ddp") / "store", range(2))
 
 
 def torchrun(processes: int, *args: str) -> None:

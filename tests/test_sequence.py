@@ -3,7 +3,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gato_robot.observation import Observation
 from gato_robot.tokenizer.errors import TokenizationError
 from gato_robot.tokenizer.ids import PAD_ID, SEPARATOR_ID
 from gato_robot.tokenizer.sequence import Modality, NO_POSITION, concat_sequences, stack_sequences

@@ -9,6 +9,7 @@ import pytest
 
 from gato_robot.data.dataset import EpisodeWindows
 from gato_robot.data.episodes import EpisodeStore
+from tests.conftest import write_expert_store
 from gato_robot.model.checkpoint import load_checkpoint
 from gato_robot.model.config import preset
 from gato_robot.tokenizer.ids import PAD_ID
@@ -18,15 +19,7 @@ from gato_robot.sim.rollout import ExpertAgent, make_env, run_episode
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train") / "store"
-    store = EpisodeStore(root, create=True)
-    env = make_env("mujoco", "train")
-    for seed in range(3):
-        writer = store.writer("mujoco", "train", seed, "stack the red object on the blue object")
-        result = run_episode(env, ExpertAgent(), seed, writer=writer)
-        writer.commit(result.success)
-    env.close()
-    return root
+    return write_expert_store(tmp_path_factory.mktemp("train") / "store", range(3))
 
 
 def test_windows_are_tokenized_like_deployment_and_deterministic(store):
