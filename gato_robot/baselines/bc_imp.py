@@ -9,8 +9,8 @@ evaluated by the same harness.
 
 Where it simplifies: Lee et al.'s BC-IMP adds an offline policy-improvement step (CRR with a
 learned critic, then data collection with the improved policy) and uses a ResNet encoder with an
-LSTM over time; here the policy is feed-forward (one timestep) and the improvement step is not
-implemented, so this is the "BC" stage of BC-IMP. The dataset filter is the same 80% return rule
+LSTM over time; here the policy is feed-forward (one timestep), and this module is the "BC" stage
+of BC-IMP; the improvement step is :mod:`gato_robot.baselines.crr`. The dataset filter is the same 80% return rule
 Gato uses.
 """
 
