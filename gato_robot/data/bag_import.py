@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
+from ..proprio import proprio_vector
 from ..robot.description import PANDA, ArmDescription
 from ..ros.bag import open_bag
 from ..ros.convert import MessageError, fit_image, image_to_rgb, joint_state_to_sample, stamp_seconds
@@ -307,8 +308,9 @@ class BagImporter:
                                    attributes={"source_bag": bag.resolve().name})
         for t in range(steps):
             sample = samples[t]
-            proprio = np.concatenate([sample.positions, sample.velocities, [sample.gripper_width],
-                                      kinematics.tcp_pose(sample.positions)])
+            proprio = proprio_vector({"joint_positions": sample.positions, "joint_velocities": sample.velocities,
+                                      "gripper_width": [sample.gripper_width],
+                                      "tcp_pose": kinematics.tcp_pose(sample.positions)})
             writer.add({name: frames[t] for name, frames in images.items()}, proprio, actions[t], rewards[t])
         report.episode, report.steps, report.success = writer.commit(success).path, steps, success
         return report
