@@ -335,13 +335,13 @@ def generate(store: Path, engine: str, triplets: str, episodes: int, workers: in
             "skipped": len(names) * episodes - len(jobs)}
 
 
-def collect_dagger(store: Path, engine: str, policy: str, triplets: str, episodes: int, workers: int = 1,
-                   seed: int = 6_000_000, temperature: float = DEPLOYED_TEMPERATURE,
-                   expectation: str = DEPLOYED_EXPECTATION, relabel: bool = True) -> dict:
-    """One DAgger round's data (Ross et al. 2011): ``policy`` drives, the scripted expert labels
-    every state it visits, and each episode goes to ``store`` flagged as relabelled (so the return
-    filter keeps it). With ``relabel`` False the policy's own rollouts instead: its executed actions
-    and their rewards (BC-IMP's improvement data). Resumable like :func:`generate`; use seeds no
+def collect_policy_episodes(store: Path, engine: str, policy: str, triplets: str, episodes: int, workers: int = 1,
+                            seed: int = 6_000_000, temperature: float = DEPLOYED_TEMPERATURE,
+                            expectation: str = DEPLOYED_EXPECTATION, relabel: bool = True) -> dict:
+    """Episodes that ``policy`` drives, into ``store``. ``relabel``: one DAgger round's data (Ross
+    et al. 2011), the scripted expert labels every state visited and each episode is flagged as
+    relabelled (so the return filter keeps it); otherwise the policy's own rollouts, its executed
+    actions and their rewards (BC-IMP's improvement data). Resumable like :func:`generate`; use seeds no
     other data or evaluation uses."""
     from gato_robot.data.episodes import EpisodeStore
 

@@ -90,19 +90,23 @@ class TransitionSampler:
         self.spec, self.cameras, self.shift_px = spec, cameras, shift_px
         self.episodes, self.transitions = len(metas), int(np.sum(self.lengths - 1))
 
-    def _observation(self, reader: EpisodeReader, t: int, rng: np.random.Generator):
-        frames = reader.images(t, t + 1)
-        images = [frames[name] for name in self.cameras]
-        if self.shift_px:
-            images = [random_shift(image, self.shift_px, rng) for image in images]
-        return np.concatenate(images), reader.proprio(t, t + 1)[0]
+    def _observations(self, reader: EpisodeReader, t: int, rng: np.random.Generator):
+        """Timesteps t and t + 1 from one read: ((images, proprio), (images, proprio)), each
+        timestep's cameras shifted independently."""
+        frames, proprio = reader.images(t, t + 2), reader.proprio(t, t + 2)
+        observations = []
+        for k in range(2):
+            images = [frames[name][k:k + 1] for name in self.cameras]
+            if self.shift_px:
+                images = [random_shift(image, self.shift_px, rng) for image in images]
+            observations.append((np.concatenate(images), proprio[k]))
+        return observations
 
     def batch(self, seed: int, step: int, size: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([seed, step])
         picks = rng.integers(0, self.episodes, size)
         times = (rng.random(size) * (self.lengths[picks] - 1)).astype(int)  # t + 1 exists
-        now, after = zip(*[(self._observation(self.readers[e], t, rng), self._observation(self.readers[e], t + 1, rng))
-                           for e, t in zip(picks, times)])
+        now, after = zip(*[self._observations(self.readers[e], t, rng) for e, t in zip(picks, times)])
         actions = np.stack([self.spec.normalize(self.readers[e].actions(t, t + 1)[0]) for e, t in zip(picks, times)])
         rewards = np.array([self.readers[e].file["rewards"][t] for e, t in zip(picks, times)], dtype=np.float32)
         as_tensor = lambda arrays, dtype: torch.from_numpy(np.stack(arrays)).to(dtype)  # noqa: E731

@@ -189,11 +189,11 @@ def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the re
                                                "companded, physical or median.")) -> None:
     """DAgger data collection: the policy drives, the scripted expert labels every visited state;
     episodes go to the store flagged as relabelled (kept whatever their return)."""
-    from gato_robot.sim.evaluate import collect_dagger
+    from gato_robot.sim.evaluate import collect_policy_episodes
 
     with _clear_errors():
-        summary = collect_dagger(store, engine, policy, triplets, episodes, workers or available_cores(), seed,
-                                 temperature, expectation)
+        summary = collect_policy_episodes(store, engine, policy, triplets, episodes, workers or available_cores(),
+                                          seed, temperature, expectation)
     console.print(f"wrote {summary['episodes']} relabelled episodes ({summary['successes']} successful) to "
                   f"{summary['store']}; {summary['skipped']} already there")
 
@@ -209,11 +209,11 @@ def sim_rollouts(store: Path = typer.Option(..., help="Episode store to write th
                  ) -> None:
     """A policy's own episodes (its executed actions and their rewards) into a store: the data of
     BC-IMP's improvement step (`gato-robot improve-baseline`)."""
-    from gato_robot.sim.evaluate import collect_dagger
+    from gato_robot.sim.evaluate import collect_policy_episodes
 
     with _clear_errors():
-        summary = collect_dagger(store, engine, policy, triplets, episodes, workers or available_cores(), seed,
-                                 relabel=False)
+        summary = collect_policy_episodes(store, engine, policy, triplets, episodes, workers or available_cores(),
+                                          seed, relabel=False)
     console.print(f"wrote {summary['episodes']} rollouts ({summary['successes']} successful) to {summary['store']}; "
                   f"{summary['skipped']} already there")
 

@@ -152,13 +152,9 @@ def finetune_command(pretrained: str = typer.Option(..., help="Pretrained policy
         if not (source / "config.json").is_file():
             raise FileNotFoundError(f"pretrained policy {pretrained!r} is neither a shipped policy nor a checkpoint "
                                     "directory (with config.json)")
-        if episodes is None:
-            from ..data.episodes import EpisodeStore
-
-            episodes = len(EpisodeStore(store).episodes(0.8))
         config = FinetuneConfig(episodes=episodes, steps=steps, learning_rate=lr, seed=seed, device=device)
         summary = finetune(source, store, run, config, "scratch" if scratch else "pretrained")
-    console.print(f"{'scratch' if scratch else 'fine-tuned'} on {episodes} episodes: loss {summary['final_loss']:.4f} "
+    console.print(f"{'scratch' if scratch else 'fine-tuned'} on {summary['episodes']} episodes: loss {summary['final_loss']:.4f} "
                   f"after {summary['steps']} steps -> {summary['checkpoint']}")
     if eval_triplet:
         from gato_robot.sim.evaluate import EvalConfig, evaluate

@@ -281,7 +281,7 @@ class BagImporter:
                                  f"every topic has arrived ({start:.3f} s) and the first to end ({end:.3f} s)")
         report = BagImport(bag, None, 0, False, float(start), float(start - joints.stamps[0]),
                            float(joints.stamps[-1] - ticks[-1]))
-        samples = series[topics.joint_states].at(bag, ticks, config.max_age_s, period, report)
+        samples = joints.at(bag, ticks, config.max_age_s, period, report)
         images = {name: series[topic].at(bag, ticks, config.max_age_s, period, report)
                   for name, topic in topics.cameras.items()}
         # The command answering tick t, and the reward that followed it: the latest before tick t + 1.

@@ -25,6 +25,7 @@ class Cluster:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this join initialized the process group (and leaving destroys it)
 
     @property
     def is_main(self) -> bool:
@@ -69,8 +70,9 @@ def join_cluster(device: str) -> Cluster:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Cluster()
-    cluster = Cluster(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    cluster = Cluster(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")), owns_group)
+    if owns_group:
         backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(cluster.local_rank)
@@ -79,7 +81,8 @@ def join_cluster(device: str) -> Cluster:
 
 
 def leave_cluster(cluster: Cluster) -> None:
-    if cluster.distributed and dist.is_initialized():
+    """Destroy the process group if :func:`join_cluster` created it (a caller's own group stays)."""
+    if cluster.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

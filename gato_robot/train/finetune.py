@@ -24,7 +24,7 @@ class FinetuneConfig:
     Windows default to the pretrained model's context, batches hold ``timesteps_per_batch``
     timesteps whatever the window."""
 
-    episodes: int = 10
+    episodes: int | None = 10  # None: every usable episode of the store
     steps: int = 300
     timesteps_per_batch: int = 24
     window_timesteps: int | None = None
