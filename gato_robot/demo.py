@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .action_spec import RGB_STACKING_ACTIONS
-from .agent import physical_action
+from .deploy.policy import physical_action
 from .bench.policy_latency import random_observation
 from .bench.stats import LatencyStats
 from .model.checkpoint import load_checkpoint

@@ -45,3 +45,15 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict:
         raise DamagedFileError(path, f"not a readable {what} (top level is a {type(document).__name__}, "
                                      "not a mapping)")
     return document
+
+
+def read_json_object(path: str | Path, what: str) -> dict:
+    """A JSON file whose top level is an object; syntax errors, bad UTF-8 or another type are damage."""
+    import json
+
+    path = Path(path)
+    with reading(path, what, UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise DamagedFileError(path, f"not a readable {what} (a JSON {type(data).__name__}, not an object)")
+    return data

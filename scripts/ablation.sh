@@ -22,7 +22,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-mse10"}   # round 10 (results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-gf-global"}   # round 11 (round 10: all-novel-gf-global-mse10; results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -37,6 +37,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf) echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-noshift) echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 0 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-fourier) echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --continuous-embedding table_fourier" ;;
+    all-gf-global) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --gripper-first" ;;  # round 11: the shipped recipe with joint velocities, as BC-IMP sees them
     all-novel-gf-global) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-global-value) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --continuous-embedding value_mlp" ;;
     all-novel-gf-whole) echo "--image-encoder conv_stem_whole --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;

@@ -1,11 +1,11 @@
 """Drive a simulator with :class:`gato_robot.deploy.control.ControlLoop` as if it were the real arm:
 sim camera frames and joint states (stamped with sim time) in, joint commands out.
 
-:func:`run_control_loop_episodes` is how `sim eval` scores a Gato policy: B environments in
-lockstep, one :class:`ControlLoop` each (its own watchdog, action path state and SafetyLimits), and
-one batched runner call per tick for all of them, so an episode's score is that of the commands the
+:func:`run_control_loop_episodes` is how `sim eval` scores a policy (Gato or BC-IMP): B
+environments in lockstep, one :class:`ControlLoop` each (its own watchdog, action path state and
+SafetyLimits), and one batched policy call per tick for all of them, so an episode's score is that of the commands the
 arm would be sent. A tick that holds ends its episode as a failure, with the reason kept: a hold
-would restart the policy's context, which a batched runner cannot do for one row alone.
+would restart the policy's context, which a batched policy cannot do for one row alone.
 
 ``faults`` lets tests (and people checking a set-up) corrupt what the loop sees at chosen ticks:
 freeze a camera, drop joint states, inject NaNs, swap in wrong-shaped images.
@@ -21,7 +21,7 @@ import numpy as np
 
 from gato_robot.deploy.control import ControlConfig, ControlLoop, LoopState, PendingTick, TickResult
 from gato_robot.observation import Frame, JointSample
-from gato_robot.runtime.base import PolicyRunner
+from gato_robot.deploy.policy import DeployedPolicy
 
 from .env_base import INSTRUCTION, RGBStackingEnv
 from .rollout import EpisodeResult
@@ -64,34 +64,34 @@ def run_closed_loop(env: RGBStackingEnv, loop: ControlLoop, steps: int, seed: in
     return ClosedLoopTrace(results, measured, success)
 
 
-def loop_for(env: RGBStackingEnv, runner: PolicyRunner) -> ControlLoop:
+def loop_for(env: RGBStackingEnv, policy: DeployedPolicy) -> ControlLoop:
     """The loop the arm would run, for this scene: its action path, its control rate."""
-    return ControlLoop(runner, env.mapper, ControlConfig(rate_hz=1.0 / env.scene.control_period_s,
+    return ControlLoop(policy, env.mapper, ControlConfig(rate_hz=1.0 / env.scene.control_period_s,
                                                          instruction=INSTRUCTION))
 
 
-def run_control_loop_episodes(envs: list[RGBStackingEnv], runner: PolicyRunner, seeds: list[int],
+def run_control_loop_episodes(envs: list[RGBStackingEnv], policy: DeployedPolicy, seeds: list[int],
                               record_frames: bool = False, timing: dict[str, float] | None = None) -> list[EpisodeResult]:
     """``len(seeds)`` episodes in lockstep, one env and one :class:`ControlLoop` each, sharing
-    ``runner`` (batch size ``len(envs)``; row i's sampling generator seeded with ``seeds[i]``).
-    An episode that ended keeps its row on its last tokens (its bins are discarded). ``timing``
-    accumulates "policy_s" (the runner), "loop_s" (the loops' own work: watchdog, tokenizer, action
-    path, SafetyLimits) and "env_s" (physics and rendering)."""
+    ``policy`` (batch size ``len(envs)``; row i's sampling generator seeded with ``seeds[i]``).
+    An episode that ended keeps its row on its last input (its action is discarded). ``timing``
+    accumulates "policy_s" (the policy call), "loop_s" (the loops' own work: watchdog, encoding,
+    action path, SafetyLimits) and "env_s" (physics and rendering)."""
     if len(envs) != len(seeds):
         raise ValueError(f"{len(envs)} environments for {len(seeds)} seeds")
     timing = {} if timing is None else timing
     for key in ("policy_s", "loop_s", "env_s"):
         timing.setdefault(key, 0.0)
-    loops = [loop_for(env, runner) for env in envs]
+    loops = [loop_for(env, policy) for env in envs]
     readings = []
     for env, loop, seed in zip(envs, loops, seeds):
         observation, _ = env.reset(seed=seed)
         readings.append(sensors(env, observation))
         loop.enable(readings[-1][1])
-    runner.reset()
-    runner.seed(*seeds)
+    policy.reset()
+    policy.seed(*seeds)
     episodes = [EpisodeResult(env.engine, env.triplet.name, seed, False, 0, 0.0) for env, seed in zip(envs, seeds)]
-    live, last_tokens = [True] * len(envs), [None] * len(envs)
+    live, last_inputs = [True] * len(envs), [None] * len(envs)
     for _ in range(envs[0].scene.episode_steps):
         started, env_s = time.perf_counter(), 0.0
         pending: dict[int, PendingTick] = {}
@@ -103,15 +103,15 @@ def run_control_loop_episodes(envs: list[RGBStackingEnv], runner: PolicyRunner, 
             if isinstance(begun, TickResult):
                 episodes[row].held, live[row] = begun.reason, False
                 continue
-            pending[row], last_tokens[row] = begun, begun.tokens
+            pending[row], last_inputs[row] = begun, begun.encoded
         if not pending:
             break
         acting = time.perf_counter()
-        bins = runner.act_batch([last_tokens[row] if last_tokens[row] is not None else next(iter(pending.values())).tokens
-                                 for row in range(len(envs))])
+        actions = policy.act_batch([last_inputs[row] if last_inputs[row] is not None
+                                    else next(iter(pending.values())).encoded for row in range(len(envs))])
         acted = time.perf_counter()
         for row, begun in pending.items():
-            result = loops[row].end_tick(begun, bins[row])
+            result = loops[row].end_tick(begun, actions[row])
             if result.state is not LoopState.ACTIVE:
                 episodes[row].held, live[row] = result.reason, False
                 continue

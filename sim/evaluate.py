@@ -3,9 +3,10 @@
 Policy episodes run in batches: each worker steps ``batch_size`` environments in lockstep and
 makes one batched policy call per control tick, which amortizes the per-call overhead of a small
 model over the batch. Every episode keeps its own env seed and sampling seed, so its result does
-not depend on the batch it ran in. A Gato policy is scored through the deployment loop the arm runs
-(:func:`gato_robot.sim.closed_loop.run_control_loop_episodes`: watchdog, tokenizer, runner, action path,
-SafetyLimits, joint commands into the engine); BC-IMP, the scripted expert and DAgger collection
+not depend on the batch it ran in. A trained policy (Gato or BC-IMP) is scored through the
+deployment loop the arm runs (:func:`gato_robot.sim.closed_loop.run_control_loop_episodes`:
+watchdog, the policy's encoder, the policy, action path, SafetyLimits, joint commands into the
+engine); the scripted expert (privileged state) and data collection (DAgger, the policy's rollouts)
 act through the environment's action path (:func:`gato_robot.sim.rollout.run_episodes_batched`).
 
 Success rates carry 95% Wilson score intervals. Reports are JSON; selected episodes become videos
@@ -94,10 +95,10 @@ def _env(job: Job, cameras: bool, index: int = 0):
 def _run_chunk(jobs: tuple[Job, ...]) -> list[EpisodeResult]:
     """Episodes of one policy on one triplet kind, in lockstep (one batched policy call per tick);
     DAgger episodes are relabelled by one expert per row and written to the store."""
-    runner = getattr(_agent(jobs[0], len(jobs)), "runner", None) if jobs[0].store is None else None
-    if runner is not None:  # Gato, scored as deployed
+    policy = getattr(_agent(jobs[0], len(jobs)), "policy", None) if jobs[0].store is None else None
+    if policy is not None:  # a trained policy (Gato or BC-IMP), scored as deployed
         envs = [_env(jobs[0], True, index) for index in range(len(jobs))]
-        results = run_control_loop_episodes(envs, runner, [job.seed for job in jobs],
+        results = run_control_loop_episodes(envs, policy, [job.seed for job in jobs],
                                             record_frames=any(job.record for job in jobs))
         for job, result in zip(jobs, results):
             if not job.record:

@@ -60,39 +60,40 @@ class ExpertAgent:
 
 
 class PolicyAgent:
-    """A trained policy as a simulation agent: a Gato checkpoint/export (any runtime backend) or a
-    BC-IMP baseline checkpoint (recognized by its config)."""
+    """A trained policy (any kind and backend: :func:`gato_robot.deploy.policy.load_policy`) acting
+    through the environment's own action path, for data collection (DAgger, the policy's rollouts for
+    CRR). `sim eval` scores ``policy`` through the deployment loop instead
+    (:func:`gato_robot.sim.closed_loop.run_control_loop_episodes`)."""
 
     needs_cameras = True
 
     def __init__(self, path: str, backend: str = "torch", temperature: float = DEPLOYED_TEMPERATURE,
                  expectation: str = DEPLOYED_EXPECTATION, batch_size: int = 1):
-        from gato_robot.agent import GatoAgent
-        from gato_robot.baselines import bc_imp
-        from gato_robot.policies import resolve_policy
+        from gato_robot.deploy.policy import load_policy
 
         from .env_base import INSTRUCTION
 
-        path = resolve_policy(path)
-        self.runner = None
-        """A Gato policy's runner (None for BC-IMP): `sim eval` drives it through ControlLoop."""
-        if bc_imp.is_bc_imp_checkpoint(path):
-            self.agent = bc_imp.BCIMPAgent(bc_imp.load(path))
-        else:
-            self.agent = GatoAgent.load(path, INSTRUCTION, backend, temperature, expectation, batch_size)
-            self.runner = self.agent.runner
+        self.policy = load_policy(path, backend, INSTRUCTION, temperature, expectation, batch_size)
+
+    def _encode(self, observation: dict):
+        from gato_robot.observation import Observation
+
+        from .env_base import INSTRUCTION
+
+        return self.policy.encode(Observation.from_sensors(observation, self.policy.inputs.camera_names, INSTRUCTION))
 
     def reset(self, env: RGBStackingEnv, seed: int) -> None:
-        self.agent.reset(seed)
+        self.reset_batch([env], [seed])
 
     def act(self, observation: dict, info: dict) -> np.ndarray:
-        return self.agent.act(observation)
+        return self.act_batch([observation], [info])[0]
 
     def reset_batch(self, envs: list[RGBStackingEnv], seeds: list[int]) -> None:
-        self.agent.reset(*seeds)
+        self.policy.reset()
+        self.policy.seed(*seeds)
 
     def act_batch(self, observations: list[dict], infos: list[dict]) -> np.ndarray:
-        return self.agent.act_batch(observations)
+        return self.policy.act_batch([self._encode(observation) for observation in observations])
 
 
 def make_agent(policy: str, backend: str = "torch", expert_noise: float = 0.0,

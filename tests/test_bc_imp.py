@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from gato_robot.baselines.bc_imp import BCIMPPolicy, BCIMPTrainConfig, is_bc_imp_checkpoint, load, train_bc_imp
+from gato_robot.baselines.bc_imp import BCIMPPolicy, BCIMPTrainConfig, load, train_bc_imp
+from gato_robot.deploy.policy import checkpoint_kind
 from gato_robot.data.episodes import EpisodeStore
 from gato_robot.sim.evaluate import EvalConfig, evaluate
 from gato_robot.sim.rollout import ExpertAgent, make_env, run_episode
@@ -25,7 +26,7 @@ def test_bc_imp_learns_round_trips_and_acts_in_the_harness(store, tmp_path):
     summary = train_bc_imp(store, tmp_path / "bc", BCIMPTrainConfig(steps=30, batch_size=8, learning_rate=1e-3),
                            progress=False)
     assert np.mean(summary["losses"][-5:]) < np.mean(summary["losses"][:5])
-    assert is_bc_imp_checkpoint(tmp_path / "bc") and not is_bc_imp_checkpoint(store)
+    assert checkpoint_kind(tmp_path / "bc") == "bc_imp"  # declared by its config, not guessed
     loaded = load(tmp_path / "bc")
     images = torch.randint(0, 256, (2, 2, 128, 128, 3), dtype=torch.uint8)
     proprio = torch.randn(2, 22)

@@ -6,6 +6,7 @@ import torch
 
 from gato_robot.robot.action_path import CartesianActionMapper, JointCommand
 from gato_robot.deploy.control import ControlLoop, LoopState
+from gato_robot.deploy.policy import GatoDeployment
 from gato_robot.model.config import preset
 from gato_robot.model.policy import GatoPolicy
 from gato_robot.runtime.base import PolicyRunner
@@ -13,13 +14,18 @@ from gato_robot.runtime.torch_runner import TorchRunner
 from gato_robot.observation import Frame, JointSample
 from gato_robot.sim.closed_loop import run_closed_loop
 from gato_robot.sim.rollout import make_env
+from gato_robot.task import RGB_STACKING
 
 MAPPER = CartesianActionMapper()
 
 
-def tiny_runner(seed: int = 0) -> TorchRunner:
+def deployed(runner: PolicyRunner) -> GatoDeployment:
+    return GatoDeployment(runner, RGB_STACKING.instruction)
+
+
+def tiny_policy(seed: int = 0) -> GatoDeployment:
     torch.manual_seed(seed)
-    return TorchRunner(GatoPolicy(preset("tiny")))
+    return deployed(TorchRunner(GatoPolicy(preset("tiny"))))
 
 
 class ExtremePolicy(PolicyRunner):
@@ -61,14 +67,14 @@ def assert_commands_are_safe(loop: ControlLoop, trace):
 @pytest.mark.parametrize("engine", ["mujoco", "pybullet"])
 def test_policy_runs_a_full_episode_through_the_loop(engine):
     env = make_env(engine, "train")
-    loop = ControlLoop(tiny_runner(), MAPPER)
+    loop = ControlLoop(tiny_policy(), MAPPER)
     trace = run_closed_loop(env, loop, steps=env.scene.episode_steps, seed=2)
     env.close()
     assert len(trace.results) == 400
     assert all(r.state is LoopState.ACTIVE and r.reason == "ok" for r in trace.results)
     assert loop.stats.active_ticks == 400 and loop.stats.ticks == 400
     assert_commands_are_safe(loop, trace)
-    assert all({"tokenize", "prefill", "decode", "action_path", "total"} <= set(r.stage_seconds) for r in trace.results)
+    assert all({"encode", "prefill", "decode", "detokenize", "action_path", "total"} <= set(r.stage_seconds) for r in trace.results)
     # The policy's commands really drove the arm: the random tiny policy's near-constant action moves
     # the TCP ~1.6 cm in 400 ticks, steadily (not a settling millimetre at the start).
     path = np.array([MAPPER.tcp_pose(q)[:3] for q in trace.measured])
@@ -77,7 +83,7 @@ def test_policy_runs_a_full_episode_through_the_loop(engine):
 
 
 def _run_with_fault(env, fault, runner=None, steps=50):
-    loop = ControlLoop(runner or tiny_runner(), MAPPER)
+    loop = ControlLoop(deployed(runner) if runner else tiny_policy(), MAPPER)
     return loop, run_closed_loop(env, loop, steps, seed=1, fault=fault)
 
 
@@ -150,7 +156,7 @@ def test_nothing_moves_until_enabled_and_estop_latches(mujoco_env):
     observation, _ = mujoco_env.reset(seed=0)
     frames = {c.name: Frame(observation[c.name], 0.0) for c in mujoco_env.scene.cameras}
     joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, 0.0)
-    loop = ControlLoop(tiny_runner(), MAPPER)
+    loop = ControlLoop(tiny_policy(), MAPPER)
     result = loop.tick(0.0, frames, joints)
     assert result.state is LoopState.DISABLED and result.command is None and result.reason == "not enabled"
     loop.enable(joints)
@@ -173,14 +179,14 @@ def test_nothing_moves_until_enabled_and_estop_latches(mujoco_env):
     # An e-stop that arrives while the policy runs (between begin_tick and end_tick) wins.
     held = loop.last_command
     pending = loop.begin_tick(0.0, frames, joints)
-    bins = loop.runner.act(pending.tokens)
+    action = loop.policy.act_batch([pending.encoded])[0]
     loop.estop("pressed mid-tick")
-    result = loop.end_tick(pending, bins)
+    result = loop.end_tick(pending, action)
     assert result.state is LoopState.ESTOPPED and result.command is held and "mid-tick" in result.reason
 
 
 def test_safety_filter_refuses_nan_and_clamps(mujoco_env):
-    loop = ControlLoop(tiny_runner(), MAPPER)
+    loop = ControlLoop(tiny_policy(), MAPPER)
     previous = JointCommand(np.array(MAPPER.arm.home_joint_positions), 0.04)
     command, hits = loop.limits.filter(JointCommand(previous.arm_positions + 1.0, 0.5), previous)
     assert "joint velocity limit" in hits and "gripper width limit" in hits
@@ -211,7 +217,7 @@ def test_runtime_failure_holds_and_recovers(mujoco_env):
 
 def test_watchdog_is_not_fooled_by_future_stamps_or_frozen_senders(mujoco_env):
     observation, _ = mujoco_env.reset(seed=0)
-    loop = ControlLoop(tiny_runner(), MAPPER)
+    loop = ControlLoop(tiny_policy(), MAPPER)
     cameras = [c.name for c in mujoco_env.scene.cameras]
     joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, 0.0)
     loop.enable(joints)
@@ -232,7 +238,7 @@ def test_implausible_joint_measurements_latch_an_estop(mujoco_env):
     observation, _ = mujoco_env.reset(seed=0)
     frames = {c.name: Frame(observation[c.name], 0.0) for c in mujoco_env.scene.cameras}
     q = np.asarray(observation["joint_positions"], dtype=np.float64)
-    loop = ControlLoop(tiny_runner(), MAPPER)
+    loop = ControlLoop(tiny_policy(), MAPPER)
     loop.enable(JointSample(q, np.zeros(7), 0.08, 0.0))
     assert loop.tick(0.0, frames, JointSample(q, np.zeros(7), 0.08, 0.0)).state is LoopState.ACTIVE
     ahead = q.copy()
@@ -264,7 +270,7 @@ def test_action_step_integrates_over_the_measured_period_within_bounds(mujoco_en
 
     observation, _ = mujoco_env.reset(seed=0)
     joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, 0.0)
-    loop = ControlLoop(tiny_runner(), MAPPER)
+    loop = ControlLoop(tiny_policy(), MAPPER)
     loop.enable(joints)
     assert loop.step_period(10.0) == 0.05  # nothing acted yet: the nominal period
 
@@ -290,7 +296,7 @@ def test_warm_up_runs_the_policy_but_leaves_no_trace(mujoco_env):
         torch.manual_seed(0)
         runner = TorchRunner(GatoPolicy(preset("tiny")), temperature=1.0)
         runner.seed(11)
-        loop = ControlLoop(runner, MAPPER)
+        loop = ControlLoop(deployed(runner), MAPPER)
         calls = []
         act = runner.act
         runner.act = lambda tokens: calls.append(1) or act(tokens)

@@ -30,6 +30,7 @@ from gato_robot.robot.action_path import CartesianActionMapper
 from gato_robot.baselines import bc_imp
 from gato_robot.cli.calibrate import _load_images
 from gato_robot.deploy.control import ControlLoop
+from gato_robot.deploy.policy import load_policy
 from gato_robot.data.episodes import EpisodeReader, EpisodeStore, verify_episode
 from gato_robot.errors import DamagedFileError
 from gato_robot.model.checkpoint import load_checkpoint, save_checkpoint
@@ -39,7 +40,6 @@ from gato_robot.deploy.replay import ReplayTopics, replay_bag
 from gato_robot.robot.description import PANDA
 from gato_robot.runtime.export import export_onnx
 from gato_robot.runtime.onnx_runner import OnnxRunner
-from gato_robot.runtime.torch_runner import TorchRunner
 
 DAMAGE = st.one_of(
     st.tuples(st.just("truncate"), st.floats(0.0, 0.95)),
@@ -196,7 +196,7 @@ def test_damaged_bag(valid, tmp_path, how, which):
     bag = copy_dir(valid["bag"], tmp_path / "bag")
     which = which if which == "metadata.yaml" else next(p.name for p in bag.iterdir() if p.suffix == ".db3")
     damage(valid["bag"] / which, bag / which, how)
-    loop = ControlLoop(TorchRunner.from_checkpoint(valid["checkpoint"]), CartesianActionMapper())
+    loop = ControlLoop(load_policy(valid["checkpoint"]), CartesianActionMapper())
     expect_damage_named(lambda: replay_bag(bag, loop, ReplayTopics(cameras={})), bag, how)
 
 

@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 from gato_robot.robot.action_path import CartesianActionMapper
 from gato_robot.cli import app
 from gato_robot.deploy.control import ControlLoop
+from gato_robot.deploy.policy import load_policy
 from gato_robot.model.checkpoint import save_checkpoint
 from gato_robot.model.config import preset
 from gato_robot.model.policy import GatoPolicy
 from gato_robot.deploy.replay import ReplayTopics, replay_bag
 from gato_robot.ros.convert import MessageError, image_to_rgb, joint_state_to_sample, rgb_to_image_fields
-from gato_robot.runtime.torch_runner import TorchRunner
 from gato_robot.observation import Frame, JointSample
 from gato_robot.sim.rollout import make_env
 
@@ -44,7 +44,7 @@ def test_replay_reproduces_the_live_commands_bit_for_bit(tmp_path, checkpoint, s
     """Live: MuJoCo driven by ControlLoop for 40 ticks, every sensor sample written to a rosbag2 as
     it is fed to the loop. Replay: the same policy over the bag must send identical commands."""
     env = make_env("mujoco", "test-1-slanted")
-    live = ControlLoop(TorchRunner.from_checkpoint(checkpoint), CartesianActionMapper())
+    live = ControlLoop(load_policy(checkpoint), CartesianActionMapper())
     bag = tmp_path / "episode"
     Image, JointState = TYPES.types["sensor_msgs/msg/Image"], TYPES.types["sensor_msgs/msg/JointState"]
     commands = []
@@ -74,7 +74,7 @@ def test_replay_reproduces_the_live_commands_bit_for_bit(tmp_path, checkpoint, s
             observation, *_ = env.step_joint_command(result.command)
     env.close()
 
-    replayed = replay_bag(bag, ControlLoop(TorchRunner.from_checkpoint(checkpoint), CartesianActionMapper()),
+    replayed = replay_bag(bag, ControlLoop(load_policy(checkpoint), CartesianActionMapper()),
                           ReplayTopics.default(("front_left", "front_right")))
     assert replayed.states == ["active"] * 40
     np.testing.assert_array_equal(replayed.arm_commands, np.stack([c.arm_positions for c in commands]))
@@ -88,7 +88,7 @@ def test_replay_reproduces_the_live_commands_bit_for_bit(tmp_path, checkpoint, s
 
 
 def test_replay_names_missing_topics_and_bags(tmp_path, checkpoint):
-    loop = ControlLoop(TorchRunner.from_checkpoint(checkpoint), CartesianActionMapper())
+    loop = ControlLoop(load_policy(checkpoint), CartesianActionMapper())
     with pytest.raises(FileNotFoundError, match="rosbag2 not found"):
         replay_bag(tmp_path / "nope", loop, ReplayTopics.default(("front_left", "front_right")))
     bag = tmp_path / "joints-only"

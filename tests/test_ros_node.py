@@ -34,6 +34,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from gato_robot.robot.action_path import CartesianActionMapper  # noqa: E402
 from gato_robot.deploy.control import ControlLoop, LoopState  # noqa: E402
+from gato_robot.deploy.policy import GatoDeployment  # noqa: E402
 from gato_robot.model.checkpoint import save_checkpoint  # noqa: E402
 from gato_robot.model.config import preset  # noqa: E402
 from gato_robot.model.policy import GatoPolicy  # noqa: E402
@@ -170,9 +171,10 @@ def reference_commands(checkpoint, observation, times, node_loop):
     """ControlLoop's commands for the same inputs, ticked at ``times`` (s): each action is
     integrated over the measured period, so the reference ticks when the node ticked; the action
     path, safety limits and action decoding are the node's (its parameters)."""
-    runner = TorchRunner.from_checkpoint(checkpoint, temperature=node_loop.runner.temperature,
-                                         expectation=node_loop.runner.expectation)  # the node's decoding
-    loop = ControlLoop(runner, CartesianActionMapper(config=node_loop.mapper.config), limits=node_loop.limits)
+    node_runner = node_loop.policy.runner
+    runner = TorchRunner.from_checkpoint(checkpoint, temperature=node_runner.temperature,
+                                         expectation=node_runner.expectation)  # the node's decoding
+    loop = ControlLoop(GatoDeployment(runner, node_loop.config.instruction), CartesianActionMapper(config=node_loop.mapper.config), limits=node_loop.limits)
     joints = JointSample(observation["joint_positions"], observation["joint_velocities"], 0.08, times[0])
     loop.enable(joints)
     commands = []
@@ -317,7 +319,7 @@ def test_node_sensor_faults_and_lifecycle_edges_on_the_onnxruntime_backend(conte
 
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.loop.runner.backend == "onnxruntime"
+        assert node.loop.policy.backend == "onnxruntime"
         sim.clock.publish(Clock(clock=sim._time()))
         assert wait_for(lambda: abs(node._now() - sim.now_ns * 1e-9) < 1e-9), "the node is not on /clock"
         sim.publish_sensors()

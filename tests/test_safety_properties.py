@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from gato_robot.robot.action_path import CartesianActionMapper, JointCommand
 from gato_robot.deploy.control import ControlLoop, LoopState
+from gato_robot.deploy.policy import GatoDeployment
+from gato_robot.task import RGB_STACKING
 from gato_robot.model.config import preset
 from gato_robot.runtime.base import PolicyRunner
 from gato_robot.deploy.safety import Frame, JointSample, SafetyLimits, UnsafeCommand
@@ -102,7 +104,7 @@ def sensors():
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(BIN_ARRAYS, min_size=1, max_size=12))
 def test_tick_with_any_runner_output_acts_within_limits_or_holds_with_a_reason(sensors, outputs):
-    loop = ControlLoop(AdversarialRunner(outputs), MAPPER, limits=LIMITS)
+    loop = ControlLoop(GatoDeployment(AdversarialRunner(outputs), RGB_STACKING.instruction), MAPPER, limits=LIMITS)
     loop.enable(JointSample(sensors["joint_positions"], sensors["joint_velocities"], 0.04, 0.0))
     for tick in range(len(outputs)):
         now = 0.05 * (tick + 1)

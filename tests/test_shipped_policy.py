@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
-from gato_robot.agent import GatoAgent
+from gato_robot.deploy.policy import load_policy
 from gato_robot.model.checkpoint import load_checkpoint
 from gato_robot.policies import DEFAULT_POLICY, resolve_policy, shipped_policies
 from gato_robot.runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
@@ -44,12 +44,16 @@ def test_default_policy_acts_as_deployed_and_reads_the_scene():
     env = make_env("mujoco", "train")
     observations = [env.reset(seed=seed)[0] for seed in (0, 1)]
     env.close()
-    agent = GatoAgent.load(DEFAULT_POLICY, INSTRUCTION)  # the defaults are the shipped decoding
-    assert (agent.runner.temperature, agent.runner.expectation) == (DEPLOYED_TEMPERATURE, DEPLOYED_EXPECTATION)
+    from gato_robot.sim.rollout import PolicyAgent
+
+    agent = PolicyAgent(DEFAULT_POLICY)  # the defaults are the shipped decoding
+    runner = agent.policy.runner
+    assert (runner.temperature, runner.expectation) == (DEPLOYED_TEMPERATURE, DEPLOYED_EXPECTATION)
+    assert agent.policy.kind == "gato" and load_policy(DEFAULT_POLICY, instruction=INSTRUCTION).kind == "gato"
     actions = []
     for observation in (*observations, observations[0]):
-        agent.reset()
-        actions.append(agent.act(observation))
+        agent.reset(None, 0)
+        actions.append(agent.act(observation, {}))
     np.testing.assert_array_equal(actions[0], actions[2])  # deterministic: replayable from a bag
     assert not np.allclose(actions[0], actions[1])  # two scenes, two actions
 

@@ -33,8 +33,8 @@ from tqdm import tqdm
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..data.dataset import random_shift
 from ..data.episodes import EpisodeReader, EpisodeStore
-from ..errors import DamagedFileError, reading
-from ..proprio import PROPRIO_DIM, proprio_vector
+from ..errors import DamagedFileError, read_json_object, reading
+from ..proprio import PROPRIO_DIM
 
 KIND = "bc_imp"
 
@@ -98,22 +98,9 @@ def save(policy: BCIMPPolicy, directory: Path) -> Path:
     return directory
 
 
-def _read_config(path: Path) -> dict:
-    with reading(path, "policy config", UnicodeDecodeError, json.JSONDecodeError):
-        data = json.loads(path.read_text())
-    if not isinstance(data, dict):
-        raise DamagedFileError(path, f"not a readable policy config (a JSON {type(data).__name__}, not an object)")
-    return data
-
-
-def is_bc_imp_checkpoint(directory: Path) -> bool:
-    path = Path(directory) / "config.json"
-    return path.is_file() and _read_config(path).get("kind") == KIND
-
-
 def load(directory: Path) -> BCIMPPolicy:
     path = Path(directory) / "config.json"
-    data = _read_config(path)
+    data = read_json_object(path, "policy config")
     if data.get("kind") != KIND:
         raise DamagedFileError(path, f"not a BC-IMP config (kind {data.get('kind')!r}, expected {KIND!r})")
     with reading(path, "BC-IMP config", TypeError, ValueError):
@@ -184,23 +171,3 @@ def train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Act
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return {**summary, "losses": losses, "seconds": seconds}
 
-
-class BCIMPAgent:
-    """The baseline as an agent: sensors dict -> physical action."""
-
-    def __init__(self, policy: BCIMPPolicy, spec: ActionSpec = RGB_STACKING_ACTIONS):
-        self.policy, self.spec = policy.eval(), spec
-
-    def reset(self, *seeds: int) -> None:
-        """Nothing to forget: the policy is deterministic and memoryless."""
-
-    def act(self, sensors) -> np.ndarray:
-        return self.act_batch([sensors])[0]
-
-    @torch.inference_mode()
-    def act_batch(self, sensors: list) -> np.ndarray:
-        """One sensors dict per episode -> physical actions (B, 5), one forward pass."""
-        images = np.stack([np.stack([s[name] for name in self.policy.config.camera_names]) for s in sensors])
-        proprio = np.stack([proprio_vector(s) for s in sensors])
-        action = self.policy(torch.from_numpy(images), torch.from_numpy(proprio).float()).numpy()
-        return self.spec.denormalize(action.astype(np.float64))

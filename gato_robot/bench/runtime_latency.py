@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..agent import physical_action
+from ..deploy.policy import physical_action
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.config import preset
 from ..model.policy import GatoPolicy

@@ -70,25 +70,35 @@ def bench_runtime_command(
 def bench_eval_command(policy: str = typer.Option("gato-cpu-small", help="Shipped policy or checkpoint directory."),
                        batch_size: list[int] = typer.Option([1, 4, 8, 16], help="Lockstep batch sizes (torch)."),
                        backend: list[str] = typer.Option(["torch", "onnxruntime"], help="Backends."),
-                       steps: int = typer.Option(40, min=1, help="Control ticks measured per configuration.")) -> None:
-    """Evaluation episodes per minute per backend and batch size (one worker, one thread), as
-    ratios to torch at batch 1 measured in the same run, with the policy/environment time split."""
+                       steps: int = typer.Option(40, min=1, help="Control ticks measured per configuration."),
+                       baseline: str = typer.Option("bc-imp", help="Also measured, at every batch size, through the "
+                                                    "same loop ('' to skip): the per-episode cost ratio.")) -> None:
+    """Evaluation episodes per minute per policy, backend and batch size (one worker, one thread),
+    as ratios to the policy's torch at batch 1 measured in the same run, with the
+    policy/loop/environment time split; and the policy's best rate against the baseline's."""
     from gato_robot.sim.bench_eval import bench_eval
 
     with _clear_errors():
-        rates = bench_eval(policy, tuple(batch_size), tuple(backend), steps)
-    reference = next(r for r in rates if r.backend == "torch" and r.batch_size == 1) if any(
-        r.backend == "torch" and r.batch_size == 1 for r in rates) else rates[0]
-    table = Table(title=f"evaluation throughput, {policy}, {steps} ticks per row, 1 thread (episodes of 400 ticks)")
-    for column in ("backend", "batch", "episodes/min", f"vs {reference.backend} x{reference.batch_size}",
+        rates = bench_eval(policy, tuple(batch_size), tuple(backend), steps, baseline=baseline or None)
+    ours = [r for r in rates if r.policy == Path(policy).name]
+    reference = next((r for r in ours if r.backend == "torch" and r.batch_size == 1), ours[0])
+    table = Table(title=f"evaluation throughput, {steps} ticks per row, 1 thread (episodes of 400 ticks)")
+    for column in ("policy", "backend", "batch", "episodes/min", f"vs {reference.backend} x{reference.batch_size}",
                    "policy ms/tick", "loop ms/tick", "env ms/tick"):
         table.add_column(column, justify="right")
     for r in rates:
-        table.add_row(r.backend, str(r.batch_size), f"{r.episodes_per_minute():.2f}",
+        table.add_row(r.policy, r.backend, str(r.batch_size), f"{r.episodes_per_minute():.2f}",
                       f"{r.episodes_per_minute() / reference.episodes_per_minute():.2f}x",
                       f"{1e3 * r.policy_s / r.ticks:.1f}", f"{1e3 * r.loop_s / r.ticks:.1f}",
                       f"{1e3 * r.env_s / r.ticks:.1f}")
     console.print(table)
+    theirs = [r for r in rates if r.policy != Path(policy).name]
+    if theirs:
+        best, best_baseline = (max(group, key=lambda r: r.episodes_per_minute()) for group in (ours, theirs))
+        console.print(f"seconds per episode, best configuration of each: {best.policy} {60 / best.episodes_per_minute():.2f} "
+                      f"({best.backend} x{best.batch_size}), {best_baseline.policy} "
+                      f"{60 / best_baseline.episodes_per_minute():.2f} (x{best_baseline.batch_size}): "
+                      f"ratio {best_baseline.episodes_per_minute() / best.episodes_per_minute():.2f}")
 
 
 @bench_app.command("sim")

@@ -55,17 +55,15 @@ def model_ship(checkpoint: Path = typer.Argument(..., exists=True, help="Trained
                card: Path = typer.Option(..., exists=True, help="Model card (Markdown): data, command, results."),
                dtype: str = typer.Option("float16", help="Stored weight dtype: float16, bfloat16 or float32.")) -> None:
     """Ship a checkpoint inside the package (safetensors, smaller dtype) so commands accept its name."""
-    from ..baselines import bc_imp
-    from ..model.checkpoint import load_checkpoint
+    from ..deploy.policy import load_policy
     from ..policies import ship
 
     with _clear_errors():
         if dtype not in ("float16", "bfloat16", "float32"):
             raise ValueError(f"unsupported dtype {dtype!r}; use float16, bfloat16 or float32")
-        load = bc_imp.load if bc_imp.is_bc_imp_checkpoint(checkpoint) else load_checkpoint  # Gato or BC-IMP
-        load(checkpoint)
+        load_policy(checkpoint)  # Gato or BC-IMP, by the kind its config declares
         target = ship(checkpoint, name, card.read_text(), dtype)
-        load(target)  # it loads back (weights cast to float32)
+        load_policy(target)  # it loads back (weights cast to float32)
     console.print(f"shipped {checkpoint} as {name}: {target}")
 
 

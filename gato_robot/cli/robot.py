@@ -20,13 +20,13 @@ def replay_command(bag: Path = typer.Argument(..., exists=True, help="rosbag2 di
     from ..robot.action_path import ActionPathConfig, CartesianActionMapper
     from ..deploy.control import ControlConfig, ControlLoop
     from ..deploy.replay import ReplayTopics, replay_bag
-    from ..runtime.factory import load_runner
+    from ..deploy.policy import load_policy
 
     with _clear_errors():
-        runner = load_runner(backend, model)
-        loop = ControlLoop(runner, CartesianActionMapper(config=ActionPathConfig(control_period_s=1 / rate_hz)),
+        loop = ControlLoop(load_policy(model, backend),  # decoded as the node decodes by default
+                           CartesianActionMapper(config=ActionPathConfig(control_period_s=1 / rate_hz)),
                            ControlConfig(rate_hz))
-        topics = ReplayTopics.default(loop.tokenizer.spec.camera_names)
+        topics = ReplayTopics.default(loop.policy.inputs.camera_names)
         topics = ReplayTopics(topics.cameras, joint_states_topic)
         result = replay_bag(bag, loop, topics)
     result.save(out)

@@ -138,7 +138,7 @@ def sim_closed_loop(model: Path = typer.Option(..., help="Checkpoint (torch) or 
 
     from ..robot.action_path import CartesianActionMapper
     from ..deploy.control import ControlLoop
-    from ..runtime.factory import load_runner
+    from ..deploy.policy import load_policy
     from gato_robot.sim.closed_loop import run_closed_loop
     from gato_robot.sim.rollout import make_env
     from gato_robot.sim.scene import DEFAULT_SCENE, scene_with_calibrated_cameras
@@ -146,7 +146,7 @@ def sim_closed_loop(model: Path = typer.Option(..., help="Checkpoint (torch) or 
     with _clear_errors():
         scene = scene_with_calibrated_cameras(calibration) if calibration else DEFAULT_SCENE
         env = make_env(engine, triplet, scene=scene)
-        loop = ControlLoop(load_runner(backend, model), CartesianActionMapper(scene.arm, scene.action_path))
+        loop = ControlLoop(load_policy(model, backend), CartesianActionMapper(scene.arm, scene.action_path))
         trace = run_closed_loop(env, loop, scene.episode_steps, seed)
         env.close()
     totals = np.array([r.stage_seconds["total"] for r in trace.results]) * 1e3

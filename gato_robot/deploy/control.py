@@ -1,7 +1,8 @@
 """The control loop: one tick of the one-way flow, the same in sim, replay and on the real arm.
 
-    latest frames + joint state -> watchdog -> Observation -> tokenizer -> PolicyRunner ->
-    detokenize -> action path (Cartesian velocity -> joint targets) -> SafetyLimits -> command
+    latest frames + joint state -> watchdog -> Observation -> policy (Gato: tokenizer ->
+    PolicyRunner -> detokenize; or BC-IMP) -> action path (Cartesian velocity -> joint targets) ->
+    SafetyLimits -> command
 
 :class:`ControlLoop` owns no clock and no I/O: adapters (simulators, rosbag replay, the rclpy node)
 call :meth:`ControlLoop.tick` at the control rate with their latest inputs and send the command
@@ -14,7 +15,6 @@ next good tick resumes with a fresh policy context. Every decision is logged wit
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,13 +25,11 @@ import numpy as np
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..robot.action_path import CartesianActionMapper
-from ..agent import physical_action
 from ..observation import Frame, JointCommand, JointSample, Observation
-from ..runtime.base import PolicyRunner
+from .policy import DeployedPolicy
 from .safety import SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
 from ..task import RGB_STACKING
 from ..tokenizer.errors import TokenizationError
-from ..tokenizer.sequence import GatoTokenizer, TokenSequence
 
 log = logging.getLogger("gato_robot.deploy.control")
 
@@ -76,13 +74,13 @@ class TickResult:
 
 @dataclass
 class PendingTick:
-    """A tick past the watchdog and the tokenizer, waiting for the runner's action bins."""
+    """A tick past the watchdog and the policy's encoder, waiting for the policy's action."""
     now_s: float
     started: float  # perf_counter at the tick's start
     stages: dict[str, float]
     positions: np.ndarray  # measured arm joints (rad)
-    tokens: TokenSequence | None
-    fresh_context: bool  # the runner must forget past timesteps before acting on ``tokens``
+    encoded: object | None  # the observation as the policy takes it (Gato: its tokens)
+    fresh_context: bool  # the policy must forget past timesteps before acting on ``encoded``
 
 
 @dataclass
@@ -96,13 +94,14 @@ class LoopStatistics:
 
 
 class ControlLoop:
-    def __init__(self, runner: PolicyRunner, mapper: CartesianActionMapper, config: ControlConfig = ControlConfig(),
+    def __init__(self, policy: DeployedPolicy, mapper: CartesianActionMapper, config: ControlConfig = ControlConfig(),
                  limits: SafetyLimits | None = None, spec: ActionSpec = RGB_STACKING_ACTIONS):
-        self.runner, self.mapper, self.config, self.spec = runner, mapper, config, spec
-        self.tokenizer = GatoTokenizer(runner.config.timestep)
+        """``policy``: any :class:`~gato_robot.deploy.policy.DeployedPolicy` (Gato on any backend,
+        BC-IMP), e.g. from :func:`~gato_robot.deploy.policy.load_policy`."""
+        self.policy, self.mapper, self.config, self.spec = policy, mapper, config, spec
         self.limits = limits or SafetyLimits.from_kinematics(mapper.kinematics, config.period_s,
                                                              max_gripper_width_m=mapper.arm.max_gripper_width_m)
-        self.watchdog = Watchdog(config.watchdog, self.tokenizer.spec.camera_names)
+        self.watchdog = Watchdog(config.watchdog, policy.inputs.camera_names)
         self.state = LoopState.DISABLED
         self.last_command: JointCommand | None = None
         self.stats = LoopStatistics()
@@ -111,22 +110,12 @@ class ControlLoop:
         self._last_active_s: float | None = None  # time of the last tick that acted
 
     def warm_up(self, iterations: int = 3) -> float:
-        """Run the policy ``iterations`` times on a blank observation (mid-grey images, zero
-        proprioception) and forget it: a backend's first calls allocate, compile or autotune, and
-        must not be the first tick on the arm. Moves nothing; the sampling generators are restored,
-        so the actions that follow are those of a loop that never warmed up. Returns the last
-        call's wall time (s)."""
-        spec = self.tokenizer.spec
-        images = {name: np.full((spec.image_height, spec.image_width, 3), 127, np.uint8) for name in spec.camera_names}
-        tokens = self.tokenizer.encode_observation(Observation(images, np.zeros(spec.proprio_dim), self.config.instruction))
-        generators, elapsed = copy.deepcopy(self.runner.rngs), 0.0
-        for _ in range(iterations):
-            self.runner.reset()
-            started = time.perf_counter()
-            self.runner.act(tokens)
-            elapsed = time.perf_counter() - started
-        self.runner.reset()
-        self.runner.rngs, self._needs_fresh_context = generators, True
+        """Run the policy ``iterations`` times on a blank observation and forget it
+        (:meth:`DeployedPolicy.warm_up`): a backend's first calls allocate, compile or autotune, and
+        must not be the first tick on the arm. Moves nothing; the actions that follow are those of a
+        loop that never warmed up. Returns the last call's wall time (s)."""
+        elapsed = self.policy.warm_up(iterations)
+        self._needs_fresh_context = True
         return elapsed
 
     # -- modes ---------------------------------------------------------------------------------------
@@ -192,24 +181,25 @@ class ControlLoop:
                           result.stage_seconds, missed)
 
     def tick(self, now_s: float, frames: Mapping[str, Frame], joints: JointSample | None) -> TickResult:
-        """One control tick: :meth:`begin_tick`, the runner, :meth:`end_tick`."""
+        """One control tick: :meth:`begin_tick`, the policy, :meth:`end_tick`."""
         pending = self.begin_tick(now_s, frames, joints)
         if isinstance(pending, TickResult):
             return pending
         try:
             if pending.fresh_context:
-                self.runner.reset()
-            bins = self.runner.act(pending.tokens)
+                self.policy.reset()
+            action = self.policy.act_batch([pending.encoded])[0]
         except Exception as error:
             return self.fail_tick(pending, error)
-        pending.stages.update(self.runner.stage_seconds)
-        return self.end_tick(pending, bins)
+        pending.stages.update(self.policy.stage_seconds)
+        return self.end_tick(pending, action)
 
     def begin_tick(self, now_s: float, frames: Mapping[str, Frame],
                    joints: JointSample | None) -> PendingTick | TickResult:
-        """The tick up to the policy: mode, watchdog, plausibility, Observation, tokens. A hold
-        comes back as its :class:`TickResult`; otherwise the tokens the runner must act on. Batched
-        simulation calls this on B loops, runs one batched runner call, then :meth:`end_tick`."""
+        """The tick up to the policy: mode, watchdog, plausibility, Observation, the policy's encoding
+        of it (Gato: tokens). A hold comes back as its :class:`TickResult`; otherwise what the policy
+        must act on. Batched simulation calls this on B loops, runs one batched policy call, then
+        :meth:`end_tick`."""
         started, stages = time.perf_counter(), {}
         if self.state in (LoopState.DISABLED, LoopState.ESTOPPED):
             return self._hold(self.state, f"e-stop latched: {self.estop_reason}" if self.state is LoopState.ESTOPPED
@@ -226,23 +216,25 @@ class ControlLoop:
             sensors = {**{name: frame.image for name, frame in frames.items()},
                        "joint_positions": q, "joint_velocities": joints.velocities,
                        "gripper_width": joints.gripper_width, "tcp_pose": self.mapper.tcp_pose(q)}
-            observation = Observation.from_sensors(sensors, self.tokenizer.spec.camera_names, self.config.instruction)
-            tokens = self.tokenizer.encode_observation(observation)
+            observation = Observation.from_sensors(sensors, self.policy.inputs.camera_names, self.config.instruction)
+            encoded = self.policy.encode(observation)
         except Exception as error:
             return self.fail_tick(PendingTick(now_s, started, stages, q, None, False), error)
-        stages["tokenize"] = time.perf_counter() - started
+        stages["encode"] = time.perf_counter() - started
         fresh, self._needs_fresh_context = self._needs_fresh_context, False
-        return PendingTick(now_s, started, stages, q, tokens, fresh)
+        return PendingTick(now_s, started, stages, q, encoded, fresh)
 
-    def end_tick(self, pending: PendingTick, bins: np.ndarray) -> TickResult:
-        """The tick after the policy: action bins -> physical action -> action path -> SafetyLimits.
-        An e-stop or disable that arrived while the policy ran wins: the tick holds."""
+    def end_tick(self, pending: PendingTick, action: np.ndarray) -> TickResult:
+        """The tick after the policy: physical action (m/s, rad/s, gripper) -> action path ->
+        SafetyLimits. An e-stop or disable that arrived while the policy ran wins: the tick holds."""
         if self.state is not LoopState.ACTIVE:
             reason = f"e-stop latched: {self.estop_reason}" if self.state is LoopState.ESTOPPED else "not enabled"
             return self._hold(self.state, reason, pending.started, pending.stages)
         mark = time.perf_counter()
         try:
-            action = physical_action(self.tokenizer, bins, self.spec)
+            action = np.asarray(action, dtype=np.float64)
+            if action.shape != (self.spec.dim,):
+                raise ValueError(f"policy returned an action of shape {action.shape}, expected ({self.spec.dim},)")
             anchor = self.mapper.anchor(pending.positions, self.last_command.arm_positions)
             proposed = self.mapper(anchor, action, self.step_period(pending.now_s))
             command, hits = self.limits.filter(proposed, self.last_command)
@@ -260,7 +252,7 @@ class ControlLoop:
                             pending.started)
 
     def fail_tick(self, pending: PendingTick, error: Exception) -> TickResult:
-        """Hold on an error anywhere in the policy step: bad inputs, the runner, the action path."""
+        """Hold on an error anywhere in the policy step: bad inputs, the policy, the action path."""
         if isinstance(error, (TokenizationError, UnsafeCommand, ValueError, FloatingPointError)):
             reason = f"{type(error).__name__}: {error}"
         else:  # a crashing runtime must hold the arm, not kill the loop

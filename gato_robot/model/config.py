@@ -68,8 +68,11 @@ class GatoConfig:
     expectation_mse_weight: float = 0.0
     continuous_embedding: str = "table"
     fourier_frequencies: int = 8
+    kind: str = "gato"  # what a checkpoint is (gato_robot.deploy.policy.POLICY_LOADERS); BC-IMP's says "bc_imp"
 
     def __post_init__(self) -> None:
+        if self.kind != "gato":
+            raise ValueError(f"a GatoConfig's kind is 'gato', got {self.kind!r}")
         if self.image_encoder not in IMAGE_ENCODERS:
             raise ValueError(f"unknown image_encoder {self.image_encoder!r}; choose one of {IMAGE_ENCODERS}")
         if self.action_loss not in ACTION_LOSSES:

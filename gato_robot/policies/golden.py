@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..agent import GatoAgent
 from ..proprio import PROPRIO_LAYOUT, PROPRIO_OFFSETS
 
 DECODINGS = {"greedy": dict(temperature=0.0, expectation="off"),
              "expectation": dict(temperature=0.0, expectation="companded"),  # the shipped decoding
              "sampled": dict(temperature=1.0, expectation="off")}
-"""Decoding name -> GatoAgent.load keyword arguments; sampling is seeded with SAMPLING_SEED."""
+"""Decoding name -> load_policy keyword arguments; sampling is seeded with SAMPLING_SEED."""
 SAMPLING_SEED = 7
 
 
@@ -27,13 +26,18 @@ def sensors_at(images: dict[str, np.ndarray], proprio: np.ndarray, index: int) -
 
 def golden_bins(policy: str, instruction: str, images: dict[str, np.ndarray], proprio: np.ndarray) -> dict:
     """Action bins (N, action_dim) per decoding, each observation from a fresh context."""
+    from ..deploy.policy import load_policy
+    from ..observation import Observation
+
     out = {}
     for name, kwargs in DECODINGS.items():
-        agent = GatoAgent.load(policy, instruction, **kwargs)
+        deployed = load_policy(policy, instruction=instruction, **kwargs)
         rows = []
         for index in range(len(proprio)):
-            agent.reset(SAMPLING_SEED + index)
-            tokens = agent.tokenizer.encode_observation(agent.observation(sensors_at(images, proprio, index)))
-            rows.append(agent.runner.act(tokens))
+            deployed.reset()
+            deployed.seed(SAMPLING_SEED + index)
+            observation = Observation.from_sensors(sensors_at(images, proprio, index), deployed.inputs.camera_names,
+                                                   instruction)
+            rows.append(deployed.runner.act(deployed.encode(observation)))
         out[name] = np.stack(rows)
     return out

@@ -51,10 +51,11 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..robot.action_path import ActionPathConfig, CartesianActionMapper, Workspace
 from ..deploy.control import ControlConfig, ControlLoop, LoopState
+from ..deploy.policy import load_policy
 from ..observation import Frame, JointCommand, JointSample
 from ..robot.description import PANDA, ArmDescription
 from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE, EXPECTATIONS
-from ..runtime.factory import BACKENDS, load_runner
+from ..runtime.factory import BACKENDS
 from ..runtime.export import PREFILL_FILE
 from ..runtime.tensorrt_engine import PRECISIONS, ensure_engines
 from ..deploy.safety import SafetyLimits, WatchdogConfig
@@ -300,10 +301,11 @@ class GatoStackNode(LifecycleNode):
             backend = str(self._param("backend"))
             if backend == "tensorrt" and (Path(model_path) / PREFILL_FILE).is_file():  # an ONNX export
                 model_path = self._ensure_engines(model_path)
-            runner = load_runner(backend, model_path, temperature=float(self._param("action_temperature")),
+            policy = load_policy(model_path, backend, config.instruction,
+                                 temperature=float(self._param("action_temperature")),
                                  expectation=str(self._param("action_expectation")))
-            self.loop = ControlLoop(runner, mapper, config, limits)
-            expected = set(self.loop.tokenizer.spec.camera_names)
+            self.loop = ControlLoop(policy, mapper, config, limits)
+            expected = set(policy.inputs.camera_names)
             if set(names) != expected:
                 raise ValueError(f"camera_names {names} do not match the policy's cameras {sorted(expected)}")
             warm = self.loop.warm_up()
@@ -355,8 +357,8 @@ class GatoStackNode(LifecycleNode):
         # The control timer runs from configure on (the executor's wait set never changes while
         # spinning); a tick does nothing until activate sets `_active`.
         owned["timer"].append(self.create_timer(1.0 / rate, self._on_tick, callback_group=self._control_group))
-        self.get_logger().info(f"configured: {runner.backend} policy from {model_path}, {len(names)} cameras, "
-                               f"{interface} commands to /{controller}, {rate} Hz")
+        self.get_logger().info(f"configured: {self.loop.policy.kind} policy on {self.loop.policy.backend} from "
+                               f"{model_path}, {len(names)} cameras, {interface} commands to /{controller}, {rate} Hz")
         return TransitionCallbackReturn.SUCCESS
 
     def _ensure_engines(self, onnx_dir: str) -> str:
@@ -424,7 +426,7 @@ class GatoStackNode(LifecycleNode):
         training cameras' (the policy would see objects at another scale)."""
         if name in self._camera_fovy or self.loop is None:
             return
-        spec, expected = self.loop.tokenizer.spec, float(self._param("training_fovy_deg"))
+        spec, expected = self.loop.policy.inputs, float(self._param("training_fovy_deg"))
         try:
             fovy = fitted_fovy_deg(np.asarray(message.k), message.height, message.width,
                                    spec.image_height, spec.image_width)
@@ -443,7 +445,7 @@ class GatoStackNode(LifecycleNode):
     def _on_image(self, name: str, message: Image) -> None:
         try:
             image = image_to_rgb(message)
-            spec = self.loop.tokenizer.spec
+            spec = self.loop.policy.inputs
             if image.shape[:2] != (spec.image_height, spec.image_width):
                 if name not in self._fitted_cameras:
                     self._fitted_cameras.add(name)
