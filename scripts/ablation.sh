@@ -38,6 +38,8 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-noshift) echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 0 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-fourier) echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --continuous-embedding table_fourier" ;;
     all-gf-global) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --gripper-first" ;;  # round 11: the shipped recipe with joint velocities, as BC-IMP sees them
+    all-novel-gf-global-pnoise) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --proprio-noise 0.1" ;;  # round 11: + proprioception noise, 0.1 std
+    all-gf-global-pnoise) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --gripper-first --proprio-noise 0.1" ;;
     all-novel-gf-global) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-global-value) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --continuous-embedding value_mlp" ;;
     all-novel-gf-whole) echo "--image-encoder conv_stem_whole --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;

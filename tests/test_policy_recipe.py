@@ -347,3 +347,34 @@ def test_gripper_first_order_tokenizes_decodes_and_maps_expectation_to_the_motio
     assert [GRIPPER_FIRST[i] for i in runner.expectation_dims] == list(MOTION_DIMS)  # token 0 (gripper) is sampled
     with pytest.raises(ValueError, match="permutation of 0..4"):
         replace(spec, action_order=(4, 0, 1, 2, 2))
+
+
+def test_proprio_noise_perturbs_only_the_proprioception_seen_and_only_the_noised_dimensions(tmp_path):
+    """Training-time proprioception noise: the images, text and the action targets of a window stay
+    exactly as stored; only the noised dimension's tokens move, and zero noise changes nothing."""
+    from tests.conftest import write_expert_store
+
+    from gato_robot.data.dataset import EpisodeWindows
+    from gato_robot.data.episodes import EpisodeStore
+    from gato_robot.proprio import PROPRIO_OFFSETS
+    from gato_robot.tokenizer.sequence import TimestepSpec
+
+    store = EpisodeStore(write_expert_store(tmp_path / "store", [3]))
+    spec = TimestepSpec()
+
+    def batch(noise):
+        windows = EpisodeWindows(store, spec, 1, min_return_fraction=0.0, patch_position_jitter=False,
+                                 proprio_noise_std=noise)
+        return windows.batch(seed=0, step=0, batch_size=16)
+
+    clean, width = batch(None), PROPRIO_OFFSETS["gripper_width"]
+    for key, value in batch(np.zeros(22)).items():
+        np.testing.assert_array_equal(value, clean[key])
+    noisy = batch(np.eye(22)[width] * 0.01)  # 1 cm on the gripper width alone
+    proprio = spec.observation_tokens - spec.proprio_dim - 1  # index of the first proprio token
+    moved = np.flatnonzero(np.any(noisy["token_ids"] != clean["token_ids"], axis=0))
+    assert moved.tolist() == [proprio + width]
+    assert np.mean(noisy["token_ids"][:, proprio + width] != clean["token_ids"][:, proprio + width]) > 0.5
+    np.testing.assert_array_equal(noisy["patches"], clean["patches"])
+    with pytest.raises(ValueError, match="22 values >= 0"):
+        batch(np.full(3, 0.1))

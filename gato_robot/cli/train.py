@@ -43,6 +43,9 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                   standardize_proprio: bool = typer.Option(False, help="Standardize proprioception per dimension "
                                                            "before mu-law (statistics stored in the checkpoint)."),
                   random_shift: int = typer.Option(0, help="DrQ random shift of the images, in pixels (0: off)."),
+                  proprio_noise: float = typer.Option(0.0, min=0.0, help="Gaussian noise on the proprioception the "
+                                                      "policy sees (not on the actions), as a fraction of each "
+                                                      "dimension's standard deviation in the training data (0: off)."),
                   joint_velocities: bool = typer.Option(True, help="Tokenize the joint velocities (Gato's full "
                                                         "proprioception); off: leave out this copycat shortcut."),
                   gripper_first: bool = typer.Option(False, help="Decode the gripper token before the motion tokens "
@@ -66,7 +69,7 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          expectation_mse_weight=expectation_mse_weight,
                          continuous_embedding=continuous_embedding,
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
-                         joint_velocities=joint_velocities, gripper_first=gripper_first,
+                         proprio_noise=proprio_noise, joint_velocities=joint_velocities, gripper_first=gripper_first,
                          heldout_store=str(heldout_store) if heldout_store else None, heldout_windows=heldout_windows,
                          skip_damaged=skip_damaged)
     with _clear_errors():

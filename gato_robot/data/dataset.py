@@ -14,6 +14,11 @@ Random shift (``random_shift_px`` > 0; DrQ, Kostrikov et al. 2020): each camera 
 is padded by that many pixels (edge replicated) and cropped back to its size at a random offset,
 the same offset for every timestep of the window.
 
+Proprioception noise (``proprio_noise_std``, SI units per dimension): Gaussian noise added to the
+proprioception the policy sees, never to the action it is trained to take, so the policy cannot
+read where things are off the joint and TCP values to a precision the images do not give, and a
+value just beside the training data's (a gripper closed on a wider object) reads as a seen one.
+
 Sampling is a pure function of (seed, step, index in batch), so a resumed run sees exactly the
 batches an uninterrupted one would. With ``skip_damaged`` an episode that fails to read (a damaged
 chunk: :class:`DamagedFileError`) is warned about once by name and never drawn again; a window that
@@ -50,7 +55,7 @@ class EpisodeWindows:
     def __init__(self, store: EpisodeStore, spec: TimestepSpec, window_timesteps: int,
                  min_return_fraction: float = 0.8, action_spec: ActionSpec = RGB_STACKING_ACTIONS,
                  episodes: list[EpisodeMeta] | None = None, patch_position_jitter: bool = True,
-                 random_shift_px: int = 0, skip_damaged: bool = False):
+                 random_shift_px: int = 0, skip_damaged: bool = False, proprio_noise_std: np.ndarray | None = None):
         self.episodes = episodes if episodes is not None else store.episodes(min_return_fraction)
         if not self.episodes:
             raise ValueError(f"no usable episodes in {store.root} (after the {min_return_fraction:.0%} return filter)")
@@ -60,6 +65,11 @@ class EpisodeWindows:
         if random_shift_px < 0:
             raise ValueError(f"random_shift_px must be >= 0, got {random_shift_px}")
         self.random_shift_px = random_shift_px
+        self.proprio_noise_std = None
+        if proprio_noise_std is not None:
+            self.proprio_noise_std = np.asarray(proprio_noise_std, dtype=np.float64)
+            if self.proprio_noise_std.shape != (spec.proprio_dim,) or np.any(self.proprio_noise_std < 0):
+                raise ValueError(f"proprio_noise_std must be {spec.proprio_dim} values >= 0, got {proprio_noise_std}")
         self._readers: dict[int, EpisodeReader] = {}
         self.skip_damaged, self.damaged = skip_damaged, set()  # indices into self.episodes
         lengths = np.array([m.steps for m in self.episodes])
@@ -90,11 +100,13 @@ class EpisodeWindows:
         images = reader.images(window.start, stop)
         if self.random_shift_px:
             images = {name: random_shift(frames, self.random_shift_px, rng) for name, frames in images.items()}
-        proprio, actions = reader.proprio(window.start, stop), reader.actions(window.start, stop)
+        proprio, actions = reader.proprio(window.start, stop).astype(np.float64), reader.actions(window.start, stop)
+        if self.proprio_noise_std is not None:
+            proprio = proprio + rng.normal(0.0, 1.0, proprio.shape) * self.proprio_noise_std
         parts, position_rng = [], rng if self.patch_position_jitter else None
         for t in range(stop - window.start):
             observation = Observation({name: images[name][t] for name in self.tokenizer.spec.camera_names},
-                                      proprio[t].astype(np.float64), meta.instruction)
+                                      proprio[t], meta.instruction)
             parts.append(self.tokenizer.encode_timestep(observation, self.action_spec.normalize(actions[t]),
                                                         position_rng))
         return concat_sequences(parts)

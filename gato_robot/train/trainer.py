@@ -62,6 +62,7 @@ class TrainConfig:
     continuous_embedding: str = "table"  # GatoConfig.continuous_embedding: "table" (Gato), "table_fourier", "value_mlp"
     standardize_proprio: bool = False  # per-dimension statistics of the training episodes, in the config
     random_shift_px: int = 0  # DrQ random shift of the camera images (0: off)
+    proprio_noise: float = 0.0  # Gaussian noise on the proprioception seen, x its per-dimension std (0: off)
     joint_velocities: bool = True  # False: leave them out of the tokens (a copycat shortcut, TimestepSpec)
     gripper_first: bool = False  # decode the gripper token before the motion (TimestepSpec.action_order)
     max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
@@ -242,9 +243,12 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
     model = data_parallel(policy, cluster)
     if cluster.is_main:
         (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    noise_std = None
+    if config.proprio_noise > 0:
+        noise_std = config.proprio_noise * proprio_statistics(episodes, skip_damaged=config.skip_damaged)[1]
     windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps, episodes=episodes,
                              patch_position_jitter=config.patch_position_jitter, random_shift_px=config.random_shift_px,
-                             skip_damaged=config.skip_damaged)
+                             skip_damaged=config.skip_damaged, proprio_noise_std=noise_std)
     if progress:
         tqdm.write(f"training on {len(windows.episodes)} of {len(store)} episodes in {store_dir} "
                    f"({windows.timesteps} timesteps) after the return filter"
