@@ -11,7 +11,6 @@ one evaluation worker does; episodes per minute are quoted for full 400-tick epi
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -56,25 +55,22 @@ def _measure(name: str, path: str, backend: str, batch_size: int, steps: int, en
 def bench_eval(policy: str, batch_sizes: tuple[int, ...] = (1, 4, 8, 16), backends: tuple[str, ...] = ("torch",
                "onnxruntime"), steps: int = 40, engine: str = "mujoco", seed: int = 0,
                baseline: str | None = "bc-imp") -> list[EvalRate]:
-    """Rates for torch at every batch size and for the other backends at batch 1 (the exported
-    graphs take one observation); then ``baseline`` (torch) at every batch size."""
+    """Rates for torch and onnxruntime (a checkpoint's cached export) at every batch size; then
+    ``baseline`` (torch) at every batch size."""
     from gato_robot.deploy.policy import GATO_KIND, checkpoint_kind
     from gato_robot.policies import resolve_policy
 
     torch.set_num_threads(1)
     checkpoint = resolve_policy(policy)
     rates = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for backend in backends:
-            path = checkpoint
-            if backend != "torch":
-                if checkpoint_kind(checkpoint) != GATO_KIND:
-                    raise ValueError(f"{policy!r} runs on torch only; compiled backends run Gato policies")
-                from gato_robot.runtime.export import export_checkpoint
-
-                path = str(export_checkpoint(checkpoint, Path(scratch) / "onnx").directory)
-            for batch_size in batch_sizes if backend == "torch" else (1,):
-                rates.append(_measure(policy, path, backend, batch_size, steps, engine, seed))
+    for backend in backends:
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"bench eval measures the torch and onnxruntime backends, not {backend!r} "
+                             "(TensorRT latency: `gato-robot bench runtime`)")
+        if backend != "torch" and checkpoint_kind(checkpoint) != GATO_KIND:
+            raise ValueError(f"{policy!r} runs on torch only; compiled backends run Gato policies")
+        for batch_size in batch_sizes:
+            rates.append(_measure(policy, checkpoint, backend, batch_size, steps, engine, seed))
     for batch_size in batch_sizes if baseline else ():
         rates.append(_measure(baseline, resolve_policy(baseline), "torch", batch_size, steps, engine, seed))
     return rates

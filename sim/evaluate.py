@@ -19,7 +19,7 @@ import json
 import math
 import multiprocessing as mp
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +139,7 @@ def chunk_jobs(jobs: list[Job], batch_size: int, workers: int) -> list[tuple[Job
     stay alone."""
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
-        alone = job.policy == "expert" or (job.store is not None and not job.relabel) or job.backend != "torch"
+        alone = job.policy == "expert" or (job.store is not None and not job.relabel) or job.backend == "tensorrt"
         key = (id(job),) if alone else (job.engine, job.triplet, job.policy, job.temperature, job.expectation,
                                         job.relabel)
         groups.setdefault(key, []).append(job)
@@ -227,7 +227,7 @@ class EvalConfig:
     episodes: int = 50  # per triplet, seeds seed, seed + 1, ...
     workers: int = 1
     seed: int = 0
-    backend: str = "torch"
+    backend: str = "onnxruntime"  # the node's runner (a checkpoint is exported once, beside it); torch, tensorrt
     video_dir: Path | None = None
     videos_per_triplet: int = 1
     expert_noise: float = 0.0  # scripted expert: action noise, fraction of the bounds
@@ -298,6 +298,11 @@ class EvalReport:
 def evaluate(config: EvalConfig) -> EvalReport:
     """Success per triplet with 95% CIs (``triplets="train"`` draws a fresh training triplet per seed)."""
     if config.policy != "expert":
+        from gato_robot.deploy.policy import GATO_KIND, checkpoint_kind
+        from gato_robot.policies import resolve_policy
+
+        if Path(resolve_policy(config.policy)).is_dir() and checkpoint_kind(resolve_policy(config.policy)) != GATO_KIND:
+            config = replace(config, backend="torch")  # BC-IMP has no compiled form: the report says what ran
         require_policy(config.policy, config.backend)
     names = triplet_names(config.triplets)
     recording = config.video_dir is not None

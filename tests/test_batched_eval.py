@@ -114,8 +114,8 @@ def test_batched_runner_rows_match_batch_one_runners(checkpoint):
             np.testing.assert_array_equal(row, runner.act(observation))
     with pytest.raises(ValueError, match="expected 2 observations"):
         batched.act_batch(observations[:1])
-    with pytest.raises(ValueError, match="needs the torch backend"):
-        load_runner("onnxruntime", checkpoint, batch_size=2)
+    with pytest.raises(ValueError, match="needs the torch or onnxruntime backend"):
+        load_runner("tensorrt", checkpoint, batch_size=2)
 
 
 def test_bc_imp_acts_on_a_batch_as_on_single_observations():

@@ -1,6 +1,7 @@
 """Compiled runtime: ONNX export, ONNX Runtime vs PyTorch parity, TensorRT's CPU-side logic."""
 
 import importlib.util
+import json
 import shutil
 
 import numpy as np
@@ -14,12 +15,12 @@ from gato_robot.cli import app
 from gato_robot.model.checkpoint import save_checkpoint
 from gato_robot.model.config import preset
 from gato_robot.model.policy import GatoPolicy
-from gato_robot.runtime.export import OPSET, export_checkpoint
+from gato_robot.runtime.export import OPSET, export_checkpoint, file_digest
 from gato_robot.runtime.factory import load_runner
 from gato_robot.runtime.graphs import DECODE_INPUTS, OUTPUTS, PREFILL_INPUTS
 from gato_robot.runtime.onnx_runner import OnnxRunner
-from gato_robot.runtime.tensorrt_engine import (ENGINE_MANIFEST, build_engines, ensure_engines, prefill_profiles,
-                                                require_tensorrt)
+from gato_robot.runtime.tensorrt_engine import (ENGINE_MANIFEST, build_engines, decode_profiles, ensure_engines,
+                                                prefill_profiles, require_tensorrt)
 from gato_robot.runtime.verify import verify_export
 from gato_robot.tokenizer.sequence import GatoTokenizer
 
@@ -56,9 +57,54 @@ def test_graphs_have_the_documented_interface(exported):
         assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == OPSET
     prefill = onnx.load(str(export.prefill))
     token_dims = prefill.graph.input[0].type.tensor_type.shape.dim
-    assert token_dims[1].dim_param, "prefill token axis must be dynamic"
+    assert token_dims[0].dim_param and token_dims[1].dim_param, "prefill batch and token axes must be dynamic"
     decode = onnx.load(str(export.decode))
-    assert all(d.dim_value > 0 for i in decode.graph.input for d in i.type.tensor_type.shape.dim)
+    dynamic = {i.name: [k for k, d in enumerate(i.type.tensor_type.shape.dim) if d.dim_param]
+               for i in decode.graph.input}
+    # decode: only the batch axis is dynamic (one token per row; the cache's fixed capacity)
+    assert dynamic == {"action_token": [0], "cache_keys": [1], "cache_values": [1], "past_length": []}
+
+
+def test_batched_onnxruntime_rows_decode_what_batch_one_runners_and_torch_decode(exported):
+    """`sim eval` runs B episodes through one ONNX Runtime call per token: row i samples exactly what
+    a batch-1 ONNX runner, and the batched torch runner, seeded the same way sample."""
+    checkpoint, export = exported
+    batched = load_runner("onnxruntime", export.directory, temperature=1.0, batch_size=3)
+    torch_batched = load_runner("torch", checkpoint, temperature=1.0, batch_size=3)
+    singles = [load_runner("onnxruntime", export.directory, temperature=1.0) for _ in range(3)]
+    for runner in (batched, torch_batched):
+        runner.seed(5, 6, 7)
+    for runner, seed in zip(singles, (5, 6, 7)):
+        runner.seed(seed)
+    tokenizer = GatoTokenizer(batched.config.timestep)
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # past the tiny context: eviction in lockstep
+        observations = [tokenizer.encode_observation(random_observation(tokenizer, rng)) for _ in range(3)]
+        rows = batched.act_batch(observations)
+        np.testing.assert_array_equal(rows, np.stack([r.act(o) for r, o in zip(singles, observations)]))
+        np.testing.assert_array_equal(rows, torch_batched.act_batch(observations))
+    assert len({tuple(row) for row in rows}) == 3
+    with pytest.raises(ValueError, match="expected 3 observations"):
+        batched.act_batch(observations[:2])
+
+
+def test_a_checkpoint_is_exported_once_beside_it_and_again_when_its_weights_change(exported, tmp_path):
+    from gato_robot.runtime.export import EXPORT_MANIFEST, cached_export
+
+    checkpoint, _ = exported
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(checkpoint, copy)
+    runner = load_runner("onnxruntime", copy)  # a checkpoint, not an export: exported on first use
+    export_dir = copy / "onnx"
+    assert (export_dir / "prefill.onnx").is_file() and runner.config == load_runner("torch", copy).config
+    stamp = (export_dir / "prefill.onnx").stat().st_mtime_ns
+    assert cached_export(copy) == export_dir and (export_dir / "prefill.onnx").stat().st_mtime_ns == stamp  # reused
+    save_checkpoint(decisive_policy(seed=9), copy)  # new weights: the export is stale
+    assert cached_export(copy) == export_dir and (export_dir / "prefill.onnx").stat().st_mtime_ns != stamp
+    assert json.loads((export_dir / EXPORT_MANIFEST).read_text())["weights"] == file_digest(copy / "model.safetensors")
+    tokenizer = GatoTokenizer(runner.config.timestep)
+    tokens = tokenizer.encode_observation(random_observation(tokenizer, np.random.default_rng(3)))
+    np.testing.assert_array_equal(load_runner("onnxruntime", copy).act(tokens), load_runner("torch", copy).act(tokens))
 
 
 def test_onnxruntime_matches_pytorch_on_1000_observations(exported):
@@ -104,6 +150,11 @@ def test_tensorrt_profiles_are_sized_from_the_config():
     assert profiles["token_ids"].max == (1, config.context_tokens)
     assert profiles["patches"].opt == (1, 128, 3, 16, 16)
     assert all(p.min[1] >= 1 for p in profiles.values())
+    cache = (config.n_layer, 1, config.n_head, config.context_tokens, config.head_dim)
+    assert profiles["cache_keys"].min == profiles["cache_keys"].max == cache  # the engines run the arm's batch 1
+    decode = {p.name: p for p in decode_profiles(config)}
+    assert set(decode) == {"action_token", "cache_keys", "cache_values"}  # every dynamic decode input
+    assert all(p.min == p.opt == p.max for p in decode.values())  # static: capturable in a CUDA graph
 
 
 def test_engine_cache_rebuilds_exactly_when_graphs_precision_tensorrt_or_gpu_change(exported, tmp_path):

@@ -68,7 +68,8 @@ def bench_runtime_command(
 
 @bench_app.command("eval")
 def bench_eval_command(policy: str = typer.Option("gato-cpu-small", help="Shipped policy or checkpoint directory."),
-                       batch_size: list[int] = typer.Option([1, 4, 8, 16], help="Lockstep batch sizes (torch)."),
+                       batch_size: list[int] = typer.Option([1, 4, 8, 16], help="Lockstep batch sizes (torch, "
+                                                            "onnxruntime)."),
                        backend: list[str] = typer.Option(["torch", "onnxruntime"], help="Backends."),
                        steps: int = typer.Option(40, min=1, help="Control ticks measured per configuration."),
                        baseline: str = typer.Option("bc-imp", help="Also measured, at every batch size, through the "

@@ -24,7 +24,9 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                                           "or a comma-separated list (train,test)."),
              episodes: int = typer.Option(50, min=1, help="Episodes per triplet."),
              workers: int = typer.Option(None, min=1, help=WORKERS_HELP),
-             backend: str = typer.Option("torch", help="Policy backend: torch, onnxruntime, tensorrt."),
+             backend: str = typer.Option("onnxruntime", help="Policy runtime: onnxruntime (the node's; a checkpoint "
+                                         "is exported once and the export kept beside it), torch or tensorrt. "
+                                         "BC-IMP runs on torch whatever this says."),
              seed: int = typer.Option(0, help="First episode seed (seeds are consecutive)."),
              report: Path = typer.Option(None, help="Write the JSON report here."),
              videos: Path = typer.Option(None, help="Write one episode video per triplet here (both cameras)."),
@@ -38,7 +40,7 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                                              "off: by --temperature like the gripper."),
              batch_size: int = typer.Option(8, min=1,
                                             help="Policy episodes stepped in lockstep per worker, one batched "
-                                            "policy call per tick (torch backend; 1 = one at a time).")) -> None:
+                                            "policy call per tick (torch and onnxruntime; 1 = one at a time).")) -> None:
     """Success rate per triplet with 95% confidence intervals, headless."""
     from gato_robot.sim.evaluate import EvalConfig, evaluate, write_report
 

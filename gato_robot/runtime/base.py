@@ -121,51 +121,66 @@ class PolicyRunner(ABC):
 class GraphRunner(PolicyRunner):
     """Shared logic of the compiled backends, which run the exported prefill/decode graphs.
 
-    The runner owns the KV cache (fixed buffers); a graph call returns the keys/values of the
-    tokens it added and the runner appends them. Subclasses implement the two graph calls.
+    The runner owns the KV cache (fixed buffers, ``batch_size`` rows in lockstep); a graph call
+    returns the keys/values of the tokens it added and the runner appends them. Subclasses
+    implement the two graph calls.
     """
 
     def __init__(self, config: GatoConfig, device: str | torch.device | None = None, temperature: float = 0.0,
-                 expectation: str = "off"):
+                 expectation: str = "off", batch_size: int = 1):
         """``device`` None: the cache is numpy (CPU backends); otherwise torch tensors on ``device``."""
         super().__init__(config, temperature, expectation)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
         c = config
         rotary = RotaryEmbedding(c.head_dim, c.context_tokens, c.rope_base)
-        shape = (c.n_layer, 1, c.n_head, c.context_tokens, c.head_dim)
+        shape = (c.n_layer, batch_size, c.n_head, c.context_tokens, c.head_dim)
         self.cache = (NumpyKVCache(*shape, rotary) if device is None
                       else StaticKVCache(*shape, rotary.to(device), device))
+        self.seed(*range(batch_size))
 
     def reset(self) -> None:
         self.cache.reset()
 
     @abstractmethod
-    def _prefill(self, observation: TokenSequence):
-        """Run the prefill graph at past length ``self.cache.length``: (logits (1024,), new keys, new
-        values), arrays of the cache's kind (numpy or torch)."""
+    def _prefill(self, observations: list[TokenSequence]):
+        """Run the prefill graph on one observation per row at past length ``self.cache.length``:
+        (logits (B, 1024), new keys, new values), arrays of the cache's kind (numpy or torch)."""
 
     @abstractmethod
-    def _decode(self, token_id: int):
-        """Run the decode graph for one action token at past length ``self.cache.length``."""
+    def _decode(self, token_ids: np.ndarray):
+        """Run the decode graph for one action token per row, (B,) int64, at past length
+        ``self.cache.length``."""
 
     def act(self, observation: TokenSequence) -> np.ndarray:
-        self.check_observation(observation)
+        return self.act_batch([observation])[0]
+
+    def act_batch(self, observations: list[TokenSequence]) -> np.ndarray:
+        """One observation per row -> action bins (B, action_dim); row i samples from its own
+        generator, so it decodes what a batch-1 runner seeded the same way would."""
+        if len(observations) != self.batch_size:
+            raise ValueError(f"expected {self.batch_size} observations (one per row), got {len(observations)}")
+        for observation in observations:
+            self.check_observation(observation)
         spec = self.config.timestep
         start = time.perf_counter()
-        self.cache.make_room(len(observation) + spec.action_dim, evict_multiple=spec.timestep_tokens)
-        logits, keys, values = self._prefill(observation)
+        self.cache.make_room(len(observations[0]) + spec.action_dim, evict_multiple=spec.timestep_tokens)
+        logits, keys, values = self._prefill(observations)
         self.cache.append(keys, values)
         prefilled = time.perf_counter()
 
-        def feed(bin_: int):
-            logits, keys, values = self._decode(bin_ + CONTINUOUS_OFFSET)
+        def feed(bins: np.ndarray):
+            logits, keys, values = self._decode(bins + CONTINUOUS_OFFSET)
             self.cache.append(keys, values)
             return logits
 
-        def choose(logits, i: int) -> int:
+        def choose(logits, i: int) -> np.ndarray:
             host = logits if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
-            return choose_bin(host, self.temperature, self.rngs[0], self.decoding_of(i))
+            return np.array([choose_bin(row, self.temperature, rng, self.decoding_of(i))
+                             for row, rng in zip(host, self.rngs)], dtype=np.int64)
 
-        bins = np.asarray(decode_actions(logits, feed, choose, spec.action_dim), dtype=np.int64)
+        bins = np.stack(decode_actions(logits, feed, choose, spec.action_dim), axis=1)
         self.stage_seconds["prefill"] = prefilled - start
         self.stage_seconds["decode"] = time.perf_counter() - prefilled
         return bins

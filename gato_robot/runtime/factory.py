@@ -12,23 +12,31 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 def load_runner(backend: str, path: str | Path, device: str = "cpu", threads: int = 0,
                 temperature: float = 0.0, expectation: str = "off", batch_size: int = 1) -> PolicyRunner:
     """torch: a checkpoint directory (or a shipped policy's name); onnxruntime: an ONNX export
-    directory; tensorrt: an engine directory. ``temperature`` 0 decodes greedily, > 0 samples;
+    directory, or a checkpoint (exported once, :func:`~gato_robot.runtime.export.cached_export`);
+    tensorrt: an engine directory. ``temperature`` 0 decodes greedily, > 0 samples;
     ``expectation`` ("companded", "physical" or "median", :func:`~gato_robot.runtime.base.choose_bin`)
-    decodes the motion dimensions by that statistic of their bins (the gripper by temperature). ``batch_size`` > 1: episodes in
-    lockstep, one batched call per tick (torch only; the exported graphs are batch 1)."""
-    if batch_size != 1 and backend != "torch":
-        raise ValueError(f"batched acting (batch_size {batch_size}) needs the torch backend, not {backend!r}")
-    if backend == "torch":
-        from ..policies import resolve_policy
+    decodes the motion dimensions by that statistic of their bins (the gripper by temperature).
+    ``batch_size`` > 1: episodes in lockstep, one batched call per tick (torch and onnxruntime; the
+    TensorRT engines are built for the arm's batch of 1)."""
+    if batch_size != 1 and backend == "tensorrt":
+        raise ValueError(f"batched acting (batch_size {batch_size}) needs the torch or onnxruntime backend, "
+                         "not 'tensorrt' (engines are built for batch 1)")
+    from ..policies import resolve_policy
 
-        path = resolve_policy(str(path))
+    path = Path(resolve_policy(str(path)))
+    if backend == "torch":
         from .torch_runner import TorchRunner
 
         return TorchRunner.from_checkpoint(path, device, temperature, expectation, batch_size)
     if backend == "onnxruntime":
+        from .export import PREFILL_FILE, cached_export
         from .onnx_runner import OnnxRunner
 
-        return OnnxRunner(path, threads=threads, temperature=temperature, expectation=expectation)
+        if not (path / PREFILL_FILE).is_file() and (path / "model.safetensors").is_file():
+            path = cached_export(path)  # a checkpoint: its export, made once and kept beside it
+
+        return OnnxRunner(path, threads=threads, temperature=temperature, expectation=expectation,
+                          batch_size=batch_size)
     if backend == "tensorrt":
         from .tensorrt_runner import TensorRTRunner
 

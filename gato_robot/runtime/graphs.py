@@ -3,13 +3,14 @@
 Both graphs take the KV cache as explicit, fixed-size inputs and return only the keys/values of
 the tokens they add; the runner owns the cache buffers and copies those few rows in. Shapes:
 
-- cache_keys / cache_values: (n_layer, 1, n_head, context_tokens, head_dim) float32, of which the
-  first ``past_length`` rows along axis 3 are valid.
+- cache_keys / cache_values: (n_layer, B, n_head, context_tokens, head_dim) float32, of which the
+  first ``past_length`` rows along axis 3 are valid (every batch row has the same past length:
+  episodes in lockstep).
 - past_length: (1,) int64.
-- prefill inputs: token_ids, obs_positions, patch_rows, patch_cols, image_index (1, L) int64 and
-  patches (1, P, 3, 16, 16) float32 with L, P dynamic; decode input: action_token (1, 1) int64.
-- outputs: action_logits (1, 1024) for the last token, new_keys / new_values
-  (n_layer, 1, n_head, L, head_dim).
+- prefill inputs: token_ids, obs_positions, patch_rows, patch_cols, image_index (B, L) int64 and
+  patches (B, P, 3, 16, 16) float32 with B, L, P dynamic; decode input: action_token (B, 1) int64.
+- outputs: action_logits (B, 1024) for the last token, new_keys / new_values
+  (n_layer, B, n_head, L, head_dim).
 
 Attention sees [cache (context_tokens rows) ; new tokens (L rows)] with a mask that admits cache
 rows below ``past_length`` and new rows causally, so shapes never depend on ``past_length``: one

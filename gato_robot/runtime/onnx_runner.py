@@ -34,13 +34,16 @@ def _require_onnxruntime():
 class OnnxRunner(GraphRunner):
     backend = "onnxruntime"
 
-    def __init__(self, export_dir: str | Path, threads: int = 0, temperature: float = 0.0, expectation: str = "off"):
+    def __init__(self, export_dir: str | Path, threads: int = 0, temperature: float = 0.0, expectation: str = "off",
+                 batch_size: int = 1):
+        """``batch_size`` rows act in lockstep (one prefill and one decode call per token for all)."""
         export_dir = Path(export_dir)
         for name in (PREFILL_FILE, DECODE_FILE):
             if not (export_dir / name).is_file():
                 raise FileNotFoundError(f"ONNX export incomplete: expected {export_dir / name} "
                                         "(run `gato-robot export onnx CHECKPOINT`)")
-        super().__init__(load_config(export_dir), temperature=temperature, expectation=expectation)
+        super().__init__(load_config(export_dir), temperature=temperature, expectation=expectation,
+                         batch_size=batch_size)
         ort = _require_onnxruntime()
         # The prefill (hundreds of tokens) parallelizes over ``threads`` (default: torch's thread
         # budget for this process, all cores unless a caller such as an evaluation worker set 1); the
@@ -60,15 +63,15 @@ class OnnxRunner(GraphRunner):
             self._decode_session = ort.InferenceSession(str(export_dir / DECODE_FILE), decode_options,
                                                         providers=providers)
 
-        c, spec = self.config, self.config.timestep
+        c, spec, b = self.config, self.config.timestep, batch_size
         length = spec.observation_tokens
         num_patches = len(spec.camera_names) * spec.patches_per_image
-        self._tokens = {name: np.zeros((1, length), np.int64) for name in TOKEN_INPUTS}
-        self._patches = np.zeros((1, num_patches, 3, c.patch_size, c.patch_size), np.float32)
-        self._action_token = np.zeros((1, 1), np.int64)
+        self._tokens = {name: np.zeros((b, length), np.int64) for name in TOKEN_INPUTS}
+        self._patches = np.zeros((b, num_patches, 3, c.patch_size, c.patch_size), np.float32)
+        self._action_token = np.zeros((b, 1), np.int64)
         self._past = np.zeros(1, np.int64)
-        self._logits = np.zeros((1, NUM_CONTINUOUS_BINS), np.float32)
-        new_shape = lambda n: (c.n_layer, 1, c.n_head, n, c.head_dim)  # noqa: E731
+        self._logits = np.zeros((b, NUM_CONTINUOUS_BINS), np.float32)
+        new_shape = lambda n: (c.n_layer, b, c.n_head, n, c.head_dim)  # noqa: E731
         self._prefill_new = (np.zeros(new_shape(length), np.float32), np.zeros(new_shape(length), np.float32))
         self._decode_new = (np.zeros(new_shape(1), np.float32), np.zeros(new_shape(1), np.float32))
         cache_arrays = {"cache_keys": self.cache.keys, "cache_values": self.cache.values,
@@ -88,18 +91,19 @@ class OnnxRunner(GraphRunner):
         return binding
 
     def _outputs(self, new: tuple[np.ndarray, np.ndarray]):
-        return self._logits[0], new[0], new[1]
+        return self._logits, new[0], new[1]
 
-    def _prefill(self, observation: TokenSequence):
-        for name, array in self._tokens.items():
-            np.copyto(array[0], getattr(observation, name))
-        np.copyto(self._patches[0], observation.patches)
+    def _prefill(self, observations: list[TokenSequence]):
+        for row, observation in enumerate(observations):
+            for name, array in self._tokens.items():
+                np.copyto(array[row], getattr(observation, name))
+            np.copyto(self._patches[row], observation.patches)
         self._past[0] = self.cache.length
         self._prefill_session.run_with_iobinding(self._prefill_binding)
         return self._outputs(self._prefill_new)
 
-    def _decode(self, token_id: int):
-        self._action_token[0, 0] = token_id
+    def _decode(self, token_ids: np.ndarray):
+        self._action_token[:, 0] = token_ids
         self._past[0] = self.cache.length
         self._decode_session.run_with_iobinding(self._decode_binding)
         return self._outputs(self._decode_new)

@@ -9,14 +9,13 @@ A timing cache file beside the engines makes rebuilds fast.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..model.checkpoint import CONFIG_FILE, load_config
 from ..model.config import GatoConfig
-from .export import DECODE_FILE, PREFILL_FILE
+from .export import DECODE_FILE, PREFILL_FILE, file_digest
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 TIMING_CACHE_FILE = "timing.cache"
@@ -53,8 +52,14 @@ class ShapeProfile:
     max: tuple[int, ...]
 
 
+def _cache_profiles(config: GatoConfig) -> list[ShapeProfile]:
+    """The KV cache inputs at batch 1: the ONNX graphs take any batch, the engines the arm's one."""
+    shape = (config.n_layer, 1, config.n_head, config.context_tokens, config.head_dim)
+    return [ShapeProfile(name, shape, shape, shape) for name in ("cache_keys", "cache_values")]
+
+
 def prefill_profiles(config: GatoConfig) -> list[ShapeProfile]:
-    """Profiles of the prefill graph's dynamic inputs, sized from the config."""
+    """Profiles of the prefill graph's dynamic inputs, sized from the config (batch 1)."""
     spec = config.timestep
     length, context = spec.observation_tokens, config.context_tokens
     num_patches = len(spec.camera_names) * spec.patches_per_image
@@ -62,7 +67,12 @@ def prefill_profiles(config: GatoConfig) -> list[ShapeProfile]:
     profiles = [ShapeProfile(name, (1, 1), (1, length), (1, context))
                 for name in ("token_ids", "obs_positions", "patch_rows", "patch_cols", "image_index")]
     profiles.append(ShapeProfile("patches", (1, 1, *patch), (1, num_patches, *patch), (1, context, *patch)))
-    return profiles
+    return profiles + _cache_profiles(config)
+
+
+def decode_profiles(config: GatoConfig) -> list[ShapeProfile]:
+    """The decode graph at batch 1: every shape fixed, so its enqueue can be captured in a CUDA graph."""
+    return [ShapeProfile("action_token", (1, 1), (1, 1), (1, 1))] + _cache_profiles(config)
 
 
 def build_engine(onnx_path: Path, engine_path: Path, profiles: list[ShapeProfile], precision: str,
@@ -121,20 +131,12 @@ def build_engines(onnx_dir: str | Path, out_dir: str | Path | None = None, preci
     timing_cache = out_dir / TIMING_CACHE_FILE
     return [build_engine(onnx_dir / PREFILL_FILE, out_dir / engine_name(PREFILL_FILE), prefill_profiles(config),
                          precision, timing_cache),
-            build_engine(onnx_dir / DECODE_FILE, out_dir / engine_name(DECODE_FILE), [], precision, timing_cache)]
+            build_engine(onnx_dir / DECODE_FILE, out_dir / engine_name(DECODE_FILE), decode_profiles(config), precision,
+                         timing_cache)]
 
 
 ENGINE_MANIFEST = "engines.json"
 """Written beside the engines: what they were built from and for (:func:`engine_fingerprint`)."""
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def engine_fingerprint(onnx_dir: Path, precision: str, tensorrt_version: str, gpu: str) -> dict:

@@ -76,7 +76,8 @@ class TensorRTRunner(GraphRunner):
             self._decode_ctx.execute_async_v3(self.stream.cuda_stream)
         return graph
 
-    def _prefill(self, observation: TokenSequence):
+    def _prefill(self, observations: list[TokenSequence]):
+        (observation,) = observations  # the engines are built for batch 1 (the arm's)
         with torch.cuda.stream(self.stream):
             for name, device_array in self._tokens.items():
                 self._host_tokens[name][0].copy_(torch.from_numpy(getattr(observation, name)))
@@ -87,18 +88,18 @@ class TensorRTRunner(GraphRunner):
             if not self._prefill_ctx.execute_async_v3(self.stream.cuda_stream):
                 raise RuntimeError("TensorRT prefill enqueue failed")
         self.stream.synchronize()
-        return self._logits[0], *self._prefill_new
+        return self._logits, *self._prefill_new
 
-    def _decode(self, token_id: int):
+    def _decode(self, token_ids: np.ndarray):
         with torch.cuda.stream(self.stream):
-            self._action_token.fill_(token_id)
+            self._action_token.fill_(int(token_ids[0]))
             self._past.fill_(self.cache.length)
             if self._graph is not None:
                 self._graph.replay()
             elif not self._decode_ctx.execute_async_v3(self.stream.cuda_stream):
                 raise RuntimeError("TensorRT decode enqueue failed")
         self.stream.synchronize()
-        return self._logits[0], *self._decode_new
+        return self._logits, *self._decode_new
 
     def act(self, observation: TokenSequence) -> np.ndarray:
         with torch.cuda.stream(self.stream):

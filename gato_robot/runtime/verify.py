@@ -41,7 +41,7 @@ def verify_export(checkpoint: str | Path, export_dir: str | Path, observations: 
             with torch.no_grad():
                 batch = batch_to_torch(stack_sequences([tokens]))
                 reference = policy.action_logits(policy.hidden(*(batch[n] for n in INPUT_NAMES))[:, -1])[0]
-            logits = onnx_runner._prefill(tokens)[0]
+            logits = onnx_runner._prefill([tokens])[0][0]
             max_diff = max(max_diff, float(np.abs(logits - reference.numpy()).max()))
             onnx_runner.reset()
         else:
