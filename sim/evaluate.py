@@ -301,7 +301,8 @@ def evaluate(config: EvalConfig) -> EvalReport:
         from gato_robot.deploy.policy import GATO_KIND, checkpoint_kind
         from gato_robot.policies import resolve_policy
 
-        if Path(resolve_policy(config.policy)).is_dir() and checkpoint_kind(resolve_policy(config.policy)) != GATO_KIND:
+        resolved = Path(resolve_policy(config.policy))
+        if resolved.is_dir() and checkpoint_kind(resolved) != GATO_KIND:
             config = replace(config, backend="torch")  # BC-IMP has no compiled form: the report says what ran
         require_policy(config.policy, config.backend)
     names = triplet_names(config.triplets)

@@ -77,15 +77,19 @@ class PolicyRunner(ABC):
 
     backend: str = "abstract"
 
-    def __init__(self, config: GatoConfig, temperature: float = 0.0, expectation: str = "off"):
+    def __init__(self, config: GatoConfig, temperature: float = 0.0, expectation: str = "off", batch_size: int = 1):
+        """``batch_size`` rows act in lockstep (:meth:`act_batch`), row i seeded with i until :meth:`seed`."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.config = config
+        self.batch_size = batch_size
         self.temperature = check_temperature(temperature)
         self.expectation = check_expectation(expectation)
         order = config.timestep.action_token_order
         self.expectation_dims = (tuple(i for i, dim in enumerate(order) if dim in MOTION_DIMS)
                                  if expectation != "off" else ())
         """Action token positions decoded by expectation (the motion dimensions, wherever they sit)."""
-        self.rngs = [np.random.default_rng(0)]
+        self.seed(*range(batch_size))
         self.stage_seconds: dict[str, float] = {"prefill": 0.0, "decode": 0.0}
         """Wall time of the last act()'s stages, for the benchmarks."""
 
@@ -129,16 +133,12 @@ class GraphRunner(PolicyRunner):
     def __init__(self, config: GatoConfig, device: str | torch.device | None = None, temperature: float = 0.0,
                  expectation: str = "off", batch_size: int = 1):
         """``device`` None: the cache is numpy (CPU backends); otherwise torch tensors on ``device``."""
-        super().__init__(config, temperature, expectation)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+        super().__init__(config, temperature, expectation, batch_size)
         c = config
         rotary = RotaryEmbedding(c.head_dim, c.context_tokens, c.rope_base)
         shape = (c.n_layer, batch_size, c.n_head, c.context_tokens, c.head_dim)
         self.cache = (NumpyKVCache(*shape, rotary) if device is None
                       else StaticKVCache(*shape, rotary.to(device), device))
-        self.seed(*range(batch_size))
 
     def reset(self) -> None:
         self.cache.reset()

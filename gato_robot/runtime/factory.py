@@ -29,10 +29,11 @@ def load_runner(backend: str, path: str | Path, device: str = "cpu", threads: in
 
         return TorchRunner.from_checkpoint(path, device, temperature, expectation, batch_size)
     if backend == "onnxruntime":
+        from ..model.checkpoint import WEIGHTS_FILE
         from .export import PREFILL_FILE, cached_export
         from .onnx_runner import OnnxRunner
 
-        if not (path / PREFILL_FILE).is_file() and (path / "model.safetensors").is_file():
+        if not (path / PREFILL_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
             path = cached_export(path)  # a checkpoint: its export, made once and kept beside it
 
         return OnnxRunner(path, threads=threads, temperature=temperature, expectation=expectation,

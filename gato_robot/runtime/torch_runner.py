@@ -23,14 +23,10 @@ class TorchRunner(PolicyRunner):
 
     def __init__(self, policy: GatoPolicy, device: str | torch.device = "cpu", temperature: float = 0.0,
                  expectation: str = "off", batch_size: int = 1):
-        super().__init__(policy.config, temperature, expectation)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(policy.config, temperature, expectation, batch_size)
         self.device = torch.device(device)
         self.policy = policy.to(self.device).eval()
-        self.batch_size = batch_size
         self.cache = self.policy.new_cache(batch_size, device=self.device)
-        self.seed(*range(batch_size))
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", temperature: float = 0.0,
