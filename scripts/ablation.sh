@@ -22,7 +22,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-gf-global"}   # round 11 (round 10: all-novel-gf-global-mse10; results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"bc-imp-bins bc-imp-novel"}   # round 12 (round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -47,6 +47,16 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-dropout) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --dropout 0.1" ;;
     all-novel)    echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities" ;;
     paper)        echo "--image-encoder patch_resnet --action-loss vocab_ce" ;;
+    *) echo "unknown arm $1" >&2; exit 2 ;;
+  esac
+}
+
+baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output at a time
+  case $1 in
+    bc-imp) echo "" ;;
+    bc-imp-bins) echo "--action-head hl_gauss" ;;  # Gato's mu-law action bins, HL-Gauss, decoded as Gato
+    bc-imp-novel) echo "--no-joint-velocities" ;;  # Gato's proprioception (no joint velocities)
+    bc-imp-bins-novel) echo "--action-head hl_gauss --no-joint-velocities" ;;
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac
 }
@@ -76,10 +86,11 @@ for arm in $ARMS; do
       --init-from "$RUNS/all-novel-gf/checkpoint" --preset cpu-small --steps "$STEPS" --batch-size 24 --window 1 --lr 5e-4 \
       --warmup 100 --checkpoint-every 500 --no-patch-jitter $(flags all-novel-gf)
     policy=$RUNS/$arm/checkpoint
-  elif [ "$arm" = bc-imp ]; then
-    [ -s "$RUNS/bc-imp/summary.json" ] || $G train-baseline --store "$STORE" --out "$RUNS/bc-imp" \
-      --steps $((STEPS * 24 / 32)) --batch-size 32 --random-shift 4
-    policy=$RUNS/bc-imp
+  elif [[ "$arm" == bc-imp* ]]; then  # the specialist, and the bridge from it to Gato one change at a time
+    # shellcheck disable=SC2046
+    [ -s "$RUNS/$arm/summary.json" ] || $G train-baseline --store "$STORE" --out "$RUNS/$arm" \
+      --steps $((STEPS * 24 / 32)) --batch-size 32 --random-shift 4 $(baseline_flags "$arm")
+    policy=$RUNS/$arm
   else
     # shellcheck disable=SC2046
     [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE" --run "$RUNS/$arm" --preset cpu-small \
@@ -88,6 +99,13 @@ for arm in $ARMS; do
   fi
   if [ -s "$RUNS/$arm/summary.json" ]; then  # what the table and the reader need, kept in the repo
     mkdir -p "$OUT/runs/$arm" && cp "$RUNS/$arm"/{summary.json,train_config.json,learning_curve.png} "$OUT/runs/$arm/" 2>/dev/null || true
+  fi
+  if [[ "$arm" == bc-imp* ]]; then  # deterministic: one evaluation per distribution
+    [ -s "$OUT/$arm-train.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
+      --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --report "$OUT/$arm-train.json"
+    [ "$TEST_EPISODES" = 0 ] || [ -s "$OUT/$arm-test.json" ] || $G sim eval --engine mujoco --policy "$policy" \
+      --triplets test --episodes "$TEST_EPISODES" --seed 0 --report "$OUT/$arm-test.json"
+    continue
   fi
   case $arm in all-gf*|all-novel-gf*) ;;  # sampled at T=1 the gripper-first arms stacked 0/50 (round 2): not re-run
     *) [ -s "$OUT/$arm-sampled.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \

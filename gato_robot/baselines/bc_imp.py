@@ -7,6 +7,13 @@ over proprioception, and a continuous action head (tanh, actions scaled to [-1, 
 spec), trained by behaviour cloning on the filtered successful episodes of the same store, and
 evaluated by the same harness.
 
+Two options bridge it to Gato, one change at a time (the recipe ablation of the issue "A Gato
+policy that stacks"): ``action_head="hl_gauss"`` replaces the tanh regression by Gato's action
+tokenizer (mu-law, 1024 uniform bins, Reed et al. 2022 Sec. 2.1) with HL-Gauss soft targets, decoded
+as the shipped Gato is (motion by the companded expectation, gripper by argmax,
+:func:`gato_robot.runtime.base.choose_bin`); ``proprio_keep`` leaves proprioception out as Gato's
+``TimestepSpec.proprio_keep`` does (``JOINT_VELOCITY_FREE``: no joint velocities).
+
 Where it simplifies: Lee et al.'s BC-IMP adds an offline policy-improvement step (CRR with a
 learned critic, then data collection with the improved policy) and uses a ResNet encoder with an
 LSTM over time; here the policy is feed-forward (one timestep), and this module is the "BC" stage
@@ -34,9 +41,13 @@ from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..data.dataset import random_shift
 from ..data.episodes import EpisodeReader, EpisodeStore
 from ..errors import DamagedFileError, read_json_object, reading
+from ..model.policy import hl_gauss_targets
 from ..proprio import PROPRIO_DIM
+from ..tokenizer.ids import NUM_CONTINUOUS_BINS
+from ..tokenizer.mulaw import bins_to_continuous, continuous_to_bins
 
 KIND = "bc_imp"
+ACTION_HEADS = ("tanh", "hl_gauss")
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,21 @@ class BCIMPConfig:
     hidden: int = 256
     proprio_dim: int = PROPRIO_DIM
     action_dim: int = 5
+    action_head: str = "tanh"  # "tanh": MSE on normalized actions (Lee et al.); "hl_gauss": Gato's 1024 bins
+    hl_gauss_sigma_bins: float = 2.0  # HL-Gauss target width, in bins (companded space), as GatoConfig's
+    proprio_keep: tuple[int, ...] | None = None  # indices of the 22 proprio values seen (None: all)
     kind: str = KIND
+
+    def __post_init__(self):
+        if self.action_head not in ACTION_HEADS:
+            raise ValueError(f"action_head must be one of {ACTION_HEADS}, got {self.action_head!r}")
+        if self.proprio_keep is not None and (len(set(self.proprio_keep)) != len(self.proprio_keep) or not all(
+                0 <= i < self.proprio_dim for i in self.proprio_keep)):
+            raise ValueError(f"proprio_keep must be distinct indices in [0, {self.proprio_dim}), got {self.proprio_keep}")
+
+    @property
+    def proprio_seen(self) -> int:
+        return self.proprio_dim if self.proprio_keep is None else len(self.proprio_keep)
 
 
 class ConvEncoder(nn.Module):
@@ -78,17 +103,50 @@ class BCIMPPolicy(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = ConvEncoder(config)
-        self.proprio = nn.Sequential(nn.Linear(config.proprio_dim, 64), nn.GELU())
+        self.proprio = nn.Sequential(nn.Linear(config.proprio_seen, 64), nn.GELU())
         features = config.image_embedding * len(config.camera_names) + 64
+        outputs = config.action_dim * (NUM_CONTINUOUS_BINS if config.action_head == "hl_gauss" else 1)
         self.head = nn.Sequential(nn.Linear(features, config.hidden), nn.GELU(), nn.Linear(config.hidden, config.hidden),
-                                  nn.GELU(), nn.Linear(config.hidden, config.action_dim))
+                                  nn.GELU(), nn.Linear(config.hidden, outputs))
+        if config.proprio_keep is not None:
+            self.register_buffer("keep", torch.tensor(config.proprio_keep), persistent=False)
 
     def forward(self, images: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        """images uint8 (B, cameras, H, W, 3), proprio (B, 22) SI units -> normalized action (B, 5) in [-1, 1]."""
+        """images uint8 (B, cameras, H, W, 3), proprio (B, 22) SI units -> normalized action (B, 5) in [-1, 1]
+        ("tanh" head), or action-bin logits (B, 5, 1024) ("hl_gauss" head)."""
         batch, cameras = images.shape[:2]
         encoded = self.encoder(images.flatten(0, 1)).view(batch, -1)
+        if self.config.proprio_keep is not None:
+            proprio = proprio[:, self.keep]
         scaled = torch.sign(proprio) * torch.log1p(proprio.abs())  # proprio spans rad, m and rad/s
-        return torch.tanh(self.head(torch.cat([encoded, self.proprio(scaled)], dim=1)))
+        out = self.head(torch.cat([encoded, self.proprio(scaled)], dim=1))
+        return torch.tanh(out) if self.config.action_head == "tanh" else out.view(batch, self.config.action_dim, -1)
+
+    def loss(self, images: torch.Tensor, proprio: torch.Tensor, actions: np.ndarray) -> torch.Tensor:
+        """Behaviour-cloning loss against normalized actions (B, 5): MSE ("tanh"), or cross-entropy
+        against HL-Gauss targets centred on each action's mu-law bin ("hl_gauss")."""
+        prediction = self(images, proprio)
+        if self.config.action_head == "tanh":
+            return F.mse_loss(prediction, torch.from_numpy(actions).float())
+        bins = torch.from_numpy(continuous_to_bins(actions)).reshape(-1)
+        soft = hl_gauss_targets(bins, NUM_CONTINUOUS_BINS, self.config.hl_gauss_sigma_bins)
+        return -(soft * F.log_softmax(prediction.reshape(bins.shape[0], -1), dim=-1)).sum(-1).mean()
+
+    @torch.inference_mode()
+    def act(self, images: torch.Tensor, proprio: torch.Tensor) -> np.ndarray:
+        """Deterministic normalized actions (B, 5) float64: the tanh output, or the bins decoded as the
+        shipped Gato decodes (``DEPLOYED_EXPECTATION`` on motion, argmax on the gripper)."""
+        out = self(images, proprio).numpy().astype(np.float64)
+        if self.config.action_head == "tanh":
+            return out
+        from ..runtime.base import MOTION_DIMS, choose_bin
+        from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
+
+        rng = np.random.default_rng(0)  # unused: both decodings are deterministic
+        bins = np.array([[choose_bin(row[d], DEPLOYED_TEMPERATURE, rng,
+                                     DEPLOYED_EXPECTATION if d in MOTION_DIMS else "off")
+                          for d in range(self.config.action_dim)] for row in out])
+        return bins_to_continuous(bins)
 
 
 def save(policy: BCIMPPolicy, directory: Path) -> Path:
@@ -128,7 +186,7 @@ class BCIMPTrainConfig:
 
 def train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: ActionSpec = RGB_STACKING_ACTIONS,
                  progress: bool = True) -> dict:
-    """Behaviour cloning (MSE on normalized actions) on the filtered episodes; cosine learning rate."""
+    """Behaviour cloning (:meth:`BCIMPPolicy.loss`) on the filtered episodes; cosine learning rate."""
     torch.manual_seed(config.seed)
     episodes = EpisodeStore(store_dir).episodes(config.min_return_fraction)
     if not episodes:
@@ -152,8 +210,7 @@ def train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Act
         actions = np.stack([spec.normalize(readers[e].actions(t, t + 1)[0]) for e, t in zip(picks, times)])
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-        prediction = policy(torch.from_numpy(images), torch.from_numpy(proprio).float())
-        loss = F.mse_loss(prediction, torch.from_numpy(actions).float())
+        loss = policy.loss(torch.from_numpy(images), torch.from_numpy(proprio).float(), actions)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)

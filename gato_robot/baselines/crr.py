@@ -156,6 +156,9 @@ def improve_bc_imp(bc_policy: Path, stores: list[Path], out: Path, config: CRRCo
     same format, so `sim eval --policy OUT` evaluates it) and its summary to ``out``."""
     torch.manual_seed(config.seed)
     policy = load(bc_policy).train()
+    if policy.config.action_head != "tanh":
+        raise ValueError(f"{bc_policy}: CRR needs BC-IMP's tanh action head (a Gaussian policy around its mean), "
+                         f"got action_head {policy.config.action_head!r}")
     critic = Critic(policy.config).train()
     target_policy, target_critic = copy.deepcopy(policy).eval(), copy.deepcopy(critic).eval()
     policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=1e-4)

@@ -90,13 +90,20 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
                            lr: float = typer.Option(3e-4, help="Peak learning rate (cosine decay)."),
                            random_shift: int = typer.Option(0,
                                                             help="DrQ random shift of the images, in pixels (0: off)."),
+                           action_head: str = typer.Option("tanh", help="tanh: MSE regression (Lee et al.); "
+                                                           "hl_gauss: Gato's 1024 mu-law action bins, HL-Gauss "
+                                                           "targets, decoded as the shipped Gato."),
+                           joint_velocities: bool = typer.Option(True, help="Let the policy see the 7 joint "
+                                                                 "velocities (--no-joint-velocities: as the shipped Gato)."),
                            seed: int = 0) -> None:
     """Train the BC-IMP specialist baseline (conv encoder + MLP, behaviour cloning) on the same store."""
-    from ..baselines.bc_imp import BCIMPTrainConfig, train_bc_imp
+    from ..baselines.bc_imp import BCIMPConfig, BCIMPTrainConfig, train_bc_imp
+    from ..tokenizer.sequence import JOINT_VELOCITY_FREE
 
     with _clear_errors():
+        model = BCIMPConfig(action_head=action_head, proprio_keep=None if joint_velocities else JOINT_VELOCITY_FREE)
         summary = train_bc_imp(store, out, BCIMPTrainConfig(steps=steps, batch_size=batch_size, learning_rate=lr,
-                                                            random_shift_px=random_shift, seed=seed))
+                                                            random_shift_px=random_shift, seed=seed, model=model))
     console.print(f"BC-IMP: {steps} steps, final loss {summary['final_loss']:.4f}, {summary['seconds']:.0f} s -> {out}")
 
 

@@ -164,9 +164,9 @@ class BCIMPDeployment:
         with torch.inference_mode():
             images = torch.from_numpy(np.stack([images for images, _ in encoded]))
             proprio = torch.from_numpy(np.stack([proprio for _, proprio in encoded]))
-            action = self.policy(images, proprio).numpy()
+            action = self.policy.act(images, proprio)
         self.stage_seconds = {"policy": time.perf_counter() - started}
-        return self.spec.denormalize(action.astype(np.float64))
+        return self.spec.denormalize(action)
 
     def warm_up(self, iterations: int) -> float:
         blank = (np.full((len(self.inputs.camera_names), self.inputs.image_height, self.inputs.image_width, 3),
