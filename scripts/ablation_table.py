@@ -50,7 +50,16 @@ RECIPES = {
     "all-novel-gf-global-mse10": "as all-novel-gf-global | HL-Gauss + 10 x the squared error of the bins' "
                                  "physical expectation (`--expectation-mse-weight 10`: BC-IMP's MSE through the same "
                                  "bins) | as all-novel-gf-global | random shift 4 px",
-    "bc-imp": "BC-IMP specialist (conv + MLP, MSE) | - | log-scaled, with joint velocities | random shift 4 px",
+    "all-gf-global": "as all-novel-gf-global | as all-novel-gf-global | standardized, with the 7 joint velocities "
+                     "(as BC-IMP sees them) | random shift 4 px",
+    "all-novel-gf-global-pnoise": "as all-novel-gf-global | as all-novel-gf-global | standardized, no joint "
+                                  "velocities, Gaussian noise 0.1 std (`--proprio-noise 0.1`) | random shift 4 px",
+    "bc-imp": "BC-IMP specialist (conv + MLP) | tanh, MSE | log-scaled, with joint velocities | random shift 4 px",
+    "bc-imp-bins": "BC-IMP's | Gato's 1024 mu-law action bins per dimension, HL-Gauss, decoded as Gato "
+                   "(`--action-head hl_gauss`) | as bc-imp | random shift 4 px",
+    "bc-imp-novel": "BC-IMP's | tanh, MSE | log-scaled, no joint velocities (Gato's set, `--no-joint-velocities`) "
+                    "| random shift 4 px",
+    "bc-imp-bins-novel": "BC-IMP's | as bc-imp-bins | as bc-imp-novel | random shift 4 px",
 }
 
 
@@ -76,8 +85,9 @@ def main() -> None:
              "| success, companded expectation (motion) + argmax gripper "
              "| success, physical expectation (motion) + argmax gripper "
              "| held-out test triplets, argmax gripper, motion by the expectation that stacked more on the "
-             "training-distribution seeds (companded unless noted) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "training-distribution seeds (companded unless noted) "
+             "| success, deterministic as deployed (BC-IMP arms: tanh, or bins decoded as Gato) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for arm, recipe in RECIPES.items():
         summary_path = args.runs / arm / "summary.json"
         if not summary_path.is_file():
@@ -89,12 +99,13 @@ def main() -> None:
                      f"| {cell(args.reports / f'{arm}-expectation.json')} "
                      f"| {cell(args.reports / f'{arm}-expectation-greedy.json')} "
                      f"| {cell(args.reports / f'{arm}-physical-greedy.json')} "
-                     f"| {cell(args.reports / f'{arm}-test.json', note_decoding=True)} |")
+                     f"| {cell(args.reports / f'{arm}-test.json', note_decoding=True)} "
+                     f"| {cell(args.reports / f'{arm}-train.json')} |")
     shipped = args.reports / "shipped-sampled.json"
     if shipped.is_file():  # the previous session's policy: another store (479 episodes), 3.2x the samples
         lines.append("| gato-cpu-small (shipped, previous recipe) | patch ResNet v2 \\| one-hot CE over vocabulary "
                      "\\| raw, with joint velocities \\| none; 479-episode store without gripper flips | 384k "
-                     f"| 100 min | 64 | {cell(shipped)} | not run | not run | not run | not run |")
+                     f"| 100 min | 64 | {cell(shipped)} | not run | not run | not run | not run | not run |")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
