@@ -107,6 +107,29 @@ def test_a_checkpoint_is_exported_once_beside_it_and_again_when_its_weights_chan
     np.testing.assert_array_equal(load_runner("onnxruntime", copy).act(tokens), load_runner("torch", copy).act(tokens))
 
 
+def _export_stamp(checkpoint: str) -> int:
+    from gato_robot.runtime.export import PREFILL_FILE, cached_export
+
+    return (cached_export(checkpoint) / PREFILL_FILE).stat().st_mtime_ns
+
+
+def test_two_processes_asking_for_one_export_at_once_share_it(exported, tmp_path):
+    """Two evaluations started together on a fresh checkpoint: one exports, the other waits on the
+    lock and reuses that export (the same file, not a second export renamed over the first)."""
+    import multiprocessing
+
+    checkpoint, _ = exported
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(checkpoint, copy)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        stamps = pool.map(_export_stamp, [str(copy)] * 2)
+    assert stamps[0] == stamps[1] == (copy / "onnx" / "prefill.onnx").stat().st_mtime_ns
+    assert not list(tmp_path.glob("checkpoint/onnx.partial-*"))  # no scratch left behind
+    tokenizer = GatoTokenizer(load_runner("torch", copy).config.timestep)
+    tokens = tokenizer.encode_observation(random_observation(tokenizer, np.random.default_rng(4)))
+    np.testing.assert_array_equal(load_runner("onnxruntime", copy).act(tokens), load_runner("torch", copy).act(tokens))
+
+
 def test_onnxruntime_matches_pytorch_on_1000_observations(exported):
     checkpoint, export = exported
     report = verify_export(checkpoint, export.directory, observations=1000, episode_steps=10)

@@ -9,6 +9,7 @@ prefill graph also a dynamic token count ``seq`` and patch count ``patches``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -126,16 +127,38 @@ def cached_export(checkpoint: str | Path) -> Path:
     """The ONNX export of a checkpoint, made on first use and kept beside it (``<checkpoint>/onnx``;
     under ``$XDG_CACHE_HOME/gato_robot/onnx`` when the checkpoint's directory is read-only), made
     again whenever the weights, config, export format or torch change. Written to a scratch
-    directory and renamed into place, so a reader never sees half an export."""
+    directory and renamed into place, so a reader never sees half an export; processes that ask for
+    the same export at once take turns on a lock file beside it, and all but the first reuse its
+    export."""
     checkpoint = Path(checkpoint)
     wanted = export_fingerprint(checkpoint)
     target = checkpoint / CACHED_EXPORT_DIR
     if not os.access(checkpoint, os.W_OK):
         target = _cache_root() / wanted["weights"][:16]
-    manifest = target / EXPORT_MANIFEST
-    try:
-        if json.loads(manifest.read_text()) == wanted and all((target / n).is_file() for n in (PREFILL_FILE, DECODE_FILE)):
+    if _is_current(target, wanted):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(f"{target.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        if _is_current(target, wanted):  # another process exported it while this one waited
             return target
+        scratch = target.with_name(f"{target.name}.partial-{os.getpid()}")
+        shutil.rmtree(scratch, ignore_errors=True)
+        logging.getLogger(__name__).info("exporting %s to ONNX (%s)", checkpoint, target)
+        export_checkpoint(checkpoint, scratch)
+        (scratch / EXPORT_MANIFEST).write_text(json.dumps(wanted, indent=2))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(scratch, target)
+    return target
+
+
+def _is_current(target: Path, wanted: dict) -> bool:
+    """Whether ``target`` holds a complete export whose manifest matches ``wanted``."""
+    try:
+        return (json.loads((target / EXPORT_MANIFEST).read_text()) == wanted
+                and all((target / name).is_file() for name in (PREFILL_FILE, DECODE_FILE)))
+    except (OSError, ValueError):
+        return False  # no export yet, or an unreadable manifest: export again
     except (OSError, ValueError):
         pass  # no export yet, or an unreadable manifest: export again
     target.parent.mkdir(parents=True, exist_ok=True)
