@@ -1,5 +1,7 @@
 """The BC-IMP baseline: trains on the store, round-trips, acts inside the action bounds in the harness."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -116,8 +118,10 @@ def test_improve_baseline_runs_on_expert_data_and_rollouts(store, tmp_path):
 
 def test_bc_imp_with_gatos_action_bins_and_proprio_learns_and_decodes_as_gato(store, tmp_path):
     """The bridge options of the recipe ablation: Gato's 1024 mu-law action bins with HL-Gauss
-    targets, and no joint velocities. Its actions are bin centres decoded as the shipped Gato
-    decodes; the joint velocities cannot change them; CRR refuses a head it cannot improve."""
+    targets, no joint velocities, standardized proprioception. Its actions are bin centres decoded
+    as the shipped Gato decodes; the joint velocities cannot change them; the statistics are the
+    store's, kept in the config; CRR refuses a head it cannot improve."""
+    from gato_robot.data.dataset import proprio_statistics
     from gato_robot.baselines.bc_imp import BCIMPConfig
     from gato_robot.baselines.crr import improve_bc_imp
     from gato_robot.tokenizer.mulaw import bins_to_continuous, continuous_to_bins
@@ -125,21 +129,25 @@ def test_bc_imp_with_gatos_action_bins_and_proprio_learns_and_decodes_as_gato(st
 
     model = BCIMPConfig(action_head="hl_gauss", proprio_keep=JOINT_VELOCITY_FREE)
     summary = train_bc_imp(store, tmp_path / "bins", BCIMPTrainConfig(steps=30, batch_size=8, learning_rate=1e-3,
-                                                                     model=model), progress=False)
+                                                                     model=model, standardize_proprio=True),
+                           progress=False)
     assert np.mean(summary["losses"][-5:]) < np.mean(summary["losses"][:5])
     loaded = load(tmp_path / "bins")
-    assert loaded.config == model  # the options survive the round trip
+    mean, std = proprio_statistics(EpisodeStore(store).episodes())
+    assert loaded.config == replace(model, proprio_mean=tuple(mean), proprio_std=tuple(std))  # survives the round trip
     images = torch.randint(0, 256, (3, 2, 128, 128, 3), dtype=torch.uint8)
     proprio = torch.randn(3, 22)
     assert loaded(images, proprio).shape == (3, 5, 1024)
     actions = loaded.act(images, proprio)
-    assert actions.shape == (3, 5) and np.all(np.abs(actions) <= 1)
-    np.testing.assert_array_equal(bins_to_continuous(continuous_to_bins(actions)), actions)  # bin centres
+    assert actions.shape == (3, 5)  # bin centres, as Gato's (the last one is 1.035: denormalize clips it)
+    np.testing.assert_array_equal(bins_to_continuous(continuous_to_bins(actions)), actions)
     moved = proprio.clone()
     moved[:, 7:14] += 5.0  # joint velocities only
     np.testing.assert_array_equal(loaded.act(images, moved), actions)
     with pytest.raises(ValueError, match="action_head"):
         BCIMPConfig(action_head="softmax")
+    with pytest.raises(ValueError, match="proprio_mean and proprio_std"):
+        BCIMPConfig(proprio_mean=tuple(mean))
     with pytest.raises(ValueError, match="tanh action head"):
         improve_bc_imp(tmp_path / "bins", [store], tmp_path / "crr")
     report = evaluate(EvalConfig(str(tmp_path / "bins"), triplets="test-3-prism", episodes=1))

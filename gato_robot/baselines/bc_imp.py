@@ -12,7 +12,9 @@ policy that stacks"): ``action_head="hl_gauss"`` replaces the tanh regression by
 tokenizer (mu-law, 1024 uniform bins, Reed et al. 2022 Sec. 2.1) with HL-Gauss soft targets, decoded
 as the shipped Gato is (motion by the companded expectation, gripper by argmax,
 :func:`gato_robot.runtime.base.choose_bin`); ``proprio_keep`` leaves proprioception out as Gato's
-``TimestepSpec.proprio_keep`` does (``JOINT_VELOCITY_FREE``: no joint velocities).
+``TimestepSpec.proprio_keep`` does (``JOINT_VELOCITY_FREE``: no joint velocities); ``proprio_mean``
+and ``proprio_std`` standardize proprioception per dimension with the training episodes' statistics,
+as Gato's ``--standardize-proprio`` does, instead of BC-IMP's sign * log1p of SI units.
 
 Where it simplifies: Lee et al.'s BC-IMP adds an offline policy-improvement step (CRR with a
 learned critic, then data collection with the improved policy) and uses a ResNet encoder with an
@@ -26,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
-from ..data.dataset import random_shift
+from ..data.dataset import proprio_statistics, random_shift
 from ..data.episodes import EpisodeReader, EpisodeStore
 from ..errors import DamagedFileError, read_json_object, reading
 from ..model.policy import hl_gauss_targets
@@ -63,6 +65,8 @@ class BCIMPConfig:
     action_head: str = "tanh"  # "tanh": MSE on normalized actions (Lee et al.); "hl_gauss": Gato's 1024 bins
     hl_gauss_sigma_bins: float = 2.0  # HL-Gauss target width, in bins (companded space), as GatoConfig's
     proprio_keep: tuple[int, ...] | None = None  # indices of the 22 proprio values seen (None: all)
+    proprio_mean: tuple[float, ...] | None = None  # per-dimension statistics of the training episodes (SI units):
+    proprio_std: tuple[float, ...] | None = None  # standardized as Gato's tokenizer does (None: sign * log1p|x|)
     kind: str = KIND
 
     def __post_init__(self):
@@ -71,6 +75,10 @@ class BCIMPConfig:
         if self.proprio_keep is not None and (len(set(self.proprio_keep)) != len(self.proprio_keep) or not all(
                 0 <= i < self.proprio_dim for i in self.proprio_keep)):
             raise ValueError(f"proprio_keep must be distinct indices in [0, {self.proprio_dim}), got {self.proprio_keep}")
+
+        if (self.proprio_mean is None) != (self.proprio_std is None) or (
+                self.proprio_mean is not None and not len(self.proprio_mean) == len(self.proprio_std) == self.proprio_dim):
+            raise ValueError(f"proprio_mean and proprio_std must both be {self.proprio_dim} values or both None")
 
     @property
     def proprio_seen(self) -> int:
@@ -110,16 +118,22 @@ class BCIMPPolicy(nn.Module):
                                   nn.GELU(), nn.Linear(config.hidden, outputs))
         if config.proprio_keep is not None:
             self.register_buffer("keep", torch.tensor(config.proprio_keep), persistent=False)
+        if config.proprio_mean is not None:
+            self.register_buffer("proprio_mean", torch.tensor(config.proprio_mean), persistent=False)
+            self.register_buffer("proprio_std", torch.tensor(config.proprio_std), persistent=False)
 
     def forward(self, images: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """images uint8 (B, cameras, H, W, 3), proprio (B, 22) SI units -> normalized action (B, 5) in [-1, 1]
         ("tanh" head), or action-bin logits (B, 5, 1024) ("hl_gauss" head)."""
         batch, cameras = images.shape[:2]
         encoded = self.encoder(images.flatten(0, 1)).view(batch, -1)
+        if self.config.proprio_mean is not None:
+            scaled = (proprio - self.proprio_mean) / self.proprio_std
+        else:
+            scaled = torch.sign(proprio) * torch.log1p(proprio.abs())  # proprio spans rad, m and rad/s
         if self.config.proprio_keep is not None:
-            proprio = proprio[:, self.keep]
-        scaled = torch.sign(proprio) * torch.log1p(proprio.abs())  # proprio spans rad, m and rad/s
-        out = self.head(torch.cat([encoded, self.proprio(scaled)], dim=1))
+            scaled = scaled[:, self.keep]
+        out = self.head(torch.cat([encoded, self.proprio(scaled.float())], dim=1))
         return torch.tanh(out) if self.config.action_head == "tanh" else out.view(batch, self.config.action_dim, -1)
 
     def loss(self, images: torch.Tensor, proprio: torch.Tensor, actions: np.ndarray) -> torch.Tensor:
@@ -180,6 +194,7 @@ class BCIMPTrainConfig:
     weight_decay: float = 1e-4
     min_return_fraction: float = 0.8
     random_shift_px: int = 0  # DrQ random shift of each camera image, as for Gato (0: off)
+    standardize_proprio: bool = False  # model.proprio_mean/std from the training episodes, as Gato's option
     seed: int = 0
     model: BCIMPConfig = field(default_factory=BCIMPConfig)
 
@@ -193,7 +208,11 @@ def train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Act
         raise ValueError(f"no usable episodes in {store_dir}")
     readers = [EpisodeReader(m.path) for m in episodes]
     lengths = np.array([m.steps for m in episodes])
-    policy = BCIMPPolicy(config.model).train()
+    model = config.model
+    if config.standardize_proprio:
+        mean, std = proprio_statistics(episodes)
+        model = replace(model, proprio_mean=tuple(mean.tolist()), proprio_std=tuple(std.tolist()))
+    policy = BCIMPPolicy(model).train()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     losses, started = [], time.perf_counter()
     bar = tqdm(range(config.steps), desc="train bc-imp", unit="step", disable=not progress)

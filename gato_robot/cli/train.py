@@ -95,6 +95,9 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
                                                            "targets, decoded as the shipped Gato."),
                            joint_velocities: bool = typer.Option(True, help="Let the policy see the 7 joint "
                                                                  "velocities (--no-joint-velocities: as the shipped Gato)."),
+                           standardize_proprio: bool = typer.Option(False, help="Standardize proprioception per "
+                                                                    "dimension (training-store statistics, as Gato's "
+                                                                    "option) instead of sign * log1p of SI units."),
                            seed: int = 0) -> None:
     """Train the BC-IMP specialist baseline (conv encoder + MLP, behaviour cloning) on the same store."""
     from ..baselines.bc_imp import BCIMPConfig, BCIMPTrainConfig, train_bc_imp
@@ -103,7 +106,8 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
     with _clear_errors():
         model = BCIMPConfig(action_head=action_head, proprio_keep=None if joint_velocities else JOINT_VELOCITY_FREE)
         summary = train_bc_imp(store, out, BCIMPTrainConfig(steps=steps, batch_size=batch_size, learning_rate=lr,
-                                                            random_shift_px=random_shift, seed=seed, model=model))
+                                                            random_shift_px=random_shift, seed=seed, model=model,
+                                                            standardize_proprio=standardize_proprio))
     console.print(f"BC-IMP: {steps} steps, final loss {summary['final_loss']:.4f}, {summary['seconds']:.0f} s -> {out}")
 
 
