@@ -22,7 +22,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"bc-imp-bins bc-imp-novel"}   # round 12 (round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"bc-imp-bins bc-imp-std all-novel-gf-global-raw bc-imp-novel"}   # round 12 (round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -43,6 +43,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-global-value) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --continuous-embedding value_mlp" ;;
     all-novel-gf-whole) echo "--image-encoder conv_stem_whole --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
+    all-novel-gf-global-raw) echo "--image-encoder conv_stem_global --action-loss hl_gauss --random-shift 4 --no-joint-velocities --gripper-first" ;;  # round 12: proprioception mu-law coded in SI units, not standardized
     all-novel-gf-global-mse10) echo "--image-encoder conv_stem_global --action-loss hl_gauss --expectation-mse-weight 10 --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-global-dropout) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --dropout 0.1" ;;
     all-novel)    echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities" ;;
@@ -57,6 +58,7 @@ baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output a
     bc-imp-bins) echo "--action-head hl_gauss" ;;  # Gato's mu-law action bins, HL-Gauss, decoded as Gato
     bc-imp-novel) echo "--no-joint-velocities" ;;  # Gato's proprioception (no joint velocities)
     bc-imp-bins-novel) echo "--action-head hl_gauss --no-joint-velocities" ;;
+    bc-imp-std) echo "--standardize-proprio" ;;  # Gato's per-dimension standardization of proprioception
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac
 }

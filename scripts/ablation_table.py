@@ -59,6 +59,10 @@ RECIPES = {
                    "(`--action-head hl_gauss`) | as bc-imp | random shift 4 px",
     "bc-imp-novel": "BC-IMP's | tanh, MSE | log-scaled, no joint velocities (Gato's set, `--no-joint-velocities`) "
                     "| random shift 4 px",
+    "bc-imp-std": "BC-IMP's | tanh, MSE | standardized per dimension, with joint velocities (Gato's statistics, "
+                  "`--standardize-proprio`) | random shift 4 px",
+    "all-novel-gf-global-raw": "as all-novel-gf-global | as all-novel-gf-global | mu-law of SI units, not "
+                               "standardized (Gato's tokenizer as published), no joint velocities | random shift 4 px",
     "bc-imp-bins-novel": "BC-IMP's | as bc-imp-bins | as bc-imp-novel | random shift 4 px",
 }
 
