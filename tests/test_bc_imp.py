@@ -141,6 +141,9 @@ def test_bc_imp_with_gatos_action_bins_and_proprio_learns_and_decodes_as_gato(st
     actions = loaded.act(images, proprio)
     assert actions.shape == (3, 5)  # bin centres, as Gato's (the last one is 1.035: denormalize clips it)
     np.testing.assert_array_equal(bins_to_continuous(continuous_to_bins(actions)), actions)
+    with torch.no_grad():
+        argmax = bins_to_continuous(loaded(images, proprio).argmax(-1).numpy())
+    np.testing.assert_array_equal(loaded.act(images, proprio, "off"), argmax)  # the decoding is selectable
     moved = proprio.clone()
     moved[:, 7:14] += 5.0  # joint velocities only
     np.testing.assert_array_equal(loaded.act(images, moved), actions)

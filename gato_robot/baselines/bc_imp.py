@@ -45,6 +45,7 @@ from ..data.episodes import EpisodeReader, EpisodeStore
 from ..errors import DamagedFileError, read_json_object, reading
 from ..model.policy import hl_gauss_targets
 from ..proprio import PROPRIO_DIM
+from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 from ..tokenizer.ids import NUM_CONTINUOUS_BINS
 from ..tokenizer.mulaw import bins_to_continuous, continuous_to_bins
 
@@ -147,18 +148,16 @@ class BCIMPPolicy(nn.Module):
         return -(soft * F.log_softmax(prediction.reshape(bins.shape[0], -1), dim=-1)).sum(-1).mean()
 
     @torch.inference_mode()
-    def act(self, images: torch.Tensor, proprio: torch.Tensor) -> np.ndarray:
-        """Deterministic normalized actions (B, 5) float64: the tanh output, or the bins decoded as the
-        shipped Gato decodes (``DEPLOYED_EXPECTATION`` on motion, argmax on the gripper)."""
+    def act(self, images: torch.Tensor, proprio: torch.Tensor, expectation: str = DEPLOYED_EXPECTATION) -> np.ndarray:
+        """Deterministic normalized actions (B, 5) float64: the tanh output, or the bins decoded as
+        Gato's runners decode (motion by ``expectation``, default the shipped Gato's; gripper by argmax)."""
         out = self(images, proprio).numpy().astype(np.float64)
         if self.config.action_head == "tanh":
             return out
         from ..runtime.base import MOTION_DIMS, choose_bin
-        from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 
-        rng = np.random.default_rng(0)  # unused: both decodings are deterministic
-        bins = np.array([[choose_bin(row[d], DEPLOYED_TEMPERATURE, rng,
-                                     DEPLOYED_EXPECTATION if d in MOTION_DIMS else "off")
+        rng = np.random.default_rng(0)  # unused: every decoding here is deterministic
+        bins = np.array([[choose_bin(row[d], DEPLOYED_TEMPERATURE, rng, expectation if d in MOTION_DIMS else "off")
                           for d in range(self.config.action_dim)] for row in out])
         return bins_to_continuous(bins)
 

@@ -27,7 +27,7 @@ from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..errors import DamagedFileError, read_json_object
 from ..observation import Observation
 from ..runtime.base import PolicyRunner
-from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
+from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE, check_expectation
 
 GATO_KIND = "gato"
 BC_IMP_KIND = "bc_imp"
@@ -131,8 +131,8 @@ class BCIMPDeployment:
     kind = BC_IMP_KIND
     backend = "torch"
 
-    def __init__(self, policy, spec: ActionSpec = RGB_STACKING_ACTIONS):
-        self.policy, self.spec = policy.eval(), spec
+    def __init__(self, policy, spec: ActionSpec = RGB_STACKING_ACTIONS, expectation: str = DEPLOYED_EXPECTATION):
+        self.policy, self.spec, self.expectation = policy.eval(), spec, expectation
         config = policy.config
         self.inputs = PolicyInputs(tuple(config.camera_names), config.image_size, config.image_size)
         self.stage_seconds: dict[str, float] = {}
@@ -164,7 +164,7 @@ class BCIMPDeployment:
         with torch.inference_mode():
             images = torch.from_numpy(np.stack([images for images, _ in encoded]))
             proprio = torch.from_numpy(np.stack([proprio for _, proprio in encoded]))
-            action = self.policy.act(images, proprio)
+            action = self.policy.act(images, proprio, self.expectation)
         self.stage_seconds = {"policy": time.perf_counter() - started}
         return self.spec.denormalize(action)
 
@@ -185,13 +185,15 @@ def _load_gato(path: Path, backend: str, instruction: str, **runner_options) -> 
     return GatoDeployment(load_runner(backend, path, **runner_options), instruction)
 
 
-def _load_bc_imp(path: Path, backend: str, instruction: str, batch_size: int = 1, **_decoding) -> BCIMPDeployment:
-    """Decoding options do not apply (BC-IMP regresses its action); any batch size works."""
+def _load_bc_imp(path: Path, backend: str, instruction: str, batch_size: int = 1,
+                 expectation: str = DEPLOYED_EXPECTATION, **_decoding) -> BCIMPDeployment:
+    """The tanh head regresses its action (no decoding applies); the binned head decodes its motion
+    by ``expectation`` ("off": argmax) and its gripper by argmax. Any batch size works."""
     from ..baselines import bc_imp
 
     if backend != "torch":
         raise ValueError(f"BC-IMP runs on the torch backend only, not {backend!r}")
-    return BCIMPDeployment(bc_imp.load(path))
+    return BCIMPDeployment(bc_imp.load(path), expectation=check_expectation(expectation))
 
 
 POLICY_LOADERS: dict[str, Callable[..., DeployedPolicy]] = {GATO_KIND: _load_gato, BC_IMP_KIND: _load_bc_imp}
