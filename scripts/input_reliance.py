@@ -16,12 +16,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from gato_robot.sim.rollout import PolicyAgent
 
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
-from gato_robot.data.episodes import EpisodeReader, EpisodeStore
-from gato_robot.policies.golden import sensors_at
+from gato_robot.policies.golden import store_states
 from gato_robot.proprio import PROPRIO_LAYOUT
-from gato_robot.sim.rollout import PolicyAgent
 
 BATCH = 16
 MOTION = ("x", "y", "z", "yaw")
@@ -29,13 +28,7 @@ MOTION = ("x", "y", "z", "yaw")
 
 def actions_of(agent: PolicyAgent, sensors: list[dict]) -> np.ndarray:
     """Normalized actions (N, 5), each state from a fresh context."""
-    out = []
-    for start in range(0, len(sensors), BATCH):
-        chunk = sensors[start:start + BATCH]
-        padded = chunk + [chunk[-1]] * (BATCH - len(chunk))  # a lockstep batch is always full
-        agent.reset_batch([None] * BATCH, list(range(start, start + BATCH)))
-        out.append(agent.act_batch(padded, [{}] * BATCH)[:len(chunk)])
-    return np.concatenate(out) / np.asarray(RGB_STACKING_ACTIONS.bounds)
+    return agent.act_each_fresh(sensors) / np.asarray(RGB_STACKING_ACTIONS.bounds)
 
 
 def r_squared(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -52,11 +45,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="of the permutation that picks the donor states")
     args = parser.parse_args()
-    states = []
-    for meta in EpisodeStore(args.store).episodes():
-        with EpisodeReader(meta.path) as reader:
-            images, proprio = reader.images(0, meta.steps), reader.proprio(0, meta.steps)
-        states += [sensors_at(images, proprio, t) for t in range(0, meta.steps, args.every)]
+    states = store_states(args.store, args.every)
     donor = np.random.default_rng(args.seed).permutation(len(states))
     proprio_keys = {key for key, _ in PROPRIO_LAYOUT}
     swapped = {

@@ -14,11 +14,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from gato_robot.sim.rollout import PolicyAgent
 
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
 from gato_robot.data.episodes import EpisodeReader, EpisodeStore
 from gato_robot.policies.golden import sensors_at
-from gato_robot.sim.rollout import PolicyAgent
 
 BATCH = 16
 
@@ -45,13 +45,7 @@ def main() -> None:
         path, _, decoding = spec.partition(":")
         agent = PolicyAgent(path, temperature=1.0 if decoding == "sampled" else 0.0,
                             expectation={"expectation": "companded", "physical": "physical"}.get(decoding, "off"), batch_size=BATCH)
-        predicted = []
-        for start in range(0, len(sensors), BATCH):
-            chunk = sensors[start:start + BATCH]
-            padded = chunk + [chunk[-1]] * (BATCH - len(chunk))  # a lockstep batch is always full
-            agent.reset_batch([None] * BATCH, list(range(start, start + BATCH)))
-            predicted.append(agent.act_batch(padded, [{}] * BATCH)[:len(chunk)])
-        policy = np.concatenate(predicted) / bounds
+        policy = agent.act_each_fresh(sensors) / bounds
         error = np.abs(policy - expert).mean(axis=0)
         sign = [np.mean(np.sign(policy[m, d]) == np.sign(expert[m, d]))
                 for d in range(4) for m in [np.abs(expert[:, d]) > 0.3]]

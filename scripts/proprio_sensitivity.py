@@ -19,11 +19,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from gato_robot.sim.rollout import PolicyAgent
 
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
-from gato_robot.data.episodes import EpisodeReader, EpisodeStore
-from gato_robot.policies.golden import sensors_at
-from gato_robot.sim.rollout import PolicyAgent
+from gato_robot.policies.golden import store_states
 
 OFFSETS_MM = np.arange(-2.0, 2.01, 0.5)
 BATCH = 9  # one state's offsets per batched call
@@ -36,11 +35,7 @@ def main() -> None:
     parser.add_argument("--axis", type=int, default=0, choices=(0, 1), help="0: x, 1: y (base frame)")
     parser.add_argument("--every", type=int, default=10)
     args = parser.parse_args()
-    states = []
-    for meta in EpisodeStore(args.store).episodes():
-        with EpisodeReader(meta.path) as reader:
-            images, proprio = reader.images(0, meta.steps), reader.proprio(0, meta.steps)
-        states += [sensors_at(images, proprio, t) for t in range(0, meta.steps, args.every)]
+    states = store_states(args.store, args.every)
     bound = RGB_STACKING_ACTIONS.bounds[args.axis]
     print(f"{len(states)} expert states, TCP {'xy'[args.axis]} moved by {OFFSETS_MM.tolist()} mm")
     for spec in args.policy:

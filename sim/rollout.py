@@ -74,6 +74,7 @@ class PolicyAgent:
         from .env_base import INSTRUCTION
 
         self.policy = load_policy(path, backend, INSTRUCTION, temperature, expectation, batch_size)
+        self.batch_size = batch_size
 
     def _encode(self, observation: dict):
         from gato_robot.observation import Observation
@@ -94,6 +95,17 @@ class PolicyAgent:
 
     def act_batch(self, observations: list[dict], infos: list[dict]) -> np.ndarray:
         return self.policy.act_batch([self._encode(observation) for observation in observations])
+
+    def act_each_fresh(self, observations: list[dict]) -> np.ndarray:
+        """Physical actions (N, 5) on unrelated observations (offline probes), each from a fresh
+        context, in lockstep batches of the policy's batch size (the last one padded)."""
+        batch, out = self.batch_size, []
+        for start in range(0, len(observations), batch):
+            chunk = observations[start:start + batch]
+            padded = chunk + [chunk[-1]] * (batch - len(chunk))  # a lockstep batch is always full
+            self.reset_batch([None] * batch, list(range(start, start + batch)))
+            out.append(self.act_batch(padded, [{}] * batch)[:len(chunk)])
+        return np.concatenate(out)
 
 
 def make_agent(policy: str, backend: str = "torch", expert_noise: float = 0.0,

@@ -24,6 +24,19 @@ def sensors_at(images: dict[str, np.ndarray], proprio: np.ndarray, index: int) -
     return sensors
 
 
+def store_states(store, every: int = 1) -> list[dict[str, np.ndarray]]:
+    """The sensors dicts of every ``every``-th recorded observation of every usable episode of the
+    episode store at ``store``, in store order."""
+    from ..data.episodes import EpisodeReader, EpisodeStore
+
+    states = []
+    for meta in EpisodeStore(store).episodes():
+        with EpisodeReader(meta.path) as reader:
+            images, proprio = reader.images(0, meta.steps), reader.proprio(0, meta.steps)
+        states += [sensors_at(images, proprio, t) for t in range(0, meta.steps, every)]
+    return states
+
+
 def golden_bins(policy: str, instruction: str, images: dict[str, np.ndarray], proprio: np.ndarray) -> dict:
     """Action bins (N, action_dim) per decoding, each observation from a fresh context."""
     from ..deploy.policy import load_policy

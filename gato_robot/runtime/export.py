@@ -159,14 +159,3 @@ def _is_current(target: Path, wanted: dict) -> bool:
                 and all((target / name).is_file() for name in (PREFILL_FILE, DECODE_FILE)))
     except (OSError, ValueError):
         return False  # no export yet, or an unreadable manifest: export again
-    except (OSError, ValueError):
-        pass  # no export yet, or an unreadable manifest: export again
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(scratch, ignore_errors=True)
-    logging.getLogger(__name__).info("exporting %s to ONNX (%s)", checkpoint, target)
-    export_checkpoint(checkpoint, scratch)
-    (scratch / EXPORT_MANIFEST).write_text(json.dumps(wanted, indent=2))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(scratch, target)
-    return target
