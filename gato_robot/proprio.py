@@ -19,6 +19,15 @@ PROPRIO_OFFSETS: dict[str, int] = {key: sum(size for _, size in PROPRIO_LAYOUT[:
 """Index of each part's first value in the flat vector (``gripper_width``: 14)."""
 
 
+def check_proprio_keep(keep, proprio_dim: int = PROPRIO_DIM) -> tuple[int, ...]:
+    """``keep`` (indices of the proprio values a policy sees) as a tuple of ints, or a ValueError
+    unless they are distinct, in [0, ``proprio_dim``) and at least one."""
+    keep = tuple(int(i) for i in keep)
+    if not keep or len(set(keep)) != len(keep) or not all(0 <= i < proprio_dim for i in keep):
+        raise ValueError(f"proprio_keep must be distinct indices in [0, {proprio_dim}), got {keep}")
+    return keep
+
+
 def proprio_vector(observation: Mapping[str, np.ndarray]) -> np.ndarray:
     """Observation dict -> the flat (22,) float64 vector, in ``PROPRIO_LAYOUT`` order."""
     parts = []

@@ -10,8 +10,9 @@ evaluated by the same harness.
 Two options bridge it to Gato, one change at a time (the recipe ablation of the issue "A Gato
 policy that stacks"): ``action_head="hl_gauss"`` replaces the tanh regression by Gato's action
 tokenizer (mu-law, 1024 uniform bins, Reed et al. 2022 Sec. 2.1) with HL-Gauss soft targets, decoded
-as the shipped Gato is (motion by the companded expectation, gripper by argmax,
-:func:`gato_robot.runtime.base.choose_bin`); ``proprio_keep`` leaves proprioception out as Gato's
+by Gato's :func:`gato_robot.runtime.base.choose_bin` (motion by the expectation asked for, default the
+shipped Gato's companded one; gripper by argmax; README round 12: the physical one stacks, the
+companded one does not); ``proprio_keep`` leaves proprioception out as Gato's
 ``TimestepSpec.proprio_keep`` does (``JOINT_VELOCITY_FREE``: no joint velocities); ``proprio_mean``
 and ``proprio_std`` standardize proprioception per dimension with the training episodes' statistics,
 as Gato's ``--standardize-proprio`` does, instead of BC-IMP's sign * log1p of SI units.
@@ -43,8 +44,9 @@ from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..data.dataset import proprio_statistics, random_shift
 from ..data.episodes import EpisodeReader, EpisodeStore
 from ..errors import DamagedFileError, read_json_object, reading
-from ..model.policy import hl_gauss_targets
-from ..proprio import PROPRIO_DIM
+from ..model.policy import hl_gauss_cross_entropy
+from ..proprio import PROPRIO_DIM, check_proprio_keep
+from ..runtime.base import MOTION_DIMS, choose_bin
 from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 from ..tokenizer.ids import NUM_CONTINUOUS_BINS
 from ..tokenizer.mulaw import bins_to_continuous, continuous_to_bins
@@ -73,10 +75,8 @@ class BCIMPConfig:
     def __post_init__(self):
         if self.action_head not in ACTION_HEADS:
             raise ValueError(f"action_head must be one of {ACTION_HEADS}, got {self.action_head!r}")
-        if self.proprio_keep is not None and (len(set(self.proprio_keep)) != len(self.proprio_keep) or not all(
-                0 <= i < self.proprio_dim for i in self.proprio_keep)):
-            raise ValueError(f"proprio_keep must be distinct indices in [0, {self.proprio_dim}), got {self.proprio_keep}")
-
+        if self.proprio_keep is not None:
+            object.__setattr__(self, "proprio_keep", check_proprio_keep(self.proprio_keep, self.proprio_dim))
         if (self.proprio_mean is None) != (self.proprio_std is None) or (
                 self.proprio_mean is not None and not len(self.proprio_mean) == len(self.proprio_std) == self.proprio_dim):
             raise ValueError(f"proprio_mean and proprio_std must both be {self.proprio_dim} values or both None")
@@ -144,8 +144,8 @@ class BCIMPPolicy(nn.Module):
         if self.config.action_head == "tanh":
             return F.mse_loss(prediction, torch.from_numpy(actions).float())
         bins = torch.from_numpy(continuous_to_bins(actions)).reshape(-1)
-        soft = hl_gauss_targets(bins, NUM_CONTINUOUS_BINS, self.config.hl_gauss_sigma_bins)
-        return -(soft * F.log_softmax(prediction.reshape(bins.shape[0], -1), dim=-1)).sum(-1).mean()
+        log_p = F.log_softmax(prediction.reshape(bins.shape[0], -1), dim=-1)
+        return hl_gauss_cross_entropy(log_p, bins, self.config.hl_gauss_sigma_bins)
 
     @torch.inference_mode()
     def act(self, images: torch.Tensor, proprio: torch.Tensor, expectation: str = DEPLOYED_EXPECTATION) -> np.ndarray:
@@ -154,8 +154,6 @@ class BCIMPPolicy(nn.Module):
         out = self(images, proprio).numpy().astype(np.float64)
         if self.config.action_head == "tanh":
             return out
-        from ..runtime.base import MOTION_DIMS, choose_bin
-
         rng = np.random.default_rng(0)  # unused: every decoding here is deterministic
         bins = np.array([[choose_bin(row[d], DEPLOYED_TEMPERATURE, rng, expectation if d in MOTION_DIMS else "off")
                           for d in range(self.config.action_dim)] for row in out])

@@ -92,7 +92,7 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
                                                             help="DrQ random shift of the images, in pixels (0: off)."),
                            action_head: str = typer.Option("tanh", help="tanh: MSE regression (Lee et al.); "
                                                            "hl_gauss: Gato's 1024 mu-law action bins, HL-Gauss "
-                                                           "targets, decoded as the shipped Gato."),
+                                                           "targets (decoded by `sim eval --expectation`)."),
                            joint_velocities: bool = typer.Option(True, help="Let the policy see the 7 joint "
                                                                  "velocities (--no-joint-velocities: as the shipped Gato)."),
                            standardize_proprio: bool = typer.Option(False, help="Standardize proprioception per "

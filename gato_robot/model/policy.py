@@ -143,9 +143,8 @@ class GatoPolicy(nn.Module):
         if self.config.action_loss == "vocab_ce":
             return F.cross_entropy(self.logits(hidden[mask]), targets[mask])
         bins = targets[mask] - CONTINUOUS_OFFSET
-        soft = hl_gauss_targets(bins, NUM_CONTINUOUS_BINS, self.config.hl_gauss_sigma_bins)
         log_p = F.log_softmax(self.action_logits(hidden[mask]).float(), dim=-1)
-        loss = -(soft * log_p).sum(-1).mean()
+        loss = hl_gauss_cross_entropy(log_p, bins, self.config.hl_gauss_sigma_bins)
         if self.config.expectation_mse_weight:
             values = torch.as_tensor(BIN_VALUES, dtype=log_p.dtype, device=log_p.device)
             expected = log_p.exp() @ values
@@ -225,6 +224,12 @@ def hl_gauss_targets(bins: torch.Tensor, num_bins: int, sigma_bins: float) -> to
     cdf = 0.5 * (1.0 + torch.erf((edges - centres) / (sigma_bins * 2.0 ** 0.5)))
     mass = cdf[:, 1:] - cdf[:, :-1]
     return mass / mass.sum(dim=-1, keepdim=True)
+
+
+def hl_gauss_cross_entropy(log_p: torch.Tensor, bins: torch.Tensor, sigma_bins: float) -> torch.Tensor:
+    """Mean cross-entropy of log-probabilities (N, 1024) over the continuous bins against the
+    HL-Gauss targets of the target bins (N,)."""
+    return -(hl_gauss_targets(bins, log_p.shape[-1], sigma_bins) * log_p).sum(-1).mean()
 
 
 def batch_to_torch(arrays: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:

@@ -26,6 +26,7 @@ from enum import IntEnum
 import numpy as np
 
 from ..observation import Observation
+from ..proprio import check_proprio_keep
 from ..task import RGB_STACKING
 from .errors import TokenizationError
 from .ids import IMAGE_PLACEHOLDER_ID, PAD_ID, SEPARATOR_ID
@@ -98,10 +99,7 @@ class TimestepSpec:
             object.__setattr__(self, "proprio_mean", mean)
             object.__setattr__(self, "proprio_std", std)
         if self.proprio_keep is not None:
-            keep = tuple(int(i) for i in self.proprio_keep)
-            if not keep or len(set(keep)) != len(keep) or not all(0 <= i < self.proprio_dim for i in keep):
-                raise ValueError(f"proprio_keep must be distinct indices in [0, {self.proprio_dim}), got {keep}")
-            object.__setattr__(self, "proprio_keep", keep)
+            object.__setattr__(self, "proprio_keep", check_proprio_keep(self.proprio_keep, self.proprio_dim))
         if self.action_order is not None:
             order = tuple(int(i) for i in self.action_order)
             if sorted(order) != list(range(self.action_dim)):
