@@ -18,6 +18,20 @@ PROPRIO_OFFSETS: dict[str, int] = {key: sum(size for _, size in PROPRIO_LAYOUT[:
                                    for i, (key, _) in enumerate(PROPRIO_LAYOUT)}
 """Index of each part's first value in the flat vector (``gripper_width``: 14)."""
 
+JOINT_VELOCITIES: tuple[int, ...] = tuple(range(PROPRIO_OFFSETS["joint_velocities"], PROPRIO_OFFSETS["gripper_width"]))
+"""Indices of the 7 joint velocities (rad/s)."""
+PLANAR_POSITION: tuple[int, ...] = tuple(range(PROPRIO_OFFSETS["joint_positions"], PROPRIO_OFFSETS["joint_velocities"])) + (
+    PROPRIO_OFFSETS["tcp_pose"], PROPRIO_OFFSETS["tcp_pose"] + 1)
+"""Indices that say where the gripper is in the table's plane: the 7 joint angles (rad; the TCP by
+forward kinematics) and the TCP's x and y (m, base frame). Without them a policy has to find the
+gripper's horizontal offset from the blocks in the camera images, as BC-IMP does."""
+
+
+def proprio_keep_without(dropped) -> tuple[int, ...]:
+    """The proprio indices left when ``dropped`` indices are left out, in layout order."""
+    dropped = set(dropped)
+    return check_proprio_keep([i for i in range(PROPRIO_DIM) if i not in dropped])
+
 
 def check_proprio_keep(keep, proprio_dim: int = PROPRIO_DIM) -> tuple[int, ...]:
     """``keep`` (indices of the proprio values a policy sees) as a tuple of ints, or a ValueError

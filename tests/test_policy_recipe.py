@@ -281,11 +281,13 @@ def test_value_mlp_embedding_gives_an_unseen_bin_the_embedding_of_its_neighbours
     np.testing.assert_allclose(after[0], before[0])  # a text token keeps its table row
 
 
-@pytest.mark.parametrize("encoder, continuous_embedding", [("conv_stem", "table"), ("conv_stem", "table_fourier"),
-                                                           ("conv_stem_global", "table"), ("conv_stem_global", "value_mlp"),
-                                                           ("conv_stem_whole", "table")])
-def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng, encoder, continuous_embedding):
-    config = preset("tiny", image_encoder=encoder, action_loss="hl_gauss", continuous_embedding=continuous_embedding)
+@pytest.mark.parametrize("encoder, continuous_embedding, action_head", [
+    ("conv_stem", "table", "tied"), ("conv_stem", "table_fourier", "tied"), ("conv_stem_global", "table", "tied"),
+    ("conv_stem_global", "value_mlp", "tied"), ("conv_stem_whole", "table", "tied"), ("conv_stem_global", "table", "untied")])
+def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng, encoder, continuous_embedding,
+                                                                  action_head):
+    config = preset("tiny", image_encoder=encoder, action_loss="hl_gauss", continuous_embedding=continuous_embedding,
+                    action_head=action_head)
     torch.manual_seed(3)
     policy = GatoPolicy(config)
     with torch.no_grad():
@@ -305,6 +307,24 @@ def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng,
             np.testing.assert_array_equal(expected, onnx_runner.act(tokens))
             chosen.add(tuple(expected.tolist()))
         assert len(chosen) > 1
+
+
+def test_an_untied_action_head_predicts_without_the_rows_that_embed_proprioception():
+    from gato_robot.tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
+
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 64)
+    for head, moves in (("tied", True), ("untied", False)):
+        policy = GatoPolicy(preset("tiny", action_loss="hl_gauss", action_head=head))
+        before = policy.action_logits(hidden).detach().clone()
+        assert before.shape == (3, NUM_CONTINUOUS_BINS)
+        with torch.no_grad():
+            policy.embed.token.weight[CONTINUOUS_OFFSET:CONTINUOUS_OFFSET + NUM_CONTINUOUS_BINS] += 1.0
+        assert (not torch.allclose(policy.action_logits(hidden), before)) == moves
+    with pytest.raises(ValueError, match="untied.*hl_gauss"):
+        preset("tiny", action_head="untied")
+    with pytest.raises(ValueError, match="unknown action_head"):
+        preset("tiny", action_loss="hl_gauss", action_head="shared")
 
 
 def test_joint_velocities_can_be_left_out_of_the_tokens(spec, rng):
@@ -327,6 +347,23 @@ def test_joint_velocities_can_be_left_out_of_the_tokens(spec, rng):
     assert policy.act(batch_to_torch(runner_tokens), policy.new_cache()).shape == (1, 5)
     with pytest.raises(ValueError, match="distinct indices"):
         replace(spec, proprio_keep=(0, 0))
+
+
+def test_planar_position_can_be_left_out_so_the_images_must_say_where_the_gripper_is(spec, rng):
+    from gato_robot.proprio import PLANAR_POSITION
+    from gato_robot.train.trainer import TrainConfig, model_config
+
+    keep = model_config(TrainConfig(joint_velocities=False, planar_position=False)).timestep.proprio_keep
+    assert keep == (14, 17, 18, 19, 20, 21)  # gripper width, TCP z, TCP orientation
+    assert model_config(TrainConfig(planar_position=False)).timestep.proprio_keep == tuple(range(7, 15)) + keep[1:]
+    lean = replace(spec, proprio_keep=keep)
+    observation = random_observation(GatoTokenizer(spec), rng)
+    tokens = GatoTokenizer(lean).encode_observation(observation).token_ids
+    moved = replace(observation, proprio=np.asarray(observation.proprio).copy())
+    moved.proprio[list(PLANAR_POSITION)] += 0.05  # the arm elsewhere in the plane: the tokens cannot tell
+    np.testing.assert_array_equal(GatoTokenizer(lean).encode_observation(moved).token_ids, tokens)
+    moved.proprio[17] += 0.05  # higher: they can
+    assert not np.array_equal(GatoTokenizer(lean).encode_observation(moved).token_ids, tokens)
 
 
 def test_gripper_first_order_tokenizes_decodes_and_maps_expectation_to_the_motion_tokens(spec, tmp_path):

@@ -40,6 +40,9 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                   continuous_embedding: str = typer.Option("table", help="table (Gato: one learned row per mu-law "
                                                            "bin), table_fourier (+ Fourier features of the bin's value) or value_mlp (an MLP of those "
                                                            "features instead of the row)."),
+                  action_head: str = typer.Option("tied", help="tied (the action bins' logits through the token "
+                                                  "embedding table, as it predicts every token) or untied (a linear "
+                                                  "head of its own over the 1024 bins; needs hl_gauss)."),
                   standardize_proprio: bool = typer.Option(False, help="Standardize proprioception per dimension "
                                                            "before mu-law (statistics stored in the checkpoint)."),
                   random_shift: int = typer.Option(0, help="DrQ random shift of the images, in pixels (0: off)."),
@@ -48,6 +51,9 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                                                       "dimension's standard deviation in the training data (0: off)."),
                   joint_velocities: bool = typer.Option(True, help="Tokenize the joint velocities (Gato's full "
                                                         "proprioception); off: leave out this copycat shortcut."),
+                  planar_position: bool = typer.Option(True, help="Tokenize the joint angles and the TCP's x, y "
+                                                       "(Gato's full proprioception); off: the policy finds the "
+                                                       "gripper's horizontal offset from the blocks in the images."),
                   gripper_first: bool = typer.Option(False, help="Decode the gripper token before the motion tokens "
                                                      "(Gato's order is the action vector's: motion, then gripper)."),
                   heldout_store: Path = typer.Option(None, help="Episode store never trained on: held-out action "
@@ -67,10 +73,11 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          device=device, patch_position_jitter=patch_jitter, image_encoder=image_encoder,
                          action_loss=action_loss, hl_gauss_sigma_bins=hl_gauss_sigma, dropout=dropout,
                          expectation_mse_weight=expectation_mse_weight,
-                         continuous_embedding=continuous_embedding,
+                         continuous_embedding=continuous_embedding, action_head=action_head,
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
-                         proprio_noise=proprio_noise, joint_velocities=joint_velocities, gripper_first=gripper_first,
-                         heldout_store=str(heldout_store) if heldout_store else None, heldout_windows=heldout_windows,
+                         proprio_noise=proprio_noise, joint_velocities=joint_velocities, planar_position=planar_position,
+                         gripper_first=gripper_first, heldout_store=str(heldout_store) if heldout_store else None,
+                         heldout_windows=heldout_windows,
                          skip_damaged=skip_damaged)
     with _clear_errors():
         summary = train(store, run, config, init_from=init_from, stop_at=stop_at, warm_restart=warm_restart)

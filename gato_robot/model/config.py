@@ -17,6 +17,7 @@ from ..tokenizer.sequence import TimestepSpec
 IMAGE_ENCODERS = ("patch_resnet", "conv_stem", "conv_stem_global", "conv_stem_whole")
 ACTION_LOSSES = ("vocab_ce", "hl_gauss")
 CONTINUOUS_EMBEDDINGS = ("table", "table_fourier", "value_mlp")
+ACTION_HEADS = ("tied", "untied")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,12 @@ class GatoConfig:
         normalized action units) and the target bin's value: the MSE that BC-IMP minimizes, taken
         through the same 1024-bin head, so the distribution's physical mean (what ``--expectation
         physical`` decodes) is itself trained. 0 (default): HL-Gauss alone.
+    action_head: "tied", the action logits are the final hidden state times the token embedding
+        table's 1024 continuous rows (the one table Gato embeds and predicts with), so each bin's
+        row serves both as the embedding of proprioceptive readings in that bin and as the
+        classifier of actions in it; or "untied", a linear layer of its own over the same 1024 bins
+        (as BC-IMP's head), so the ordinal action targets do not shape how proprioception embeds.
+        Token ids, logits shape and graphs are the same either way ("untied" needs "hl_gauss").
     """
 
     n_layer: int = 4
@@ -68,6 +75,7 @@ class GatoConfig:
     expectation_mse_weight: float = 0.0
     continuous_embedding: str = "table"
     fourier_frequencies: int = 8
+    action_head: str = "tied"
     kind: str = "gato"  # what a checkpoint is (gato_robot.deploy.policy.POLICY_LOADERS); BC-IMP's says "bc_imp"
 
     def __post_init__(self) -> None:
@@ -80,6 +88,11 @@ class GatoConfig:
         if self.continuous_embedding not in CONTINUOUS_EMBEDDINGS:
             raise ValueError(f"unknown continuous_embedding {self.continuous_embedding!r}; "
                              f"choose one of {CONTINUOUS_EMBEDDINGS}")
+        if self.action_head not in ACTION_HEADS:
+            raise ValueError(f"unknown action_head {self.action_head!r}; choose one of {ACTION_HEADS}")
+        if self.action_head == "untied" and self.action_loss != "hl_gauss":
+            raise ValueError("action_head 'untied' needs action_loss 'hl_gauss' (vocab_ce predicts every token "
+                             "through the embedding table)")
         if not 1 <= self.fourier_frequencies <= 10:
             raise ValueError(f"fourier_frequencies must be in [1, 10] (2^10 periods span one bin), "
                              f"got {self.fourier_frequencies}")

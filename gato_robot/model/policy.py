@@ -66,6 +66,8 @@ class GatoPolicy(nn.Module):
         self.embed = GatoEmbedding(config)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
+        self.action_head = (nn.Linear(config.n_embd, NUM_CONTINUOUS_BINS, bias=False)
+                            if config.action_head == "untied" else None)
         self.rotary = RotaryEmbedding(config.head_dim, config.context_tokens, config.rope_base)
         self.apply(self._init_weights)
         for name, param in self.named_parameters():
@@ -116,7 +118,10 @@ class GatoPolicy(nn.Module):
         return F.linear(hidden, self.embed.token.weight)
 
     def action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits over the 1024 continuous bins only (action tokens are continuous in RGB stacking)."""
+        """Logits over the 1024 continuous bins only (action tokens are continuous in RGB stacking):
+        through the embedding table's continuous rows, or the head of their own (``action_head``)."""
+        if self.action_head is not None:
+            return self.action_head(hidden)
         weight = self.embed.token.weight[CONTINUOUS_OFFSET:CONTINUOUS_OFFSET + NUM_CONTINUOUS_BINS]
         return F.linear(hidden, weight)
 

@@ -33,7 +33,7 @@ from ..data.episodes import EpisodeStore
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.config import GatoConfig, preset
 from ..model.policy import GatoPolicy, batch_to_torch
-from ..tokenizer.sequence import JOINT_VELOCITY_FREE
+from ..proprio import JOINT_VELOCITIES, PLANAR_POSITION, proprio_keep_without
 from .distributed import Cluster, data_parallel, join_cluster, leave_cluster
 from .validation import heldout_batch, heldout_metrics
 
@@ -60,10 +60,12 @@ class TrainConfig:
     expectation_mse_weight: float = 0.0  # GatoConfig.expectation_mse_weight (hl_gauss only; 0: off)
     dropout: float = 0.0  # GatoConfig.dropout: attention and MLP dropout (Gato's is not stated; 0: off)
     continuous_embedding: str = "table"  # GatoConfig.continuous_embedding: "table" (Gato), "table_fourier", "value_mlp"
+    action_head: str = "tied"  # GatoConfig.action_head: "tied" (the embedding table's rows) or "untied"
     standardize_proprio: bool = False  # per-dimension statistics of the training episodes, in the config
     random_shift_px: int = 0  # DrQ random shift of the camera images (0: off)
     proprio_noise: float = 0.0  # Gaussian noise on the proprioception seen, x its per-dimension std (0: off)
     joint_velocities: bool = True  # False: leave them out of the tokens (a copycat shortcut, TimestepSpec)
+    planar_position: bool = True  # False: leave out the joint angles and TCP x, y (proprio.PLANAR_POSITION)
     gripper_first: bool = False  # decode the gripper token before the motion (TimestepSpec.action_order)
     max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
     heldout_store: str | None = None  # episode store never trained on: metrics at every checkpoint
@@ -157,7 +159,7 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
     base = preset(config.preset, image_encoder=config.image_encoder, action_loss=config.action_loss,
                   hl_gauss_sigma_bins=config.hl_gauss_sigma_bins,
                   expectation_mse_weight=config.expectation_mse_weight, continuous_embedding=config.continuous_embedding,
-                  dropout=config.dropout)
+                  dropout=config.dropout, action_head=config.action_head)
     check_window_fits(config, base)
     timestep = base.timestep
     if config.standardize_proprio:
@@ -165,8 +167,9 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
             raise ValueError("standardize_proprio needs the training episodes to compute statistics")
         mean, std = proprio_statistics(episodes, skip_damaged=config.skip_damaged)
         timestep = replace(timestep, proprio_mean=tuple(mean.tolist()), proprio_std=tuple(std.tolist()))
-    if not config.joint_velocities:
-        timestep = replace(timestep, proprio_keep=JOINT_VELOCITY_FREE)
+    dropped = (() if config.joint_velocities else JOINT_VELOCITIES) + (() if config.planar_position else PLANAR_POSITION)
+    if dropped:
+        timestep = replace(timestep, proprio_keep=proprio_keep_without(dropped))
     if config.gripper_first:
         timestep = replace(timestep, action_order=GRIPPER_FIRST)
     return replace(base, context_tokens=config.window_timesteps * timestep.timestep_tokens, timestep=timestep)
