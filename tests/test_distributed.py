@@ -23,10 +23,10 @@ def store(tmp_path_factory):
     return write_expert_store(tmp_path_factory.mktemp("ddp") / "store", range(2))
 
 
-def torchrun(processes: int, *args: str) -> None:
+def torchrun(processes: int, *args: str, command: str = "train") -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                             str(processes), "-m", "gato_robot.cli", "train", *args],
+                             str(processes), "-m", "gato_robot.cli", command, *args],
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -42,10 +42,15 @@ def losses_and_weights(run):
     return state["losses"], load_file(run / "checkpoint" / "model.safetensors")
 
 
-def assert_same_run(a, b):
+def assert_same_run(a, b, steps: int = 6):
     (losses_a, weights_a), (losses_b, weights_b) = losses_and_weights(a), losses_and_weights(b)
-    assert len(losses_a) == len(losses_b) == 6
+    assert len(losses_a) == len(losses_b) == steps
     torch.testing.assert_close(torch.tensor(losses_a), torch.tensor(losses_b), rtol=1e-4, atol=1e-5)
+    assert_same_weights(weights_a, weights_b)
+
+
+def assert_same_weights(weights_a, weights_b):
+    assert weights_a.keys() == weights_b.keys()
     for name in weights_a:
         torch.testing.assert_close(weights_a[name], weights_b[name], rtol=1e-3, atol=1e-5, msg=name)
 
@@ -65,6 +70,39 @@ def test_a_run_stopped_at_world_size_two_resumes_at_one(store, tmp_path):
     assert len(losses_and_weights(tmp_path / "resumed")[0]) == 3
     single_process(store, tmp_path / "resumed")  # the rest in one process
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+
+
+def test_the_bc_imp_baseline_trains_the_same_on_two_processes(store, tmp_path):
+    import json
+
+    from gato_robot.baselines.bc_imp import BCIMPTrainConfig, train_bc_imp
+
+    one = train_bc_imp(store, tmp_path / "one", BCIMPTrainConfig(steps=4, batch_size=4, random_shift_px=4),
+                       progress=False)
+    torchrun(2, "--store", str(store), "--out", str(tmp_path / "two"), "--steps", "4", "--batch-size", "4",
+             "--random-shift", "4", command="train-baseline")
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert two["processes"] == 2 and two["samples"] == one["samples"] == 16
+    assert abs(two["final_loss"] - one["final_loss"]) < 1e-4 * max(1.0, one["final_loss"])
+    assert_same_weights(load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors"))
+
+
+def test_finetuning_from_scratch_runs_the_same_on_two_processes(store, tmp_path):
+    from gato_robot.model.checkpoint import save_checkpoint
+    from gato_robot.model.config import preset
+    from gato_robot.model.policy import GatoPolicy
+    from gato_robot.train.finetune import FinetuneConfig, finetune
+
+    torch.manual_seed(0)
+    pretrained = save_checkpoint(GatoPolicy(preset("tiny", context_tokens=preset("tiny").timestep.timestep_tokens)),
+                                 tmp_path / "pretrained")
+    finetune(pretrained, store, tmp_path / "one", FinetuneConfig(episodes=None, steps=3),
+             arm="scratch", progress=False)
+    torchrun(2, "--pretrained", str(pretrained), "--store", str(store), "--run-dir", str(tmp_path / "two"), "--steps", "3",
+             "--scratch", command="finetune")
+    assert_same_run(tmp_path / "one", tmp_path / "two", steps=3)
+    assert_same_weights(load_file(tmp_path / "one" / "init" / "model.safetensors"),
+                        load_file(tmp_path / "two" / "init" / "model.safetensors"))
 
 
 def test_a_global_batch_that_does_not_split_is_refused(store, tmp_path):

@@ -50,6 +50,7 @@ from ..runtime.base import MOTION_DIMS, choose_bin
 from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 from ..tokenizer.ids import NUM_CONTINUOUS_BINS
 from ..tokenizer.mulaw import bins_to_continuous, continuous_to_bins
+from ..train.distributed import Cluster, data_parallel, join_cluster, leave_cluster
 
 KIND = "bc_imp"
 ACTION_HEADS = ("tanh", "hl_gauss")
@@ -198,8 +199,21 @@ class BCIMPTrainConfig:
 
 def train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: ActionSpec = RGB_STACKING_ACTIONS,
                  progress: bool = True) -> dict:
-    """Behaviour cloning (:meth:`BCIMPPolicy.loss`) on the filtered episodes; cosine learning rate."""
+    """Behaviour cloning (:meth:`BCIMPPolicy.loss`) on the filtered episodes; cosine learning rate.
+    Under `torchrun` (gloo) every rank computes the gradient of its rows of each step's global batch
+    of ``config.batch_size`` and DistributedDataParallel averages them, as ``gato-robot train`` does
+    (:mod:`gato_robot.train.distributed`): the same run as one process; rank 0 writes ``out``."""
+    cluster = join_cluster("cpu")
+    try:
+        return _train_bc_imp(store_dir, out, config, spec, cluster, progress and cluster.is_main)
+    finally:
+        leave_cluster(cluster)
+
+
+def _train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: ActionSpec, cluster: Cluster,
+                  progress: bool) -> dict:
     torch.manual_seed(config.seed)
+    rows = cluster.shard(config.batch_size)
     episodes = EpisodeStore(store_dir).episodes(config.min_return_fraction)
     if not episodes:
         raise ValueError(f"no usable episodes in {store_dir}")
@@ -210,37 +224,43 @@ def train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Act
         mean, std = proprio_statistics(episodes)
         model = replace(model, proprio_mean=tuple(mean.tolist()), proprio_std=tuple(std.tolist()))
     policy = BCIMPPolicy(model).train()
+    loss_of = data_parallel(policy, cluster)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     losses, started = [], time.perf_counter()
     bar = tqdm(range(config.steps), desc="train bc-imp", unit="step", disable=not progress)
     for step in bar:
-        rng = np.random.default_rng([config.seed, step])
-        picks = rng.integers(0, len(readers), config.batch_size)
-        times = (rng.random(config.batch_size) * lengths[picks]).astype(int)
+        rng = np.random.default_rng([config.seed, step])  # the global batch: the same draw on every rank
+        picks = rng.integers(0, len(readers), config.batch_size)[rows]
+        times = (rng.random(config.batch_size)[rows] * lengths[picks]).astype(int)
         images = np.stack([np.stack([readers[e].images(t, t + 1)[name][0] for name in config.model.camera_names])
                            for e, t in zip(picks, times)])
-        if config.random_shift_px:
-            images = np.stack([np.concatenate([random_shift(camera[None], config.random_shift_px, rng)
-                                               for camera in cameras]) for cameras in images])  # per camera
+        if config.random_shift_px:  # per camera, each row with a generator of its own (shards draw alike)
+            images = np.stack([np.concatenate([random_shift(camera[None], config.random_shift_px, row_rng)
+                                               for camera in cameras])
+                               for cameras, row_rng in ((c, np.random.default_rng([config.seed, step, r]))
+                                                        for c, r in zip(images, rows))])
         proprio = np.stack([readers[e].proprio(t, t + 1)[0] for e, t in zip(picks, times)])
         actions = np.stack([spec.normalize(readers[e].actions(t, t + 1)[0]) for e, t in zip(picks, times)])
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-        loss = policy.loss(torch.from_numpy(images), torch.from_numpy(proprio).float(), actions)
+        loss = loss_of(torch.from_numpy(images), torch.from_numpy(proprio).float(), actions)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         optimizer.step()
-        losses.append(float(loss.item()))
+        losses.append(cluster.mean(loss))  # the global batch's loss
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
     for reader in readers:
         reader.close()
-    save(policy.eval(), out)
     seconds = time.perf_counter() - started
     summary = {"steps": config.steps, "samples": config.steps * config.batch_size, "wall_time_s": seconds,
                "samples_per_s": config.steps * config.batch_size / seconds, "final_loss": losses[-1],
                "episodes": len(episodes), "parameters": sum(p.numel() for p in policy.parameters()),
+               "processes": cluster.world_size,
                "config": {k: v for k, v in asdict(config).items() if k != "model"}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if cluster.is_main:
+        save(policy.eval(), out)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    cluster.barrier()
     return {**summary, "losses": losses, "seconds": seconds}
 

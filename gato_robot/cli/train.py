@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -151,7 +152,8 @@ def finetune_command(pretrained: str = typer.Option(..., help="Pretrained policy
                                                      "or a checkpoint directory."),
                      store: Path = typer.Option(..., exists=True, help="Episode store of the new task (`gato-robot "
                                                 "data import-bag` writes one from rosbag2 recordings)."),
-                     run: Path = typer.Option(..., help="Run directory (resumes if present)."),
+                     run: Path = typer.Option(..., "--run", "--run-dir", help="Run directory (resumes if present; "
+                                              "--run-dir under torchrun, whose own --run-path would swallow --run)."),
                      episodes: int = typer.Option(None, min=1, help="Fine-tune on the first N usable episodes "
                                                   "(default: all)."),
                      scratch: bool = typer.Option(False, help="Control arm: same architecture, random init."),
@@ -177,7 +179,7 @@ def finetune_command(pretrained: str = typer.Option(..., help="Pretrained policy
         summary = finetune(source, store, run, config, "scratch" if scratch else "pretrained")
     console.print(f"{'scratch' if scratch else 'fine-tuned'} on {summary['episodes']} episodes: loss {summary['final_loss']:.4f} "
                   f"after {summary['steps']} steps -> {summary['checkpoint']}")
-    if eval_triplet:
+    if eval_triplet and int(os.environ.get("RANK", "0")) == 0:  # under torchrun: rank 0 evaluates
         from gato_robot.sim.evaluate import EvalConfig, evaluate
 
         with _clear_errors():

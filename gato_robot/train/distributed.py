@@ -1,7 +1,7 @@
 """Data-parallel training under `torchrun` (PyTorch's own torch.distributed; Gato itself trained on
 TPU pods with data parallelism): one process per device, gloo on CPU, NCCL on CUDA.
 
-`gato-robot train` runs unchanged under ``torchrun --nproc-per-node N`` (and multi-node
+`gato-robot train` (and `train-baseline`, `finetune`) runs unchanged under ``torchrun --nproc-per-node N`` (and multi-node
 ``--nnodes``/rendezvous): ``config.batch_size`` stays the *global* batch, each rank computes the
 gradient of its shard of it (:meth:`EpisodeWindows.batch` rows), DistributedDataParallel averages
 them, and every rank takes the same optimizer step. So the loss curve and weights equal a
@@ -88,14 +88,16 @@ def leave_cluster(cluster: Cluster) -> None:
 
 class LossModule(torch.nn.Module):
     """The policy's loss as a forward pass, so DistributedDataParallel sees the computation that
-    produces the gradients it averages (its hooks are prepared in ``forward``)."""
+    produces the gradients it averages (its hooks are prepared in ``forward``): ``forward(*inputs)``
+    is ``policy.loss(*inputs)``, whatever the policy's loss takes (Gato a batch dict, BC-IMP images,
+    proprioception and actions)."""
 
     def __init__(self, policy: torch.nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(self, batch):
-        return self.policy.loss(batch)
+    def forward(self, *inputs):
+        return self.policy.loss(*inputs)
 
 
 def data_parallel(policy: torch.nn.Module, cluster: Cluster) -> torch.nn.Module:

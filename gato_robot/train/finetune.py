@@ -13,6 +13,7 @@ import torch
 
 from ..model.checkpoint import load_checkpoint, load_config, save_checkpoint
 from ..model.policy import GatoPolicy
+from .distributed import join_cluster, leave_cluster
 from .trainer import TrainConfig, train
 
 ARMS = ("pretrained", "scratch")
@@ -57,9 +58,19 @@ def scratch_initialization(pretrained: Path, out: Path, seed: int) -> Path:
 def finetune(pretrained: Path, store: Path, run_dir: Path, config: FinetuneConfig, arm: str = "pretrained",
              progress: bool = True) -> dict:
     """Train ``arm`` ("pretrained": from ``pretrained``; "scratch": same architecture, random init)
-    on the first ``config.episodes`` usable episodes of ``store``; resumes like ``train``."""
+    on the first ``config.episodes`` usable episodes of ``store``; resumes like ``train``, and runs
+    under `torchrun` as ``train`` does (rank 0 writes the scratch initialization and the run)."""
     if arm not in ARMS:
         raise ValueError(f"unknown fine-tuning arm {arm!r}; choose one of {ARMS}")
     window = load_checkpoint(pretrained).config.timesteps_in_context  # fails early if missing or broken
-    init = pretrained if arm == "pretrained" else scratch_initialization(pretrained, run_dir / "init", config.seed)
-    return train(store, run_dir, config.train_config(window), init_from=init, progress=progress)
+    cluster = join_cluster(config.device)  # under torchrun: one process group for the whole run
+    try:
+        init = pretrained
+        if arm == "scratch":
+            init = run_dir / "init"
+            if cluster.is_main:  # one writer; the other ranks read it after the barrier
+                scratch_initialization(pretrained, init, config.seed)
+            cluster.barrier()
+        return train(store, run_dir, config.train_config(window), init_from=init, progress=progress)
+    finally:
+        leave_cluster(cluster)
