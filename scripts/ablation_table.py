@@ -64,6 +64,12 @@ RECIPES = {
     "all-novel-gf-global-raw": "as all-novel-gf-global | as all-novel-gf-global | mu-law of SI units, not "
                                "standardized (Gato's tokenizer as published), no joint velocities | random shift 4 px",
     "bc-imp-bins-novel": "BC-IMP's | as bc-imp-bins | as bc-imp-novel | random shift 4 px",
+    "all-novel-gf-global-noplanar": "as all-novel-gf-global | as all-novel-gf-global | standardized gripper width, "
+                                    "TCP height and orientation only: no joint angles, no TCP x, y "
+                                    "(`--no-planar-position`), no joint velocities | random shift 4 px",
+    "all-novel-gf-global-untied": "as all-novel-gf-global | HL-Gauss through an action head of its own, not the "
+                                  "embedding rows of the bins (`--action-head untied`), gripper first | as "
+                                  "all-novel-gf-global | random shift 4 px",
 }
 
 
