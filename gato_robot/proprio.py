@@ -33,6 +33,13 @@ def proprio_keep_without(dropped) -> tuple[int, ...]:
     return check_proprio_keep([i for i in range(PROPRIO_DIM) if i not in dropped])
 
 
+def proprio_keep_for(joint_velocities: bool = True, planar_position: bool = True) -> tuple[int, ...] | None:
+    """The ``proprio_keep`` of a recipe that sees (or leaves out) the joint velocities and the planar
+    position; None when it sees all 22 values."""
+    dropped = (() if joint_velocities else JOINT_VELOCITIES) + (() if planar_position else PLANAR_POSITION)
+    return proprio_keep_without(dropped) if dropped else None
+
+
 def check_proprio_keep(keep, proprio_dim: int = PROPRIO_DIM) -> tuple[int, ...]:
     """``keep`` (indices of the proprio values a policy sees) as a tuple of ints, or a ValueError
     unless they are distinct, in [0, ``proprio_dim``) and at least one."""

@@ -61,6 +61,7 @@ baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output a
     bc-imp-novel) echo "--no-joint-velocities" ;;  # Gato's proprioception (no joint velocities)
     bc-imp-bins-novel) echo "--action-head hl_gauss --no-joint-velocities" ;;
     bc-imp-std) echo "--standardize-proprio" ;;  # Gato's per-dimension standardization of proprioception
+    bc-imp-noplanar) echo "--no-planar-position" ;;  # round 13: no joint angles, no TCP x, y, as the Gato arm
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac
 }

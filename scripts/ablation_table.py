@@ -67,6 +67,8 @@ RECIPES = {
     "all-novel-gf-global-noplanar": "as all-novel-gf-global | as all-novel-gf-global | standardized gripper width, "
                                     "TCP height and orientation only: no joint angles, no TCP x, y "
                                     "(`--no-planar-position`), no joint velocities | random shift 4 px",
+    "bc-imp-noplanar": "BC-IMP's | tanh, MSE | log-scaled, no joint angles, no TCP x, y (`--no-planar-position`) "
+                       "| random shift 4 px",
     "all-novel-gf-global-untied": "as all-novel-gf-global | HL-Gauss through an action head of its own, not the "
                                   "embedding rows of the bins (`--action-head untied`), gripper first | as "
                                   "all-novel-gf-global | random shift 4 px",

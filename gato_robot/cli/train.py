@@ -103,16 +103,18 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
                                                            "targets (decoded by `sim eval --expectation`)."),
                            joint_velocities: bool = typer.Option(True, help="Let the policy see the 7 joint "
                                                                  "velocities (--no-joint-velocities: as the shipped Gato)."),
+                           planar_position: bool = typer.Option(True, help="Let the policy see the joint angles "
+                                                                "and the TCP's x, y (off: as Gato's --no-planar-position)."),
                            standardize_proprio: bool = typer.Option(False, help="Standardize proprioception per "
                                                                     "dimension (training-store statistics, as Gato's "
                                                                     "option) instead of sign * log1p of SI units."),
                            seed: int = 0) -> None:
     """Train the BC-IMP specialist baseline (conv encoder + MLP, behaviour cloning) on the same store."""
     from ..baselines.bc_imp import BCIMPConfig, BCIMPTrainConfig, train_bc_imp
-    from ..tokenizer.sequence import JOINT_VELOCITY_FREE
+    from ..proprio import proprio_keep_for
 
     with _clear_errors():
-        model = BCIMPConfig(action_head=action_head, proprio_keep=None if joint_velocities else JOINT_VELOCITY_FREE)
+        model = BCIMPConfig(action_head=action_head, proprio_keep=proprio_keep_for(joint_velocities, planar_position))
         summary = train_bc_imp(store, out, BCIMPTrainConfig(steps=steps, batch_size=batch_size, learning_rate=lr,
                                                             random_shift_px=random_shift, seed=seed, model=model,
                                                             standardize_proprio=standardize_proprio))

@@ -26,7 +26,7 @@ from enum import IntEnum
 import numpy as np
 
 from ..observation import Observation
-from ..proprio import JOINT_VELOCITIES, check_proprio_keep, proprio_keep_without
+from ..proprio import check_proprio_keep, proprio_keep_for
 from ..task import RGB_STACKING
 from .errors import TokenizationError
 from .ids import IMAGE_PLACEHOLDER_ID, PAD_ID, SEPARATOR_ID
@@ -129,7 +129,7 @@ class TimestepSpec:
         return self.observation_tokens + self.action_dim
 
 
-JOINT_VELOCITY_FREE = proprio_keep_without(JOINT_VELOCITIES)
+JOINT_VELOCITY_FREE = proprio_keep_for(joint_velocities=False)
 """proprio_keep without the 7 joint velocities: joint angles, gripper width, TCP pose."""
 
 

@@ -33,7 +33,7 @@ from ..data.episodes import EpisodeStore
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.config import GatoConfig, preset
 from ..model.policy import GatoPolicy, batch_to_torch
-from ..proprio import JOINT_VELOCITIES, PLANAR_POSITION, proprio_keep_without
+from ..proprio import proprio_keep_for
 from .distributed import Cluster, data_parallel, join_cluster, leave_cluster
 from .validation import heldout_batch, heldout_metrics
 
@@ -167,9 +167,9 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
             raise ValueError("standardize_proprio needs the training episodes to compute statistics")
         mean, std = proprio_statistics(episodes, skip_damaged=config.skip_damaged)
         timestep = replace(timestep, proprio_mean=tuple(mean.tolist()), proprio_std=tuple(std.tolist()))
-    dropped = (() if config.joint_velocities else JOINT_VELOCITIES) + (() if config.planar_position else PLANAR_POSITION)
-    if dropped:
-        timestep = replace(timestep, proprio_keep=proprio_keep_without(dropped))
+    keep = proprio_keep_for(config.joint_velocities, config.planar_position)
+    if keep is not None:
+        timestep = replace(timestep, proprio_keep=keep)
     if config.gripper_first:
         timestep = replace(timestep, action_order=GRIPPER_FIRST)
     return replace(base, context_tokens=config.window_timesteps * timestep.timestep_tokens, timestep=timestep)
