@@ -281,13 +281,13 @@ def test_value_mlp_embedding_gives_an_unseen_bin_the_embedding_of_its_neighbours
     np.testing.assert_allclose(after[0], before[0])  # a text token keeps its table row
 
 
-@pytest.mark.parametrize("encoder, continuous_embedding, action_head", [
-    ("conv_stem", "table", "tied"), ("conv_stem", "table_fourier", "tied"), ("conv_stem_global", "table", "tied"),
-    ("conv_stem_global", "value_mlp", "tied"), ("conv_stem_whole", "table", "tied"), ("conv_stem_global", "table", "untied")])
-def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng, encoder, continuous_embedding,
-                                                                  action_head):
-    config = preset("tiny", image_encoder=encoder, action_loss="hl_gauss", continuous_embedding=continuous_embedding,
-                    action_head=action_head)
+@pytest.mark.parametrize("options", [
+    {"image_encoder": "conv_stem"}, {"image_encoder": "conv_stem", "continuous_embedding": "table_fourier"},
+    {"image_encoder": "conv_stem_global"}, {"image_encoder": "conv_stem_global", "continuous_embedding": "value_mlp"},
+    {"image_encoder": "conv_stem_whole"}, {"image_encoder": "conv_stem_global", "action_head": "untied"},
+    {"image_encoder": "conv_stem_global", "action_inputs": "query"}], ids=lambda o: "-".join(o.values()))
+def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng, options):
+    config = preset("tiny", action_loss="hl_gauss", **options)
     torch.manual_seed(3)
     policy = GatoPolicy(config)
     with torch.no_grad():
@@ -325,6 +325,37 @@ def test_an_untied_action_head_predicts_without_the_rows_that_embed_propriocepti
         preset("tiny", action_head="untied")
     with pytest.raises(ValueError, match="unknown action_head"):
         preset("tiny", action_loss="hl_gauss", action_head="shared")
+
+
+class FirstBinRecorder:
+    """A chooser that decodes dimension 0 to ``first_bin`` and the rest greedily, keeping the logits."""
+
+    def __init__(self, first_bin: int):
+        self.first_bin, self.logits = first_bin, []
+
+    def __call__(self, logits: torch.Tensor, dimension: int) -> torch.Tensor:
+        self.logits.append(logits.clone())
+        return torch.full((logits.shape[0],), self.first_bin) if dimension == 0 else logits.argmax(-1)
+
+
+def test_query_action_inputs_predict_every_dimension_from_the_observation_alone(rng):
+    """Gato's action tokens embed their bins, so dimension 1's logits move with the bin fed for
+    dimension 0; with ``action_inputs="query"`` they do not (and the observation still matters)."""
+    for action_inputs, conditioned in (("tokens", True), ("query", False)):
+        torch.manual_seed(1)
+        policy = GatoPolicy(preset("tiny", action_loss="hl_gauss", action_inputs=action_inputs)).eval()
+        tokenizer = GatoTokenizer(policy.config.timestep)
+        observations = [batch_to_torch(stack_sequences([tokenizer.encode_observation(random_observation(tokenizer, rng))]))
+                        for _ in range(2)]
+        second = []  # dimension 1's logits
+        for observation, first_bin in ((observations[0], 100), (observations[0], 900), (observations[1], 100)):
+            chooser = FirstBinRecorder(first_bin)
+            policy.act(observation, policy.new_cache(), choose=chooser)
+            second.append(chooser.logits[1])
+        assert (not torch.allclose(second[0], second[1], atol=1e-5)) == conditioned
+        assert not torch.allclose(second[0], second[2], atol=1e-5)  # another observation, other logits
+    with pytest.raises(ValueError, match="unknown action_inputs"):
+        preset("tiny", action_inputs="none")
 
 
 def test_joint_velocities_can_be_left_out_of_the_tokens(spec, rng):

@@ -44,6 +44,10 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                   action_head: str = typer.Option("tied", help="tied (the action bins' logits through the token "
                                                   "embedding table, as it predicts every token) or untied (a linear "
                                                   "head of its own over the 1024 bins; needs hl_gauss)."),
+                  action_inputs: str = typer.Option("tokens", help="tokens (Gato: each action token embeds its "
+                                                    "bin, so later dimensions condition on earlier ones) or query (a "
+                                                    "learned query at every action position: each dimension from the "
+                                                    "observation alone)."),
                   standardize_proprio: bool = typer.Option(False, help="Standardize proprioception per dimension "
                                                            "before mu-law (statistics stored in the checkpoint)."),
                   random_shift: int = typer.Option(0, help="DrQ random shift of the images, in pixels (0: off)."),
@@ -75,6 +79,7 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          action_loss=action_loss, hl_gauss_sigma_bins=hl_gauss_sigma, dropout=dropout,
                          expectation_mse_weight=expectation_mse_weight,
                          continuous_embedding=continuous_embedding, action_head=action_head,
+                         action_inputs=action_inputs,
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
                          proprio_noise=proprio_noise, joint_velocities=joint_velocities, planar_position=planar_position,
                          gripper_first=gripper_first, heldout_store=str(heldout_store) if heldout_store else None,

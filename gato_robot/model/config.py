@@ -18,6 +18,7 @@ IMAGE_ENCODERS = ("patch_resnet", "conv_stem", "conv_stem_global", "conv_stem_wh
 ACTION_LOSSES = ("vocab_ce", "hl_gauss")
 CONTINUOUS_EMBEDDINGS = ("table", "table_fourier", "value_mlp")
 ACTION_HEADS = ("tied", "untied")
+ACTION_INPUTS = ("tokens", "query")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,13 @@ class GatoConfig:
         classifier of actions in it; or "untied", a linear layer of its own over the same 1024 bins
         (as BC-IMP's head), so the ordinal action targets do not shape how proprioception embeds.
         Token ids, logits shape and graphs are the same either way ("untied" needs "hl_gauss").
+    action_inputs: "tokens", Gato's autoregressive action tokens (Sec. 2.1 and 3): each action token
+        embeds the bin chosen for it, so dimension i + 1 is predicted given the values decoded for
+        dimensions 0..i; or "query", every action token position embeds one learned query vector
+        instead of its bin, so each dimension is predicted from the observation alone (factored, as
+        BC-IMP's head): a motion value decoded by expectation, which the expert never emits, cannot
+        steer the dimensions after it. The token layout, the decode loop and the exported graphs are
+        unchanged (the fed bins are simply not looked at).
     """
 
     n_layer: int = 4
@@ -76,6 +84,7 @@ class GatoConfig:
     continuous_embedding: str = "table"
     fourier_frequencies: int = 8
     action_head: str = "tied"
+    action_inputs: str = "tokens"
     kind: str = "gato"  # what a checkpoint is (gato_robot.deploy.policy.POLICY_LOADERS); BC-IMP's says "bc_imp"
 
     def __post_init__(self) -> None:
@@ -90,6 +99,8 @@ class GatoConfig:
                              f"choose one of {CONTINUOUS_EMBEDDINGS}")
         if self.action_head not in ACTION_HEADS:
             raise ValueError(f"unknown action_head {self.action_head!r}; choose one of {ACTION_HEADS}")
+        if self.action_inputs not in ACTION_INPUTS:
+            raise ValueError(f"unknown action_inputs {self.action_inputs!r}; choose one of {ACTION_INPUTS}")
         if self.action_head == "untied" and self.action_loss != "hl_gauss":
             raise ValueError("action_head 'untied' needs action_loss 'hl_gauss' (vocab_ce predicts every token "
                              "through the embedding table)")

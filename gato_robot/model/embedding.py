@@ -19,6 +19,9 @@
   ``"conv_stem_whole"`` keeps the whole-image code only (every token of an image carries it).
 - Learned local observation position embeddings, added to observation tokens only (index 0 of
   the table is a fixed zero vector for tokens without a position: actions and padding).
+- Action tokens (continuous ids without an observation position) embed their bin, Gato's
+  autoregressive inputs; with ``action_inputs="query"`` one learned query vector instead, so no
+  action dimension is predicted from the value decoded for another.
 """
 
 from __future__ import annotations
@@ -168,16 +171,22 @@ class GatoEmbedding(nn.Module):
         self.patch_col = nn.Embedding(config.num_position_bins, config.n_embd)
         self.obs_position = nn.Embedding(config.max_obs_positions + 1, config.n_embd, padding_idx=0)
         self.vocab_size = config.vocab_size
+        self.action_query = None
+        if config.action_inputs == "query":
+            self.action_query = nn.Parameter(torch.randn(config.n_embd) * 0.02)
 
     def forward(self, token_ids: torch.Tensor, obs_positions: torch.Tensor, patch_rows: torch.Tensor,
                 patch_cols: torch.Tensor, image_index: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         """Shapes: ids/positions/index (B, L) int64, patches (B, P, 3, 16, 16) float -> (B, L, n_embd)."""
         x = self.token(token_ids.clamp(0, self.vocab_size - 1))
+        continuous = (token_ids >= CONTINUOUS_OFFSET) & (token_ids < CONTINUOUS_OFFSET + NUM_CONTINUOUS_BINS)
         if self.value_only:
-            continuous = (token_ids >= CONTINUOUS_OFFSET) & (token_ids < CONTINUOUS_OFFSET + NUM_CONTINUOUS_BINS)
             x = torch.where(continuous.unsqueeze(-1), self.value(token_ids).to(x.dtype), x)
         elif self.value is not None:
             x = x + self.value(token_ids).to(x.dtype)
+        if self.action_query is not None:  # action tokens: continuous ids without an observation position
+            action = continuous & (obs_positions < 0)
+            x = torch.where(action.unsqueeze(-1), self.action_query.to(x.dtype), x)
         if patches.shape[1] > 0:
             encoded = self.patch_encoder(patches)
             gather_index = image_index.clamp(min=0).unsqueeze(-1).expand(-1, -1, x.shape[-1])

@@ -61,6 +61,7 @@ class TrainConfig:
     dropout: float = 0.0  # GatoConfig.dropout: attention and MLP dropout (Gato's is not stated; 0: off)
     continuous_embedding: str = "table"  # GatoConfig.continuous_embedding: "table" (Gato), "table_fourier", "value_mlp"
     action_head: str = "tied"  # GatoConfig.action_head: "tied" (the embedding table's rows) or "untied"
+    action_inputs: str = "tokens"  # GatoConfig.action_inputs: "tokens" (Gato, autoregressive) or "query" (factored)
     standardize_proprio: bool = False  # per-dimension statistics of the training episodes, in the config
     random_shift_px: int = 0  # DrQ random shift of the camera images (0: off)
     proprio_noise: float = 0.0  # Gaussian noise on the proprioception seen, x its per-dimension std (0: off)
@@ -159,7 +160,8 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
     base = preset(config.preset, image_encoder=config.image_encoder, action_loss=config.action_loss,
                   hl_gauss_sigma_bins=config.hl_gauss_sigma_bins,
                   expectation_mse_weight=config.expectation_mse_weight, continuous_embedding=config.continuous_embedding,
-                  dropout=config.dropout, action_head=config.action_head)
+                  dropout=config.dropout, action_head=config.action_head,
+                  action_inputs=config.action_inputs)
     check_window_fits(config, base)
     timestep = base.timestep
     if config.standardize_proprio:
