@@ -38,7 +38,7 @@ ARGUMENTS = {
     "controller": ("controller", "", "ros2_control controller receiving commands"),
     "command_interface": ("command_interface", "", "forward (Float64MultiArray) or trajectory"),
     "rate_hz": ("rate_hz", "", "control rate (Hz)"),
-    "action_expectation": ("action_expectation", "", "companded (shipped), physical or off: motion decoded by expectation"),
+    "action_expectation": ("action_expectation", "", "physical (shipped), companded or off: motion decoded by expectation"),
     "speed_scale": ("speed_scale", "", "fraction of the URDF joint velocity limits (params file: 0.25)"),
     "use_sim_time": ("use_sim_time", "", "use /clock (simulation)"),
 }

@@ -69,6 +69,10 @@ RECIPES = {
                                     "(`--no-planar-position`), no joint velocities | random shift 4 px",
     "bc-imp-noplanar": "BC-IMP's | tanh, MSE | log-scaled, no joint angles, no TCP x, y (`--no-planar-position`) "
                        "| random shift 4 px",
+    "all-novel-gf-global-query": "as all-novel-gf-global | HL-Gauss, every action position embeds one learned query, "
+                                 "not its bin: each dimension predicted from the observation alone "
+                                 "(`--action-inputs query`) | as all-novel-gf-global | random shift 4 px",
+    "all-novel-gf-global-query-seed1": "as all-novel-gf-global-query, training seed 1 (initialization and batches)",
     "all-novel-gf-global-untied": "as all-novel-gf-global | HL-Gauss through an action head of its own, not the "
                                   "embedding rows of the bins (`--action-head untied`), gripper first | as "
                                   "all-novel-gf-global | random shift 4 px",

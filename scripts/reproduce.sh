@@ -4,9 +4,11 @@
 #   (a) Gato vs the BC-IMP specialist on the training distribution and the held-out test triplets,
 #       MuJoCo, plus cross-engine (trained in MuJoCo, evaluated in PyBullet);
 #   (b) few-shot fine-tuning curves on a held-out triplet, pretrained vs from scratch.
-# The recipe is the ablation's winner (results/ablation-2026-12-03.md, README "Recipe ablation"):
-# conv_stem_global encoder, HL-Gauss ordinal loss, standardized proprioception, random shift,
-# no joint velocities, gripper token first; 120k samples; BC-IMP the same 120k samples.
+# The recipe is the ablation's winner (results/ablation-2026-12-05.md, README "Round 13"):
+# conv_stem_global encoder, HL-Gauss ordinal loss, action dimensions predicted from the observation
+# alone (query action inputs), standardized proprioception, random shift, no joint velocities,
+# gripper token first; 120k samples; BC-IMP the same 120k samples. Evaluations decode as shipped
+# (motion by the physical expectation of the bins, gripper by argmax).
 # Every step is resumable: data generation skips committed episodes, training resumes from its
 # checkpoint, finished evaluations and sweep rows are kept. Run it again after an interruption.
 # Data and run directories live outside the work tree (DATA, RUNS). Never run two of these steps at
@@ -35,8 +37,8 @@ FEWSHOT_TRIPLET=${FEWSHOT_TRIPLET:-test-3-prism}
 FEWSHOT_COUNTS=${FEWSHOT_COUNTS:-0,10,25,50,100}
 FEWSHOT_STEPS=${FEWSHOT_STEPS:-300}
 FEWSHOT_EVAL=${FEWSHOT_EVAL:-20}
-RECIPE="--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 \
-  --no-joint-velocities --gripper-first"
+RECIPE="--image-encoder conv_stem_global --action-loss hl_gauss --action-inputs query --standardize-proprio \
+  --random-shift 4 --no-joint-velocities --gripper-first"
 RESULTS=${RESULTS:-results/shipped}     # reports of the shipped policies (earlier ones: results/*.json)
 BC=$RUNS/bc-imp
 mkdir -p "$RESULTS" "$RUNS"

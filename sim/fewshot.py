@@ -34,7 +34,7 @@ class SweepConfig:
     eval_seed: int = 0
     workers: int = 2
     temperature: float = DEPLOYED_TEMPERATURE  # evaluation decodes as shipped (gripper argmax, ...)
-    expectation: str = DEPLOYED_EXPECTATION  # ... motion by companded expectation); "off" + 1.0: the paper's sampling
+    expectation: str = DEPLOYED_EXPECTATION  # ... motion by physical expectation); "off" + 1.0: the paper's sampling
     finetune: FinetuneConfig = FinetuneConfig()
     runs_dir: Path | None = None  # training runs (checkpoints); default OUT/runs
     git_revision: str = "unknown"  # of the code that ran, recorded per row

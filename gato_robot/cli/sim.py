@@ -35,8 +35,8 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
                                                "expectation (the gripper): sampled at this temperature (seeded by "
                                                "the episode seed), as the paper's Gato; 0 = argmax, as shipped."),
              expectation: str = typer.Option(DEPLOYED_EXPECTATION, help="Decode the motion dimensions by the "
-                                             "expectation of their bins: companded (mean bin, mu-law space; shipped), "
-                                             "physical (mean decoded value) or median (the same bin in both spaces); "
+                                             "expectation of their bins: physical (mean decoded value; shipped), "
+                                             "companded (mean bin, mu-law space) or median (the same bin in both spaces); "
                                              "off: by --temperature like the gripper."),
              batch_size: int = typer.Option(8, min=1,
                                             help="Policy episodes stepped in lockstep per worker, one batched "

@@ -100,7 +100,7 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
     "action_temperature": ParameterSpec(DEPLOYED_TEMPERATURE, "action token sampling temperature; 0 = argmax "
                                         "(replayable from a bag), 1.0 samples as the paper's Gato", 0.0, 10.0),
     "action_expectation": ParameterSpec(DEPLOYED_EXPECTATION, "motion dimensions decoded by the expectation of "
-                                        "their bins (the gripper by temperature); companded as `sim eval` scores "
+                                        "their bins (the gripper by temperature); physical as `sim eval` scores "
                                         "the shipped policy", choices=EXPECTATIONS),
     "camera_names": ParameterSpec(["front_left", "front_right"], "the policy's cameras, in token order"),
     "camera_topics": ParameterSpec(["front_left/image_raw", "front_right/image_raw"],
