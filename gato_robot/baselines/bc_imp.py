@@ -234,11 +234,10 @@ def _train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Ac
         times = (rng.random(config.batch_size)[rows] * lengths[picks]).astype(int)
         images = np.stack([np.stack([readers[e].images(t, t + 1)[name][0] for name in config.model.camera_names])
                            for e, t in zip(picks, times)])
-        if config.random_shift_px:  # per camera, each row with a generator of its own (shards draw alike)
+        if config.random_shift_px:  # per camera; each row draws from a generator of its own, so shards draw alike
+            row_rngs = [np.random.default_rng([config.seed, step, row]) for row in rows]
             images = np.stack([np.concatenate([random_shift(camera[None], config.random_shift_px, row_rng)
-                                               for camera in cameras])
-                               for cameras, row_rng in ((c, np.random.default_rng([config.seed, step, r]))
-                                                        for c, r in zip(images, rows))])
+                                               for camera in cameras]) for cameras, row_rng in zip(images, row_rngs)])
         proprio = np.stack([readers[e].proprio(t, t + 1)[0] for e, t in zip(picks, times)])
         actions = np.stack([spec.normalize(readers[e].actions(t, t + 1)[0]) for e, t in zip(picks, times)])
         for group in optimizer.param_groups:
