@@ -22,7 +22,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-untied"}   # round 13 (round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw, results/ablation-2026-12-04; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-untied"}   # round 13 (round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -44,10 +44,10 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-value) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --continuous-embedding value_mlp" ;;
     all-novel-gf-whole) echo "--image-encoder conv_stem_whole --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-global-raw) echo "--image-encoder conv_stem_global --action-loss hl_gauss --random-shift 4 --no-joint-velocities --gripper-first" ;;  # round 12: proprioception mu-law coded in SI units, not standardized
-    all-novel-gf-global-noplanar) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --no-planar-position --gripper-first" ;;  # round 13: no joint angles, no TCP x, y: the images must say where the gripper is
-    all-novel-gf-global-query) echo "--image-encoder conv_stem_global --action-loss hl_gauss --action-inputs query --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;  # round 13: each action dimension from the observation alone (no autoregressive inputs)
+    all-novel-gf-global-noplanar) echo "$(flags all-novel-gf-global) --no-planar-position" ;;  # round 13: no joint angles, no TCP x, y: the images must say where the gripper is
+    all-novel-gf-global-query) echo "$(flags all-novel-gf-global) --action-inputs query" ;;  # round 13: each action dimension from the observation alone (no autoregressive inputs)
     all-novel-gf-global-query-seed1) echo "$(flags all-novel-gf-global-query) --seed 1" ;;  # round 13: the shipped recipe at a second training seed
-    all-novel-gf-global-untied) echo "--image-encoder conv_stem_global --action-loss hl_gauss --action-head untied --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;  # round 13: action logits from a head of their own, not the proprio embedding rows
+    all-novel-gf-global-untied) echo "$(flags all-novel-gf-global) --action-head untied" ;;  # round 13: action logits from a head of their own, not the proprio embedding rows
     all-novel-gf-global-mse10) echo "--image-encoder conv_stem_global --action-loss hl_gauss --expectation-mse-weight 10 --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-global-dropout) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --dropout 0.1" ;;
     all-novel)    echo "--image-encoder conv_stem --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities" ;;

@@ -1,10 +1,11 @@
 """Data-parallel training under `torchrun` (PyTorch's own torch.distributed; Gato itself trained on
 TPU pods with data parallelism): one process per device, gloo on CPU, NCCL on CUDA.
 
-`gato-robot train` (and `train-baseline`, `finetune`) runs unchanged under ``torchrun --nproc-per-node N`` (and multi-node
-``--nnodes``/rendezvous): ``config.batch_size`` stays the *global* batch, each rank computes the
-gradient of its shard of it (:meth:`EpisodeWindows.batch` rows), DistributedDataParallel averages
-them, and every rank takes the same optimizer step. So the loss curve and weights equal a
+`gato-robot train` (and `train-baseline`, `finetune`) runs unchanged under
+``torchrun --nproc-per-node N`` (and multi-node ``--nnodes``/rendezvous): ``config.batch_size``
+stays the *global* batch, each rank computes the gradient of its shard of it
+(:meth:`EpisodeWindows.batch` rows), DistributedDataParallel averages them, and every rank takes
+the same optimizer step. So the loss curve and weights equal a
 single-process run of the same global batch (shards of equal token counts, as one-timestep
 windows have), and a checkpoint written at one world size resumes at another.
 """
