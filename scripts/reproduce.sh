@@ -33,10 +33,11 @@ TRAIN_EPISODES=${TRAIN_EPISODES:-100}    # training-distribution evaluation, see
 TRAIN_SEED=${TRAIN_SEED:-8000000}        # no training, DAgger or ablation run used these
 TEST_EPISODES=${TEST_EPISODES:-30}       # per held-out test triplet, seeds from 0
 PYBULLET_EPISODES=${PYBULLET_EPISODES:-10}  # per test triplet (TinyRenderer: ~30 steps/s)
-FEWSHOT_TRIPLET=${FEWSHOT_TRIPLET:-test-3-prism}
+FEWSHOT_TRIPLETS=${FEWSHOT_TRIPLETS:-"test-4-flat test-1-slanted"}  # the two held-out triplets Gato stacks least
 FEWSHOT_COUNTS=${FEWSHOT_COUNTS:-0,10,25,50,100}
-FEWSHOT_STEPS=${FEWSHOT_STEPS:-300}
-FEWSHOT_EVAL=${FEWSHOT_EVAL:-20}
+FEWSHOT_BASE_STEPS=${FEWSHOT_BASE_STEPS:-200}       # steps rule: 200 + 10 x N optimizer steps of 24 timesteps,
+FEWSHOT_STEPS_PER_EPISODE=${FEWSHOT_STEPS_PER_EPISODE:-10}  # both arms (sim/fewshot.py StepsRule)
+FEWSHOT_EVAL=${FEWSHOT_EVAL:-30}
 RECIPE="--image-encoder conv_stem_global --action-loss hl_gauss --action-inputs query --standardize-proprio \
   --random-shift 4 --no-joint-velocities --gripper-first"
 RESULTS=${RESULTS:-results/shipped}     # reports of the shipped policies (earlier ones: results/*.json)
@@ -94,9 +95,13 @@ $G sim table --out "$RESULTS/skill-generalization.md" \
 $G sim table --out "$RESULTS/training-distribution.md" \
   --column "Gato=$RESULTS/gato-mujoco-train.json" --column "BC-IMP=$RESULTS/bc-imp-mujoco-train.json"
 
-step "6. few-shot fine-tuning on $FEWSHOT_TRIPLET (held out of pretraining)"
-$G sim generate --out "$DATA/mujoco-$FEWSHOT_TRIPLET" --engine mujoco --triplets "$FEWSHOT_TRIPLET" --episodes 120 \
-  --seed 2000000 --noise 0.2
-$G finetune-sweep --pretrained "$GATO" --store "$DATA/mujoco-$FEWSHOT_TRIPLET" --triplet "$FEWSHOT_TRIPLET" \
-  --out "$RESULTS/fewshot" --runs "$RUNS/fewshot" --counts "$FEWSHOT_COUNTS" --steps "$FEWSHOT_STEPS" \
-  --eval-episodes "$FEWSHOT_EVAL"
+step "6. few-shot fine-tuning on held-out triplets ($FEWSHOT_TRIPLETS), pretrained vs scratch"
+seed=2000000
+for triplet in $FEWSHOT_TRIPLETS; do  # demonstrations from seeds no evaluation uses (evaluation: 0+)
+  $G sim generate --out "$DATA/mujoco-$triplet" --engine mujoco --triplets "$triplet" --episodes 130 \
+    --seed "$seed" --noise 0.2 --gripper-noise 0.01
+  $G finetune-sweep --pretrained "$GATO" --store "$DATA/mujoco-$triplet" --triplet "$triplet" \
+    --out "$RESULTS/fewshot/$triplet" --runs "$RUNS/fewshot/$triplet" --counts "$FEWSHOT_COUNTS" \
+    --base-steps "$FEWSHOT_BASE_STEPS" --steps-per-episode "$FEWSHOT_STEPS_PER_EPISODE" --eval-episodes "$FEWSHOT_EVAL"
+  seed=$((seed + 100000))
+done

@@ -1,7 +1,8 @@
 """The few-shot fine-tuning sweep (Gato Sec. 5.2, Fig. 10): for each episode count N, fine-tune the
 pretrained checkpoint and train the scratch control on the same N episodes of a held-out triplet,
 evaluate both in simulation, and write the curve as CSV + PNG. N = 0 evaluates the pretrained
-policy as it is (zero-shot) and the untrained initialization.
+policy as it is (zero-shot) and the untrained initialization. The optimizer steps for each N follow
+:class:`StepsRule`, fixed before any evaluation and the same for both arms.
 
 Resumable: every finished (N, arm) row is in the CSV before the next starts, and each training run
 resumes from its own checkpoint, so a killed sweep continues where it stopped.
@@ -23,6 +24,23 @@ FIELDS = ("episodes", "arm", "success_rate", "ci95_low", "ci95_high", "eval_epis
 
 
 @dataclass(frozen=True)
+class StepsRule:
+    """Fine-tuning steps for N episodes: ``base + per_episode * N``. The base adapts the pretrained
+    policy to the new objects at all; the per-episode term lets more data be seen more (an episode
+    is ~200 timesteps, a step 24: at 10 per episode each timestep is seen ~1.2 times by the
+    per-episode term alone). Written down before any evaluation; never tuned on evaluation seeds."""
+
+    base: int = 200
+    per_episode: int = 10
+
+    def steps(self, episodes: int) -> int:
+        return self.base + self.per_episode * episodes
+
+    def __str__(self) -> str:
+        return f"{self.base} + {self.per_episode} x N steps"
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     pretrained: Path
     store: Path  # episodes of the held-out triplet
@@ -35,7 +53,8 @@ class SweepConfig:
     workers: int = 2
     temperature: float = DEPLOYED_TEMPERATURE  # evaluation decodes as shipped (gripper argmax, ...)
     expectation: str = DEPLOYED_EXPECTATION  # ... motion by physical expectation); "off" + 1.0: the paper's sampling
-    finetune: FinetuneConfig = FinetuneConfig()
+    finetune: FinetuneConfig = FinetuneConfig()  # its ``steps`` is replaced by ``steps_rule`` for each N
+    steps_rule: StepsRule = StepsRule()
     runs_dir: Path | None = None  # training runs (checkpoints); default OUT/runs
     git_revision: str = "unknown"  # of the code that ran, recorded per row
 
@@ -73,8 +92,8 @@ def run_sweep(config: SweepConfig) -> Path:
                 summary = {"final_loss": "", "steps": 0}
             else:
                 checkpoint = run_dir / "checkpoint"
-                summary = finetune(config.pretrained, config.store, run_dir, replace(config.finetune, episodes=count),
-                                   arm)
+                summary = finetune(config.pretrained, config.store, run_dir,
+                                   replace(config.finetune, episodes=count, steps=config.steps_rule.steps(count)), arm)
             report = evaluate(EvalConfig(str(checkpoint), config.engine, config.triplet, config.eval_episodes,
                                          config.workers, config.eval_seed, temperature=config.temperature,
                                          expectation=config.expectation))
@@ -91,7 +110,8 @@ def run_sweep(config: SweepConfig) -> Path:
 
 
 def plot_curves(rows: list[dict], path: Path, config: SweepConfig) -> Path:
-    """Success rate vs fine-tuning episodes (log x; 0 = no fine-tuning), one line per arm, 95% CI bands."""
+    """Success rate vs fine-tuning episodes (symmetric-log x: 0 = no fine-tuning; every N labelled),
+    one line per arm, 95% CI bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,11 +128,14 @@ def plot_curves(rows: list[dict], path: Path, config: SweepConfig) -> Path:
         axis.fill_between(x, [100 * float(r["ci95_low"]) for r in mine], [100 * float(r["ci95_high"]) for r in mine],
                           color=colour, alpha=0.15)
     axis.set_xscale("symlog", linthresh=1)  # 0 = zero-shot
+    counts = sorted({int(r["episodes"]) for r in rows})
+    axis.set_xticks(counts, [str(count) for count in counts])
+    axis.minorticks_off()
     axis.set_xlabel("fine-tuning episodes")
     axis.set_ylabel("success (%)")
     axis.set_ylim(-2, 102)
     axis.set_title(f"few-shot fine-tuning on {config.triplet} ({config.engine}, "
-                   f"{config.finetune.steps} steps each)", fontsize=9)
+                   f"{config.steps_rule}, both arms)", fontsize=9)
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)

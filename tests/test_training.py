@@ -177,12 +177,12 @@ def test_few_shot_sweep_writes_curve_and_resumes(store, tmp_path):
     from gato_robot.model.checkpoint import save_checkpoint
     from gato_robot.model.policy import GatoPolicy
     from gato_robot.train.finetune import FinetuneConfig
-    from gato_robot.sim.fewshot import SweepConfig, run_sweep
+    from gato_robot.sim.fewshot import StepsRule, SweepConfig, run_sweep
 
     save_checkpoint(GatoPolicy(preset("tiny")), tmp_path / "pretrained")
     config = SweepConfig(tmp_path / "pretrained", store, tmp_path / "sweep", "test-4-flat", episode_counts=(1,),
-                         eval_episodes=1, workers=1,
-                         finetune=FinetuneConfig(steps=2, timesteps_per_batch=4, window_timesteps=2, warmup_steps=1))
+                         eval_episodes=1, workers=1, steps_rule=StepsRule(base=1, per_episode=1),  # 2 steps at N=1
+                         finetune=FinetuneConfig(timesteps_per_batch=4, window_timesteps=2, warmup_steps=1))
     csv_path = run_sweep(config)
     rows = list(csv.DictReader(csv_path.open()))
     assert [(r["episodes"], r["arm"]) for r in rows] == [("1", "pretrained"), ("1", "scratch")]

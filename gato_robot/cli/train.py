@@ -197,24 +197,29 @@ def finetune_command(pretrained: str = typer.Option(..., help="Pretrained policy
                       f"({100 * report.success_rate:.0f}% [{100 * low:.0f}, {100 * high:.0f}])")
 
 
-def finetune_sweep_command(pretrained: Path = typer.Option(..., exists=True, help="Pretrained checkpoint directory."),
+def finetune_sweep_command(pretrained: str = typer.Option(..., help="Pretrained policy: a shipped name "
+                                                           "(gato-cpu-small) or a checkpoint directory."),
                            store: Path = typer.Option(..., exists=True, help="Episode store of the held-out triplet."),
                            triplet: str = typer.Option(..., help="The held-out triplet evaluated (e.g. test-3-prism)."),
                            out: Path = typer.Option(Path("results/fewshot"), help="CSV and PNG."),
                            runs: Path = typer.Option(Path("runs/fewshot"), help="Training run directories."),
                            counts: str = typer.Option("0,10,25,50,100",
                                                       help="Episode counts, comma-separated (0: no fine-tuning)."),
-                           steps: int = typer.Option(300, min=1, help="Optimizer steps per run (both arms)."),
-                           eval_episodes: int = typer.Option(20, min=1, help="Evaluation episodes per run."),
+                           base_steps: int = typer.Option(200, min=1, help="Steps rule: optimizer steps for N "
+                                                          "episodes = BASE + PER_EPISODE x N (both arms)."),
+                           steps_per_episode: int = typer.Option(10, min=0, help="Steps rule: PER_EPISODE."),
+                           eval_episodes: int = typer.Option(30, min=1, help="Evaluation episodes per run."),
                            engine: str = typer.Option("mujoco", help="Evaluation engine."),
                            workers: int = typer.Option(None, min=1, help=WORKERS_HELP)) -> None:
     """Few-shot curves: pretrained vs scratch for each N, evaluated in sim; CSV + PNG; resumable."""
-    from gato_robot.sim.fewshot import SweepConfig, run_sweep
+    from gato_robot.sim.fewshot import StepsRule, SweepConfig, run_sweep
 
+    from ..policies import resolve_policy
     from ..train.finetune import FinetuneConfig
 
-    config = SweepConfig(pretrained, store, out, triplet, tuple(int(c) for c in counts.split(",")), engine,
-                         eval_episodes, workers=workers or available_cores(), finetune=FinetuneConfig(steps=steps), runs_dir=runs,
+    config = SweepConfig(Path(resolve_policy(pretrained)), store, out, triplet, tuple(int(c) for c in counts.split(",")), engine,
+                         eval_episodes, workers=workers or available_cores(), finetune=FinetuneConfig(),
+                         steps_rule=StepsRule(base_steps, steps_per_episode), runs_dir=runs,
                          git_revision=git_revision())
     with _clear_errors():
         csv_path = run_sweep(config)

@@ -33,6 +33,7 @@ class FinetuneConfig:
     warmup_steps: int = 30
     checkpoint_every: int = 100
     patch_position_jitter: bool = False
+    random_shift_px: int = 4  # DrQ random shift, as the shipped policy was pretrained (0: off)
     seed: int = 0
     device: str = "cpu"
 
@@ -43,7 +44,8 @@ class FinetuneConfig:
                            window_timesteps=window,
                            learning_rate=self.learning_rate, min_learning_rate=self.learning_rate / 10,
                            warmup_steps=self.warmup_steps, checkpoint_every=self.checkpoint_every,
-                           patch_position_jitter=self.patch_position_jitter, max_episodes=self.episodes,
+                           patch_position_jitter=self.patch_position_jitter,
+                           random_shift_px=self.random_shift_px, max_episodes=self.episodes,
                            seed=self.seed, device=self.device)
 
 
