@@ -22,7 +22,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-untied"}   # round 13 (round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-novel-gf-global-query-seed1-ema"}   # round 14 (round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -47,6 +47,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-noplanar) echo "$(flags all-novel-gf-global) --no-planar-position" ;;  # round 13: no joint angles, no TCP x, y: the images must say where the gripper is
     all-novel-gf-global-query) echo "$(flags all-novel-gf-global) --action-inputs query" ;;  # round 13: each action dimension from the observation alone (no autoregressive inputs)
     all-novel-gf-global-query-seed1) echo "$(flags all-novel-gf-global-query) --seed 1" ;;  # round 13: the shipped recipe at a second training seed
+    all-novel-gf-global-query-seed1-ema) echo "$(flags all-novel-gf-global-query-seed1) --ema-decay 0.999" ;;  # round 14: the same training run (same weights trajectory), its weight average deployed
     all-novel-gf-global-untied) echo "$(flags all-novel-gf-global) --action-head untied" ;;  # round 13: action logits from a head of their own, not the proprio embedding rows
     all-novel-gf-global-mse10) echo "--image-encoder conv_stem_global --action-loss hl_gauss --expectation-mse-weight 10 --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
     all-novel-gf-global-dropout) echo "--image-encoder conv_stem_global --action-loss hl_gauss --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --dropout 0.1" ;;
@@ -123,12 +124,15 @@ for arm in $ARMS; do
       --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 1 --expectation companded --report "$OUT/$arm-expectation.json"
   fi
   case $arm in all-gf*|all-novel-gf*)  # deterministic: motion by expectation (companded, physical), gripper by argmax
-    [ -s "$OUT/$arm-expectation-greedy.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
-      --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 0 --expectation companded --report "$OUT/$arm-expectation-greedy.json"
     [ -s "$OUT/$arm-physical-greedy.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
       --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 0 --expectation physical --report "$OUT/$arm-physical-greedy.json"
-    # held-out triplets once, decoded by whichever expectation stacked more on the training-distribution seeds
-    test_expectation=$(.venv/bin/python -c "import json, sys; s = {e: json.load(open(f'$OUT/$arm-{n}-greedy.json'))['per_triplet']['train']['successes'] for e, n in (('companded', 'expectation'), ('physical', 'physical'))}; print(max(s, key=s.get))")
+    case $arm in
+      *query*) test_expectation=physical ;;  # the query arms: the shipped decoding (companded stacked 3/50, round 13)
+      *) [ -s "$OUT/$arm-expectation-greedy.json" ] || $G sim eval --engine mujoco --policy "$policy" --triplets train \
+           --episodes "$EVAL_EPISODES" --seed "$EVAL_SEED" --temperature 0 --expectation companded --report "$OUT/$arm-expectation-greedy.json"
+         # held-out triplets once, decoded by whichever expectation stacked more on the training-distribution seeds
+         test_expectation=$(.venv/bin/python -c "import json, sys; s = {e: json.load(open(f'$OUT/$arm-{n}-greedy.json'))['per_triplet']['train']['successes'] for e, n in (('companded', 'expectation'), ('physical', 'physical'))}; print(max(s, key=s.get))") ;;
+    esac
     [ "$TEST_EPISODES" = 0 ] || [ -s "$OUT/$arm-test.json" ] || $G sim eval --engine mujoco --policy "$policy" \
       --triplets test --episodes "$TEST_EPISODES" --seed 0 --expectation "$test_expectation" --report "$OUT/$arm-test.json"
   esac

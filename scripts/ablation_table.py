@@ -73,6 +73,9 @@ RECIPES = {
                                  "not its bin: each dimension predicted from the observation alone "
                                  "(`--action-inputs query`) | as all-novel-gf-global | random shift 4 px",
     "all-novel-gf-global-query-seed1": "as all-novel-gf-global-query, training seed 1 (initialization and batches)",
+    "all-novel-gf-global-query-seed1-ema": "as all-novel-gf-global-query-seed1 (the same trained weights at every "
+                                           "step), deploying their exponential moving average, decay 0.999 per step "
+                                           "(`--ema-decay 0.999`)",
     "all-novel-gf-global-untied": "as all-novel-gf-global | HL-Gauss through an action head of its own, not the "
                                   "embedding rows of the bins (`--action-head untied`), gripper first | as "
                                   "all-novel-gf-global | random shift 4 px",

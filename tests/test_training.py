@@ -80,6 +80,27 @@ def test_interrupted_training_resumes_exactly(store, tmp_path):
     assert longer["steps"] == 14  # a new length only when asked for explicitly
 
 
+def test_weight_average_is_what_the_checkpoint_holds_and_resumes_exactly(store, tmp_path):
+    import torch
+
+    config = TrainConfig(preset="tiny", steps=8, batch_size=2, window_timesteps=2, checkpoint_every=4,
+                         warmup_steps=2, learning_rate=3e-3, ema_decay=0.5)
+    whole = train(store, tmp_path / "whole", config, progress=False)
+    train(store, tmp_path / "split", config, progress=False, stop_at=4)
+    resumed = train(store, tmp_path / "split", config, progress=False)
+    assert resumed["losses"] == whole["losses"]  # the trained weights resumed, not the average
+    averaged, again = load_checkpoint(tmp_path / "whole" / "checkpoint"), load_checkpoint(tmp_path / "split" / "checkpoint")
+    state = torch.load(tmp_path / "whole" / "checkpoint" / "training_state.pt", weights_only=False)
+    assert state["averaged_steps"] == 8
+    differs = False
+    for name, value in averaged.state_dict().items():
+        assert torch.equal(value, again.state_dict()[name]), name  # the average resumed exactly too
+        differs |= not torch.equal(value, state["trained_weights"][name])
+    assert differs  # the checkpoint deploys the average, not the last trained weights
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        train(store, tmp_path / "bad", replace(config, ema_decay=1.0), progress=False)
+
+
 def test_a_kill_between_the_checkpoint_renames_resumes_from_the_last_complete_one(store, tmp_path):
     config = TrainConfig(preset="tiny", steps=6, batch_size=2, window_timesteps=1, checkpoint_every=3, warmup_steps=1)
     whole = train(store, tmp_path / "whole", config, progress=False)

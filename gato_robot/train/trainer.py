@@ -8,7 +8,10 @@ directory that holds one resumes exactly: batches are a pure function of (seed, 
 off, so the loss curve continues as if never interrupted. Batches are prepared by a background
 thread one step ahead, so data loading overlaps the optimizer step. With ``heldout_store`` the
 held-out action cross-entropy and physical action error (:mod:`gato_robot.train.validation`) are
-measured at every checkpoint and plotted beside the loss.
+measured at every checkpoint and plotted beside the loss. With ``ema_decay`` the checkpoint's
+weights are an exponential moving average of the trained ones (Polyak averaging,
+``torch.optim.swa_utils``; the trained weights stay in the training state for an exact resume):
+what is evaluated, exported and deployed is the average.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..action_spec import GRIPPER_FIRST, RGB_STACKING_ACTIONS
@@ -71,6 +75,7 @@ class TrainConfig:
     max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
     heldout_store: str | None = None  # episode store never trained on: metrics at every checkpoint
     heldout_windows: int = 96
+    ema_decay: float = 0.0  # checkpoint an exponential moving average of the weights (e.g. 0.999; 0: off)
     skip_damaged: bool = True  # a damaged episode is left out with a warning naming it; False: stop with its error
     seed: int = 0
     device: str = "cpu"
@@ -92,16 +97,29 @@ def _optimizer(policy: GatoPolicy, config: TrainConfig) -> torch.optim.AdamW:
                               {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate, betas=(0.9, 0.95))
 
 
+def weight_average(policy: GatoPolicy, decay: float) -> AveragedModel:
+    """An exponential moving average of ``policy``'s weights, updated after every optimizer step."""
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema_decay must be in (0, 1) to average weights, got {decay}")
+    return AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step: int, losses: list[float],
-                             config: TrainConfig, elapsed_s: float = 0.0, heldout: list[dict] | None = None) -> Path:
-    """Write the checkpoint next to the live one, then swap it in (a kill never leaves half a checkpoint)."""
+                             config: TrainConfig, elapsed_s: float = 0.0, heldout: list[dict] | None = None,
+                             average: AveragedModel | None = None) -> Path:
+    """Write the checkpoint next to the live one, then swap it in (a kill never leaves half a checkpoint).
+    With a weight ``average`` the checkpoint's weights are the average, and the trained weights go
+    into the training state."""
     final = run_dir / "checkpoint"
     tmp = run_dir / f".checkpoint.{os.getpid()}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    save_checkpoint(policy, tmp, metadata={"step": step, "preset": config.preset, "trained": "true"})
+    save_checkpoint(policy if average is None else average.module, tmp,
+                    metadata={"step": step, "preset": config.preset, "trained": "true"})
+    averaging = {} if average is None else {"trained_weights": policy.state_dict(),
+                                            "averaged_steps": int(average.n_averaged)}
     torch.save({"optimizer": optimizer.state_dict(), "step": step, "losses": losses, "config": asdict(config),
-                "elapsed_s": elapsed_s, "heldout": heldout or []}, tmp / STATE_FILE)
+                "elapsed_s": elapsed_s, "heldout": heldout or [], **averaging}, tmp / STATE_FILE)
     old = run_dir / ".checkpoint.old"
     if final.exists():
         if old.exists():
@@ -230,9 +248,14 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
     checkpoint = run_dir / "checkpoint"
     store = EpisodeStore(store_dir)
     episodes = select_episodes(store, config)
+    average = None
     if (checkpoint / STATE_FILE).is_file():
         policy = load_checkpoint(checkpoint).to(device).train()
         state = torch.load(checkpoint / STATE_FILE, map_location=device, weights_only=False)
+        if config.ema_decay:  # the checkpoint holds the average; the trained weights are in the state
+            average = weight_average(policy, config.ema_decay)
+            average.n_averaged.fill_(state["averaged_steps"])
+            policy.load_state_dict(state["trained_weights"])
         optimizer = _optimizer(policy, config)
         optimizer.load_state_dict(state["optimizer"])
         start, losses = int(state["step"]), list(state["losses"])
@@ -244,6 +267,9 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
                   GatoPolicy(model_config(config, episodes))).to(device).train()
         optimizer = _optimizer(policy, config)
         start, losses, elapsed_before, heldout = 0, [], 0.0, []
+        if config.ema_decay:
+            average = weight_average(policy, config.ema_decay)
+    deployed = policy if average is None else average.module
     check_window_fits(config, policy.config)
     model = data_parallel(policy, cluster)
     if cluster.is_main:
@@ -286,18 +312,20 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip)
             optimizer.step()
+            if average is not None:
+                average.update_parameters(policy)
             losses.append(cluster.mean(loss))  # the global batch's loss, as a single process computes it
             tokens += int(batch["token_ids"].numel()) * cluster.world_size
             bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
             last = step + 1 == config.steps or (stop_at is not None and step + 1 >= stop_at)
             if (step + 1) % config.checkpoint_every == 0 or last:
                 if heldout_arrays is not None:
-                    heldout.append(heldout_metrics(policy, heldout_arrays, step + 1).as_dict())
+                    heldout.append(heldout_metrics(deployed, heldout_arrays, step + 1).as_dict())
                     tqdm.write(f"step {step + 1}: held-out action CE {heldout[-1]['action_cross_entropy']:.3f} nats, "
                                f"error/bound {' '.join(f'{e:.3f}' for e in heldout[-1]['action_error'])}")
                 if cluster.is_main:
                     save_training_checkpoint(run_dir, policy, optimizer, step + 1, losses, config,
-                                             elapsed_before + time.perf_counter() - started, heldout)
+                                             elapsed_before + time.perf_counter() - started, heldout, average)
                 cluster.barrier()
             if last:
                 break
