@@ -72,6 +72,23 @@ def test_a_run_stopped_at_world_size_two_resumes_at_one(store, tmp_path):
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
 
 
+def test_a_sharded_run_equals_one_process_and_moves_between_sharded_and_replicated(store, tmp_path):
+    """FSDP2 at 2 processes: the same curve and weights as one process; stopped sharded at step 2,
+    continued in one process to step 4 (name-keyed optimizer state into a plain optimizer), then
+    sharded again to the end (index-keyed state into the shards): still the same run."""
+    single_process(store, tmp_path / "one")
+    torchrun(2, "--store", str(store), "--run-dir", str(tmp_path / "fsdp"), *ARGS, "--sharding", "fsdp")
+    assert_same_run(tmp_path / "one", tmp_path / "fsdp")
+    run = tmp_path / "moved"
+    torchrun(2, "--store", str(store), "--run-dir", str(run), *ARGS, "--sharding", "fsdp", "--stop-at", "2")
+    state = torch.load(run / "checkpoint" / "training_state.pt", weights_only=False)
+    assert all(isinstance(name, str) for name in state["optimizer"]["state"])  # gathered from the shards
+    single_process(store, run, stop_at=4)
+    assert len(losses_and_weights(run)[0]) == 4
+    torchrun(2, "--store", str(store), "--run-dir", str(run), *ARGS, "--sharding", "fsdp")
+    assert_same_run(tmp_path / "one", run)
+
+
 def test_the_bc_imp_baseline_trains_the_same_on_two_processes(store, tmp_path):
     import json
 
@@ -103,6 +120,18 @@ def test_finetuning_from_scratch_runs_the_same_on_two_processes(store, tmp_path)
     assert_same_run(tmp_path / "one", tmp_path / "two", steps=3)
     assert_same_weights(load_file(tmp_path / "one" / "init" / "model.safetensors"),
                         load_file(tmp_path / "two" / "init" / "model.safetensors"))
+
+
+def test_sharding_is_checked_before_a_run_starts():
+    from gato_robot.train.distributed import Cluster
+    from gato_robot.train.trainer import check_sharding
+
+    assert check_sharding(TrainConfig(sharding="fsdp"), Cluster(0, 2))
+    assert not check_sharding(TrainConfig(sharding="fsdp"), Cluster())  # one process: nothing to shard
+    with pytest.raises(ValueError, match="unknown sharding 'zero3'"):
+        check_sharding(TrainConfig(sharding="zero3"), Cluster(0, 2))
+    with pytest.raises(ValueError, match="not supported with --sharding fsdp"):
+        check_sharding(TrainConfig(sharding="fsdp", ema_decay=0.999), Cluster(0, 2))
 
 
 def test_a_global_batch_that_does_not_split_is_refused(store, tmp_path):

@@ -61,6 +61,9 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                                                        "gripper's horizontal offset from the blocks in the images."),
                   gripper_first: bool = typer.Option(False, help="Decode the gripper token before the motion tokens "
                                                      "(Gato's order is the action vector's: motion, then gripper)."),
+                  sharding: str = typer.Option("ddp", help="Under torchrun: ddp replicates the policy on every "
+                                               "process, fsdp shards weights, gradients and optimizer state across "
+                                               "them (FSDP2; for the gato-364m and gato-1.18b presets)."),
                   ema_decay: float = typer.Option(0.0, min=0.0, max=0.9999, help="Checkpoint an exponential moving "
                                                   "average of the weights with this decay per step (e.g. 0.999; "
                                                   "0: the trained weights themselves)."),
@@ -86,7 +89,7 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
                          proprio_noise=proprio_noise, joint_velocities=joint_velocities, planar_position=planar_position,
                          gripper_first=gripper_first, heldout_store=str(heldout_store) if heldout_store else None,
-                         heldout_windows=heldout_windows, ema_decay=ema_decay,
+                         heldout_windows=heldout_windows, ema_decay=ema_decay, sharding=sharding,
                          skip_damaged=skip_damaged)
     with _clear_errors():
         summary = train(store, run, config, init_from=init_from, stop_at=stop_at, warm_restart=warm_restart)

@@ -38,7 +38,8 @@ from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.config import GatoConfig, preset
 from ..model.policy import GatoPolicy, batch_to_torch
 from ..proprio import proprio_keep_for
-from .distributed import Cluster, data_parallel, join_cluster, leave_cluster
+from .distributed import (SHARDINGS, Cluster, data_parallel, gather_optimizer_state, gather_weights, join_cluster,
+                          leave_cluster, load_optimizer_state, shard_policy)
 from .validation import heldout_batch, heldout_metrics
 
 STATE_FILE = "training_state.pt"
@@ -77,6 +78,7 @@ class TrainConfig:
     heldout_windows: int = 96
     ema_decay: float = 0.0  # checkpoint an exponential moving average of the weights (e.g. 0.999; 0: off)
     skip_damaged: bool = True  # a damaged episode is left out with a warning naming it; False: stop with its error
+    sharding: str = "ddp"  # under torchrun: "ddp" replicates the policy, "fsdp" shards it (large presets)
     seed: int = 0
     device: str = "cpu"
 
@@ -104,12 +106,12 @@ def weight_average(policy: GatoPolicy, decay: float) -> AveragedModel:
     return AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step: int, losses: list[float],
+def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer_state: dict, step: int, losses: list[float],
                              config: TrainConfig, elapsed_s: float = 0.0, heldout: list[dict] | None = None,
                              average: AveragedModel | None = None) -> Path:
     """Write the checkpoint next to the live one, then swap it in (a kill never leaves half a checkpoint).
     With a weight ``average`` the checkpoint's weights are the average, and the trained weights go
-    into the training state."""
+    into the training state. ``policy`` holds full (unsharded) weights."""
     final = run_dir / "checkpoint"
     tmp = run_dir / f".checkpoint.{os.getpid()}.tmp"
     if tmp.exists():
@@ -118,7 +120,7 @@ def save_training_checkpoint(run_dir: Path, policy: GatoPolicy, optimizer, step:
                     metadata={"step": step, "preset": config.preset, "trained": "true"})
     averaging = {} if average is None else {"trained_weights": policy.state_dict(),
                                             "averaged_steps": int(average.n_averaged)}
-    torch.save({"optimizer": optimizer.state_dict(), "step": step, "losses": losses, "config": asdict(config),
+    torch.save({"optimizer": optimizer_state, "step": step, "losses": losses, "config": asdict(config),
                 "elapsed_s": elapsed_s, "heldout": heldout or [], **averaging}, tmp / STATE_FILE)
     old = run_dir / ".checkpoint.old"
     if final.exists():
@@ -143,7 +145,7 @@ def recover_checkpoint(run_dir: Path) -> None:
         shutil.rmtree(tmp)
 
 
-RESUMABLE_CHANGES = ("checkpoint_every", "device", "heldout_store", "heldout_windows", "skip_damaged")
+RESUMABLE_CHANGES = ("checkpoint_every", "device", "heldout_store", "heldout_windows", "skip_damaged", "sharding")
 """TrainConfig fields a resumed run may change; any other change would make it another run."""
 
 
@@ -205,6 +207,29 @@ def select_episodes(store: EpisodeStore, config: TrainConfig) -> list:
     return usable[:config.max_episodes]
 
 
+def check_sharding(config: TrainConfig, cluster: Cluster) -> bool:
+    """Whether this run shards the policy (FSDP) across its ranks; one process has nothing to shard."""
+    if config.sharding not in SHARDINGS:
+        raise ValueError(f"unknown sharding {config.sharding!r}; choose one of {SHARDINGS}")
+    sharded = config.sharding == "fsdp" and cluster.distributed
+    if sharded and config.ema_decay:
+        raise ValueError("ema_decay averages whole weights; it is not supported with --sharding fsdp")
+    return sharded
+
+
+def _full_policy(policy: GatoPolicy, sharded: bool) -> GatoPolicy | None:
+    """``policy`` with full weights: itself when replicated; when sharded a plain copy gathered onto
+    rank 0 (every rank must call; the others get None)."""
+    if not sharded:
+        return policy
+    weights = gather_weights(policy, sharded)
+    if not weights:
+        return None
+    full = GatoPolicy(policy.config)
+    full.load_state_dict(weights)
+    return full
+
+
 def _prefetch(windows: EpisodeWindows, config: TrainConfig, first_step: int, stop: threading.Event,
               rows: range | None = None) -> queue.Queue:
     """Batches (this rank's ``rows`` of each global batch) loaded ahead of the training loop."""
@@ -248,7 +273,8 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
     checkpoint = run_dir / "checkpoint"
     store = EpisodeStore(store_dir)
     episodes = select_episodes(store, config)
-    average = None
+    sharded = check_sharding(config, cluster)
+    average, state = None, None
     if (checkpoint / STATE_FILE).is_file():
         policy = load_checkpoint(checkpoint).to(device).train()
         state = torch.load(checkpoint / STATE_FILE, map_location=device, weights_only=False)
@@ -256,8 +282,6 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
             average = weight_average(policy, config.ema_decay)
             average.n_averaged.fill_(state["averaged_steps"])
             policy.load_state_dict(state["trained_weights"])
-        optimizer = _optimizer(policy, config)
-        optimizer.load_state_dict(state["optimizer"])
         start, losses = int(state["step"]), list(state["losses"])
         elapsed_before, heldout = float(state.get("elapsed_s", 0.0)), list(state.get("heldout", []))
         check_resume_matches(state.get("config", {}), config, start, warm_restart)
@@ -265,13 +289,17 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
         torch.manual_seed(config.seed)
         policy = (load_checkpoint(init_from) if init_from else
                   GatoPolicy(model_config(config, episodes))).to(device).train()
-        optimizer = _optimizer(policy, config)
         start, losses, elapsed_before, heldout = 0, [], 0.0, []
         if config.ema_decay:
             average = weight_average(policy, config.ema_decay)
     deployed = policy if average is None else average.module
     check_window_fits(config, policy.config)
-    model = data_parallel(policy, cluster)
+    if sharded:
+        shard_policy(policy)
+    optimizer = _optimizer(policy, config)  # after sharding: it steps the shards
+    if state is not None:
+        load_optimizer_state(policy, optimizer, state["optimizer"], sharded)
+    model = data_parallel(policy, cluster, sharded)
     if cluster.is_main:
         (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     noise_std = None
@@ -319,12 +347,14 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
             bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
             last = step + 1 == config.steps or (stop_at is not None and step + 1 >= stop_at)
             if (step + 1) % config.checkpoint_every == 0 or last:
-                if heldout_arrays is not None:
-                    heldout.append(heldout_metrics(deployed, heldout_arrays, step + 1).as_dict())
-                    tqdm.write(f"step {step + 1}: held-out action CE {heldout[-1]['action_cross_entropy']:.3f} nats, "
-                               f"error/bound {' '.join(f'{e:.3f}' for e in heldout[-1]['action_error'])}")
+                full = _full_policy(policy, sharded)  # sharded: every rank takes part, rank 0 receives
+                optimizer_state = gather_optimizer_state(policy, optimizer, sharded)
                 if cluster.is_main:
-                    save_training_checkpoint(run_dir, policy, optimizer, step + 1, losses, config,
+                    if heldout_arrays is not None:
+                        heldout.append(heldout_metrics(full if average is None else deployed, heldout_arrays, step + 1).as_dict())
+                        tqdm.write(f"step {step + 1}: held-out action CE {heldout[-1]['action_cross_entropy']:.3f} "
+                                   f"nats, error/bound {' '.join(f'{e:.3f}' for e in heldout[-1]['action_error'])}")
+                    save_training_checkpoint(run_dir, full, optimizer_state, step + 1, losses, config,
                                              elapsed_before + time.perf_counter() - started, heldout, average)
                 cluster.barrier()
             if last:
