@@ -351,7 +351,8 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
                 optimizer_state = gather_optimizer_state(policy, optimizer, sharded)
                 if cluster.is_main:
                     if heldout_arrays is not None:
-                        heldout.append(heldout_metrics(full if average is None else deployed, heldout_arrays, step + 1).as_dict())
+                        measured = full if average is None else deployed
+                        heldout.append(heldout_metrics(measured, heldout_arrays, step + 1).as_dict())
                         tqdm.write(f"step {step + 1}: held-out action CE {heldout[-1]['action_cross_entropy']:.3f} "
                                    f"nats, error/bound {' '.join(f'{e:.3f}' for e in heldout[-1]['action_error'])}")
                     save_training_checkpoint(run_dir, full, optimizer_state, step + 1, losses, config,
