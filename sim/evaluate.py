@@ -15,9 +15,12 @@ Success rates carry 95% Wilson score intervals. Reports are JSON; selected episo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing as mp
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -173,6 +176,26 @@ def _single_threaded_worker() -> None:
     torch.set_num_threads(1)
 
 
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) ends the run as Ctrl-C does, by an exception
+    in the main thread, so the process pool is terminated on the way out instead of its workers
+    running on as orphans until their chunks end. Committed episodes stay; a half-written one is
+    never committed (the store's atomic writer)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_on_sigterm(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_jobs(jobs: list[Job], workers: int, description: str, batch_size: int = 1) -> list[EpisodeResult]:
     """Run episodes over ``workers`` processes (each keeps its environments), policy episodes in
     lockstep batches of up to ``batch_size``, with a progress bar counting episodes."""
@@ -185,7 +208,7 @@ def run_jobs(jobs: list[Job], workers: int, description: str, batch_size: int = 
                 bar.update(len(chunk))
             return results
         context = mp.get_context("spawn")
-        with context.Pool(workers, initializer=_single_threaded_worker) as pool:
+        with _sigterm_as_exit(), context.Pool(workers, initializer=_single_threaded_worker) as pool:
             for chunk_results in pool.imap_unordered(_run_chunk, chunks):
                 results += chunk_results
                 bar.update(len(chunk_results))

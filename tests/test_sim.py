@@ -227,3 +227,40 @@ def test_relabelling_the_expert_with_itself_agrees_and_a_frozen_policy_does_not(
     stats = agreement(relabeller.steps)
     assert stats["tcp_vz_sign_agreement"] == 0.0  # sign(0) never matches a moving expert
     assert stats["final_red_distance_xy"] == pytest.approx(np.linalg.norm(relabeller.steps[0].red_offset[:2]), abs=1e-3)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from Linux /proc")
+def test_sigterm_ends_a_pooled_run_with_its_workers_and_leaves_the_store_whole(tmp_path):
+    store = tmp_path / "store"
+    run = subprocess.Popen([sys.executable, "-m", "gato_robot.cli", "sim", "generate", "--out", str(store),
+                            "--engine", "mujoco", "--triplets", "train", "--episodes", "40", "--workers", "2"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline, workers = time.monotonic() + 120, set()
+    while time.monotonic() < deadline and len(workers) < 2 and run.poll() is None:
+        workers = _children(run.pid)  # the pool's two workers (spawned, so they have started Python)
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the pool never started"
+    time.sleep(3)  # the workers are inside episodes
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "pool workers outlived the terminated run"
+    episodes = EpisodeStore(store).episodes(0.0) if store.exists() else []
+    assert len(episodes) < 40  # stopped early; every committed episode reads back whole
