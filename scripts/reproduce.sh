@@ -3,7 +3,7 @@
 # in our simulations, from nothing:
 #   (a) Gato vs the BC-IMP specialist on the training distribution and the held-out test triplets,
 #       MuJoCo, plus cross-engine (trained in MuJoCo, evaluated in PyBullet);
-#   (b) few-shot fine-tuning curves on a held-out triplet, pretrained vs from scratch.
+#   (b) few-shot fine-tuning curves on two held-out triplets, pretrained vs from scratch.
 # The recipe is the ablation's winner (results/ablation-2026-12-05.md, README "Round 13"):
 # conv_stem_global encoder, HL-Gauss ordinal loss, action dimensions predicted from the observation
 # alone (query action inputs), standardized proprioception, random shift, no joint velocities,
@@ -14,7 +14,7 @@
 # Data and run directories live outside the work tree (DATA, RUNS). Never run two of these steps at
 # once on 2 cores: they share the cores and each slows the other several-fold.
 #
-#   bash scripts/reproduce.sh                      # the shipped configuration (~3 h on 2 cores)
+#   bash scripts/reproduce.sh                      # the shipped configuration (~4 h on 2 cores; the few-shot sweeps ~1.5 h of it)
 #   STEPS=20000 DEVICE=cuda bash scripts/reproduce.sh   # the same recipe, longer, on a GPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
