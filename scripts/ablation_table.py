@@ -79,6 +79,10 @@ RECIPES = {
     "all-novel-gf-global-untied": "as all-novel-gf-global | HL-Gauss through an action head of its own, not the "
                                   "embedding rows of the bins (`--action-head untied`), gripper first | as "
                                   "all-novel-gf-global | random shift 4 px",
+    "all-novel-gf-global-query-wide": "as all-novel-gf-global-query, trained on the wide-grid store (`sim generate "
+                                      "--triplets train-wide`: object sizes 2.25-7.25 cm, bevels, holes, slants to "
+                                      "0.55-0.65, spanning the test objects; same seeds, noise and filter)",
+    "bc-imp-wide": "as bc-imp, trained on the wide-grid store (as all-novel-gf-global-query-wide)",
 }
 
 

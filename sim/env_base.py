@@ -21,7 +21,7 @@ from gato_robot.robot.action_path import CartesianActionMapper, JointCommand
 from gato_robot.task import RGB_STACKING
 
 from .scene import DEFAULT_SCENE, SceneSpec
-from .triplets import Triplet, test_triplet, training_triplet
+from .triplets import TRAINING_GRIDS, Triplet, test_triplet, training_triplet
 
 INSTRUCTION = RGB_STACKING.instruction
 
@@ -64,8 +64,8 @@ class RGBStackingEnv(gym.Env):
 
     def __init__(self, triplet: Triplet | str = "train", scene: SceneSpec = DEFAULT_SCENE,
                  render_cameras: bool = True, render_mode: str | None = None):
-        """``triplet``: a :class:`Triplet`, "train" (a new training triplet per episode seed) or a
-        test triplet's name. ``render_cameras=False`` skips images (scripted-expert evaluation)."""
+        """``triplet``: a :class:`Triplet`, "train" or "train-wide" (a new training triplet of that
+        grid per episode seed, see :mod:`.triplets`) or a test triplet's name. ``render_cameras=False`` skips images (scripted-expert evaluation)."""
         super().__init__()
         self.scene, self.render_cameras, self.render_mode = scene, render_cameras, render_mode
         self._triplet_choice = triplet
@@ -122,8 +122,8 @@ class RGBStackingEnv(gym.Env):
         choice = (options or {}).get("triplet", self._triplet_choice)
         if isinstance(choice, Triplet):
             return choice
-        if choice == "train":
-            return training_triplet(seed)
+        if choice in TRAINING_GRIDS:
+            return training_triplet(seed, TRAINING_GRIDS[choice])
         return test_triplet(choice)
 
     def _spawn_poses(self, triplet: Triplet) -> dict[str, ObjectPose]:

@@ -33,7 +33,7 @@ from gato_robot.runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATU
 
 from .closed_loop import run_control_loop_episodes
 from .rollout import ENGINES, EpisodeResult, make_agent, make_env, run_episode, run_episodes_batched
-from .triplets import TEST_TRIPLETS, test_triplet
+from .triplets import TEST_TRIPLETS, TRAINING_GRIDS, test_triplet, training_distribution
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -48,13 +48,13 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
 
 
 def triplet_names(which: str) -> list[str]:
-    """"test" -> the five test triplets; "train" -> training triplets (a fresh one per seed); else a
-    triplet name; comma-separated lists combine them ("train,test")."""
+    """"test" -> the five test triplets; "train" or "train-wide" -> training triplets of that grid (a
+    fresh one per seed); else a triplet name; comma-separated lists combine them ("train,test")."""
     names: list[str] = []
     for part in which.split(","):
         part = part.strip()
         for name in ([t.name for t in TEST_TRIPLETS] if part == "test" else
-                     [part if part == "train" else test_triplet(part).name]):  # "test-1" -> "test-1-slanted"
+                     [part if part in TRAINING_GRIDS else test_triplet(part).name]):  # "test-1" -> "test-1-slanted"
             if name not in names:
                 names.append(name)
     return names
@@ -338,7 +338,7 @@ def evaluate(config: EvalConfig) -> EvalReport:
     results = run_jobs(jobs, config.workers, f"eval {config.engine} {label}", config.batch_size)
     per_triplet = {}
     for name in names:
-        mine = sorted((r for r in results if r.triplet == name or (name == "train" and r.triplet.startswith("train-"))),
+        mine = sorted((r for r in results if r.triplet == name or training_distribution(r.triplet) == name),
                       key=lambda r: r.seed)
         wins = sum(r.success for r in mine)
         row = TripletResult(len(mine), wins, wilson_interval(wins, len(mine)), float(np.mean([r.steps for r in mine])),

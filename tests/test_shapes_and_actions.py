@@ -7,7 +7,10 @@ from hypothesis import strategies as st
 
 from gato_robot.robot.action_path import CartesianActionMapper
 from gato_robot.sim.shapes import ShapeParams, convex_parts, mesh_files, part_meshes, volume
-from gato_robot.sim.triplets import TEST_TRIPLETS, TRAIN_BEVELS, TRAIN_HOLES, TRAIN_SIZES, TRAIN_SLANTS, training_triplet
+from gato_robot.sim.evaluate import triplet_names
+from gato_robot.sim.rollout import make_env
+from gato_robot.sim.triplets import (NARROW_GRID, TEST_TRIPLETS, TRAINING_GRIDS, WIDE_GRID, training_distribution,
+                                     training_triplet)
 
 
 @pytest.fixture(scope="module")
@@ -43,22 +46,49 @@ def test_bad_shapes_are_rejected():
         ShapeParams("x", hole=0.3, prism=True)
 
 
-def _training_values() -> set:
+def _training_values(grid) -> set:
     values = set()
     for seed in range(2000):
-        for params in training_triplet(seed).objects().values():
+        for params in training_triplet(seed, grid).objects().values():
             values.add((params.size, params.bevel, params.hole, params.slant, params.prism))
     return values
 
 
-def test_test_objects_never_appear_in_training():
-    training = _training_values()
+@pytest.mark.parametrize("grid", [NARROW_GRID, WIDE_GRID], ids=lambda g: g.name)
+def test_test_objects_never_appear_in_training(grid):
+    training = _training_values(grid)
     for triplet in TEST_TRIPLETS:
         for params in triplet.objects().values():
             assert (params.size, params.bevel, params.hole, params.slant, params.prism) not in training
-            assert (any(v not in TRAIN_SIZES for v in params.size) or params.bevel not in (0.0, *TRAIN_BEVELS)
-                    or params.hole not in (0.0, *TRAIN_HOLES) or params.slant not in (0.0, *TRAIN_SLANTS))
+            assert (any(v not in grid.sizes for v in params.size) or params.bevel not in (0.0, *grid.bevels)
+                    or params.hole not in (0.0, *grid.holes) or params.slant not in (0.0, *grid.slants))
         assert triplet.blue.flat_top
+
+
+def test_the_wide_grid_spans_the_test_objects_and_the_narrow_one_does_not():
+    """Held-out objects are interpolation for the wide grid (as in the benchmark), extrapolation for the narrow."""
+    tests = [params for triplet in TEST_TRIPLETS for params in triplet.objects().values()]
+    sizes = [v for params in tests for v in params.size]
+    for axis, values in (("sizes", sizes), ("bevels", [p.bevel for p in tests if p.bevel]),
+                         ("holes", [p.hole for p in tests if p.hole]), ("slants", [p.slant for p in tests if p.slant])):
+        wide, narrow = getattr(WIDE_GRID, axis), getattr(NARROW_GRID, axis)
+        assert min(wide) <= min(values) and max(values) <= max(wide), axis
+        assert max(values) > max(narrow), axis
+    wide_objects = [p for seed in range(500) for p in training_triplet(seed, WIDE_GRID).objects().values()]
+    assert {p.size[2] for p in wide_objects} >= {0.0225, 0.0725}  # flat and tall objects both occur
+    assert max(p.size[1] for p in wide_objects) <= 0.065  # within the grasp width
+
+
+def test_training_triplet_names_name_their_grid():
+    assert training_triplet(17).name == "train-17" and training_triplet(17, WIDE_GRID).name == "train-wide-17"
+    assert training_distribution("train-wide-17") == "train-wide" and training_distribution("train-17") == "train"
+    assert training_distribution("test-1-slanted") is None and training_distribution("train-wide") is None
+    assert set(TRAINING_GRIDS) == {"train", "train-wide"}
+    assert triplet_names("train-wide,test-4")[:2] == ["train-wide", "test-4-flat"]
+    env = make_env("mujoco", "train-wide", render_cameras=False)
+    env.reset(seed=17)
+    assert env.triplet == training_triplet(17, WIDE_GRID)
+    env.close()
 
 
 def test_training_triplets_are_deterministic_and_varied():
