@@ -3,7 +3,8 @@
 # in our simulations, from nothing:
 #   (a) Gato vs the BC-IMP specialist on the training distribution and the held-out test triplets,
 #       MuJoCo, plus cross-engine (trained in MuJoCo, evaluated in PyBullet);
-#   (b) few-shot fine-tuning curves on two held-out triplets, pretrained vs from scratch.
+#   (b) few-shot fine-tuning curves on two held-out triplets, pretrained vs from scratch;
+#   (c) one Gato over two data sources: trained on MuJoCo and PyBullet expert episodes, evaluated in both.
 # The recipe is the ablation's winner (results/ablation-2026-12-05.md, README "Round 13"):
 # conv_stem_global encoder, HL-Gauss ordinal loss, action dimensions predicted from the observation
 # alone (query action inputs), standardized proprioception, random shift, no joint velocities,
@@ -32,7 +33,9 @@ DEVICE=${DEVICE:-cpu}
 TRAIN_EPISODES=${TRAIN_EPISODES:-100}    # training-distribution evaluation, seeds from TRAIN_SEED
 TRAIN_SEED=${TRAIN_SEED:-8000000}        # no training, DAgger or ablation run used these
 TEST_EPISODES=${TEST_EPISODES:-30}       # per held-out test triplet, seeds from 0
-PYBULLET_EPISODES=${PYBULLET_EPISODES:-10}  # per test triplet (TinyRenderer: ~30 steps/s)
+PYBULLET_EPISODES=${PYBULLET_EPISODES:-20}  # per test triplet (TinyRenderer: ~9 s per episode on 2 cores)
+PYBULLET_DATA=${PYBULLET_DATA:-256}      # PyBullet expert episodes for the two-engine Gato (~6 s each on 2 cores)
+TWO_ENGINE=${TWO_ENGINE:-results/two-engine}  # its reports
 FEWSHOT_TRIPLETS=${FEWSHOT_TRIPLETS:-"test-4-flat test-1-slanted"}  # the two held-out triplets Gato stacks least
 FEWSHOT_COUNTS=${FEWSHOT_COUNTS:-0,10,25,50,100}
 FEWSHOT_BASE_STEPS=${FEWSHOT_BASE_STEPS:-200}       # steps rule: 200 + 10 x N optimizer steps of 24 timesteps,
@@ -105,3 +108,21 @@ for triplet in $FEWSHOT_TRIPLETS; do  # demonstrations from seeds no evaluation 
     --base-steps "$FEWSHOT_BASE_STEPS" --steps-per-episode "$FEWSHOT_STEPS_PER_EPISODE" --eval-episodes "$FEWSHOT_EVAL"
   seed=$((seed + 100000))
 done
+
+step "7. both engines: PyBullet expert data (seeds from 1100000), a Gato on MuJoCo + PyBullet, evaluated in both"
+$G sim generate --out "$DATA/pybullet-dart-g" --engine pybullet --triplets train --episodes "$PYBULLET_DATA" \
+  --seed 1100000 --noise 0.2 --gripper-noise 0.01
+mkdir -p "$DATA/two-engine" "$TWO_ENGINE"
+ln -sf "$(realpath "$STORE")"/episode-*.h5 "$(realpath "$DATA/pybullet-dart-g")"/episode-*.h5 "$DATA/two-engine/"
+# shellcheck disable=SC2086
+$G train --store "$DATA/two-engine" --run "$RUNS/gato-two-engine" --preset cpu-small --steps "$STEPS" --batch-size 24 \
+  --window 1 --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter --heldout-store "$HELDOUT" \
+  --device "$DEVICE" $RECIPE
+RESULTS=$TWO_ENGINE evaluate gato-two-engine-mujoco-test "$RUNS/gato-two-engine/checkpoint" mujoco test "$TEST_EPISODES"
+RESULTS=$TWO_ENGINE evaluate gato-two-engine-pybullet-test "$RUNS/gato-two-engine/checkpoint" pybullet test \
+  "$PYBULLET_EPISODES"
+$G sim table --out "$TWO_ENGINE/two-engine.md" \
+  --column "MuJoCo-only Gato, MuJoCo=$RESULTS/gato-mujoco-test.json" \
+  --column "MuJoCo-only Gato, PyBullet=$RESULTS/gato-pybullet-test.json" \
+  --column "two-engine Gato, MuJoCo=$TWO_ENGINE/gato-two-engine-mujoco-test.json" \
+  --column "two-engine Gato, PyBullet=$TWO_ENGINE/gato-two-engine-pybullet-test.json"
