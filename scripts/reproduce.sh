@@ -15,7 +15,7 @@
 # Data and run directories live outside the work tree (DATA, RUNS). Never run two of these steps at
 # once on 2 cores: they share the cores and each slows the other several-fold.
 #
-#   bash scripts/reproduce.sh                      # the shipped configuration (~4 h on 2 cores; the few-shot sweeps ~1.5 h of it)
+#   bash scripts/reproduce.sh                      # the shipped configuration (~5.5 h on 2 cores; the few-shot sweeps ~1.5 h, step 7 (two engines) ~1.3 h of it)
 #   STEPS=20000 DEVICE=cuda bash scripts/reproduce.sh   # the same recipe, longer, on a GPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
