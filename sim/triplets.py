@@ -45,9 +45,6 @@ WIDE_GRID = TrainingGrid("train-wide", sizes=(0.0225, 0.0275, 0.0325, 0.04, 0.04
                          bevels=(0.2, 0.3, 0.45, 0.55, 0.65), holes=(0.25, 0.35, 0.4, 0.55),
                          slants=(0.1, 0.2, 0.3, 0.45, 0.55))
 TRAINING_GRIDS = {grid.name: grid for grid in (NARROW_GRID, WIDE_GRID)}
-# the narrow grid's values, under the names the rest of the project has used since the first store
-TRAIN_SIZES, TRAIN_BEVELS, TRAIN_HOLES, TRAIN_SLANTS = (NARROW_GRID.sizes, NARROW_GRID.bevels, NARROW_GRID.holes,
-                                                        NARROW_GRID.slants)
 
 
 @dataclass(frozen=True)
