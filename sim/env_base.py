@@ -65,7 +65,8 @@ class RGBStackingEnv(gym.Env):
     def __init__(self, triplet: Triplet | str = "train", scene: SceneSpec = DEFAULT_SCENE,
                  render_cameras: bool = True, render_mode: str | None = None):
         """``triplet``: a :class:`Triplet`, "train" or "train-wide" (a new training triplet of that
-        grid per episode seed, see :mod:`.triplets`) or a test triplet's name. ``render_cameras=False`` skips images (scripted-expert evaluation)."""
+        grid per episode seed, see :mod:`.triplets`) or a test triplet's name.
+        ``render_cameras=False`` skips images (scripted-expert evaluation)."""
         super().__init__()
         self.scene, self.render_cameras, self.render_mode = scene, render_cameras, render_mode
         self._triplet_choice = triplet

@@ -31,6 +31,7 @@ def available_cores() -> int:
 
 
 WORKERS_HELP = "Parallel processes (default: the cores available to this process)."
+TRIPLETS_HELP = "train, train-wide (the wider object grid), test or one triplet name."
 
 
 @contextmanager

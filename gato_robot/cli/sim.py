@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..action_spec import RGB_STACKING_ACTIONS
 from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
-from .common import WORKERS_HELP, _clear_errors, available_cores, console, git_revision
+from .common import TRIPLETS_HELP, WORKERS_HELP, _clear_errors, available_cores, console, git_revision
 
 sim_app = typer.Typer(help="RGB-stacking simulation: data generation and headless evaluation.", no_args_is_help=True)
 
@@ -21,7 +21,8 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
              policy: str = typer.Option("gato-cpu-small", help="A shipped policy (gato-cpu-small), a checkpoint "
                                         "directory (or ONNX export with --backend), or 'expert'."),
              triplets: str = typer.Option("test", help="test (the 5 held-out triplets), train, train-wide (the "
-                                          "wider object grid), a triplet name, or a comma-separated list (train,test)."),
+                                          "wider object grid), a triplet name, or a comma-separated list "
+                                          "(train,test)."),
              episodes: int = typer.Option(50, min=1, help="Episodes per triplet."),
              workers: int = typer.Option(None, min=1, help=WORKERS_HELP),
              backend: str = typer.Option("onnxruntime", help="Policy runtime: onnxruntime (the node's; a checkpoint "
@@ -75,7 +76,8 @@ def sim_eval(engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
 @sim_app.command("relabel")
 def sim_relabel(policy: str = typer.Option("gato-cpu-small", help="Shipped policy, checkpoint directory or 'expert'."),
                 engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
-                triplet: str = typer.Option("train", help="train, train-wide (the wider object grid) or a test triplet name."),
+                triplet: str = typer.Option("train", help="train, train-wide (the wider object grid) or a "
+                                                          "test triplet name."),
                 episodes: int = typer.Option(4, min=1, help="Episodes (consecutive seeds)."),
                 seed: int = typer.Option(0, help="First episode seed."),
                 trace_every: int = typer.Option(20, min=0, help="Print every Kth step of the first episode (0: none)."),
@@ -160,7 +162,7 @@ def sim_closed_loop(model: Path = typer.Option(..., help="Checkpoint (torch) or 
 @sim_app.command("generate")
 def sim_generate(out: Path = typer.Option(..., help="Episode store directory (created or appended to)."),
                  engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
-                 triplets: str = typer.Option("train", help="train, train-wide (the wider object grid), test or one triplet name."),
+                 triplets: str = typer.Option("train", help=TRIPLETS_HELP),
                  episodes: int = typer.Option(100, min=1, help="Episodes (per triplet for 'test')."),
                  workers: int = typer.Option(None, min=1, help=WORKERS_HELP),
                  seed: int = typer.Option(0, help="First episode seed."),
@@ -181,7 +183,7 @@ def sim_generate(out: Path = typer.Option(..., help="Episode store directory (cr
 def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the relabelled episodes to."),
                policy: str = typer.Option(..., help="Shipped policy or checkpoint directory that drives."),
                engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
-               triplets: str = typer.Option("train", help="train, train-wide (the wider object grid), test or one triplet name."),
+               triplets: str = typer.Option("train", help=TRIPLETS_HELP),
                episodes: int = typer.Option(50, min=1, help="Episodes (per triplet for 'test')."),
                workers: int = typer.Option(None, min=1, help=WORKERS_HELP),
                seed: int = typer.Option(6_000_000, help="First episode seed (disjoint from data and evaluation)."),
@@ -204,7 +206,7 @@ def sim_dagger(store: Path = typer.Option(..., help="Episode store to add the re
 def sim_rollouts(store: Path = typer.Option(..., help="Episode store to write the rollouts to."),
                  policy: str = typer.Option(..., help="Shipped policy or checkpoint directory that drives."),
                  engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
-                 triplets: str = typer.Option("train", help="train, train-wide (the wider object grid), test or one triplet name."),
+                 triplets: str = typer.Option("train", help=TRIPLETS_HELP),
                  episodes: int = typer.Option(100, min=1, help="Episodes (per triplet for 'test')."),
                  workers: int = typer.Option(None, min=1, help=WORKERS_HELP),
                  seed: int = typer.Option(6_500_000, help="First episode seed (disjoint from data and evaluation).")
