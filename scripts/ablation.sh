@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ablation of the policy recipe (issue "A Gato policy that stacks"): every arm trains on the same
-# episode store (the arms named *-wide: on the wide-grid store, same seeds) for the same number of samples (STEPS x 24 one-timestep windows; BC-IMP the same
+# episode store (the arms named *-wide: on the wide-grid store, same seeds) for the same number of samples (STEPS x 24 one-timestep windows, the arms named *-240k twice that; BC-IMP the same
 # samples in batches of 32), and is evaluated on the same EVAL_EPISODES training-distribution
 # seeds starting at EVAL_SEED, which no training run ever used (training data: seeds 1000000+).
 # Resumable: a finished run or report is kept; run it again after an interruption.
@@ -23,7 +23,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-query-wide bc-imp-wide"}   # round 15 (round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-novel-gf-global-query-240k bc-imp-240k"}   # round 16 (round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -51,6 +51,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query) echo "$(flags all-novel-gf-global) --action-inputs query" ;;  # round 13: each action dimension from the observation alone (no autoregressive inputs)
     all-novel-gf-global-query-seed1) echo "$(flags all-novel-gf-global-query) --seed 1" ;;  # round 13: the shipped recipe at a second training seed
     all-novel-gf-global-query-wide) flags all-novel-gf-global-query ;;  # round 15: the same recipe on the wide-grid store
+    all-novel-gf-global-query-240k) flags all-novel-gf-global-query ;;  # round 16: the same recipe for twice the samples, one cosine schedule
     all-novel-gf-global-query-seed1-ema) echo "$(flags all-novel-gf-global-query-seed1) --ema-decay 0.999" ;;  # round 14: the same training run (same weights trajectory), its weight average deployed
     all-novel-gf-global-untied) echo "$(flags all-novel-gf-global) --action-head untied" ;;  # round 13: action logits from a head of their own, not the proprio embedding rows
     all-novel-gf-global-mse10) echo "--image-encoder conv_stem_global --action-loss hl_gauss --expectation-mse-weight 10 --standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first" ;;
@@ -63,7 +64,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
 
 baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output at a time
   case $1 in
-    bc-imp|bc-imp-wide) echo "" ;;  # bc-imp-wide: on the wide-grid store (round 15)
+    bc-imp|bc-imp-wide|bc-imp-240k) echo "" ;;  # bc-imp-wide: on the wide-grid store (round 15); bc-imp-240k: twice the samples (round 16)
     bc-imp-bins) echo "--action-head hl_gauss" ;;  # Gato's mu-law action bins, HL-Gauss, decoded as Gato
     bc-imp-novel) echo "--no-joint-velocities" ;;  # Gato's proprioception (no joint velocities)
     bc-imp-bins-novel) echo "--action-head hl_gauss --no-joint-velocities" ;;
@@ -74,6 +75,7 @@ baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output a
 }
 
 store_for() { case $1 in *-wide) echo "$WIDE_STORE" ;; *) echo "$STORE" ;; esac; }
+steps_for() { case $1 in *-240k) echo $((STEPS * 2)) ;; *) echo "$STEPS" ;; esac; }  # the arms named *-240k: twice the samples
 
 for arm in $ARMS; do
   printf '\n== %s\n' "$arm"
@@ -103,12 +105,12 @@ for arm in $ARMS; do
   elif [[ "$arm" == bc-imp* ]]; then  # the specialist, and the bridge from it to Gato one change at a time
     # shellcheck disable=SC2046
     [ -s "$RUNS/$arm/summary.json" ] || $G train-baseline --store "$(store_for "$arm")" --out "$RUNS/$arm" \
-      --steps $((STEPS * 24 / 32)) --batch-size 32 --random-shift 4 $(baseline_flags "$arm")
+      --steps $(($(steps_for "$arm") * 24 / 32)) --batch-size 32 --random-shift 4 $(baseline_flags "$arm")
     policy=$RUNS/$arm
   else
     # shellcheck disable=SC2046
     [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$(store_for "$arm")" --run "$RUNS/$arm" --preset cpu-small \
-      --steps "$STEPS" --batch-size 24 --window 1 --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter --heldout-store "$HELDOUT" $(flags "$arm")
+      --steps "$(steps_for "$arm")" --batch-size 24 --window 1 --lr 1e-3 --warmup 200 --checkpoint-every 500 --no-patch-jitter --heldout-store "$HELDOUT" $(flags "$arm")
     policy=$RUNS/$arm/checkpoint
   fi
   if [ -s "$RUNS/$arm/summary.json" ]; then  # what the table and the reader need, kept in the repo
