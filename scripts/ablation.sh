@@ -23,7 +23,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-query-240k bc-imp-240k"}   # round 16 (round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-novel-gf-global-query-240k bc-imp-240k all-novel-gf-global-query-seed2"}   # round 16 (round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -50,6 +50,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-noplanar) echo "$(flags all-novel-gf-global) --no-planar-position" ;;  # round 13: no joint angles, no TCP x, y: the images must say where the gripper is
     all-novel-gf-global-query) echo "$(flags all-novel-gf-global) --action-inputs query" ;;  # round 13: each action dimension from the observation alone (no autoregressive inputs)
     all-novel-gf-global-query-seed1) echo "$(flags all-novel-gf-global-query) --seed 1" ;;  # round 13: the shipped recipe at a second training seed
+    all-novel-gf-global-query-seed2) echo "$(flags all-novel-gf-global-query) --seed 2" ;;  # round 16: a third training seed
     all-novel-gf-global-query-wide) flags all-novel-gf-global-query ;;  # round 15: the same recipe on the wide-grid store
     all-novel-gf-global-query-240k) flags all-novel-gf-global-query ;;  # round 16: the same recipe for twice the samples, one cosine schedule
     all-novel-gf-global-query-seed1-ema) echo "$(flags all-novel-gf-global-query-seed1) --ema-decay 0.999" ;;  # round 14: the same training run (same weights trajectory), its weight average deployed
