@@ -83,6 +83,10 @@ RECIPES = {
                                       "--triplets train-wide`: object sizes 2.25-7.25 cm, bevels, holes, slants to "
                                       "0.55-0.65, spanning the test objects; same seeds, noise and filter)",
     "bc-imp-wide": "as bc-imp, trained on the wide-grid store (as all-novel-gf-global-query-wide)",
+    "all-novel-gf-global-query-240k": "as all-novel-gf-global-query, twice the samples (10000 steps) under one "
+                                      "cosine schedule",
+    "bc-imp-240k": "as bc-imp, twice the samples (7500 steps of 32): about the wall time of one 120k-sample Gato run",
+    "all-novel-gf-global-query-seed2": "as all-novel-gf-global-query, training seed 2 (initialization and batches)",
 }
 
 
@@ -122,7 +126,7 @@ def main() -> None:
                      f"| {cell(args.reports / f'{arm}-expectation.json')} "
                      f"| {cell(args.reports / f'{arm}-expectation-greedy.json')} "
                      f"| {cell(args.reports / f'{arm}-physical-greedy.json')} "
-                     f"| {cell(args.reports / f'{arm}-test.json', note_decoding=True)} "
+                     f"| {cell(args.reports / f'{arm}-test.json', note_decoding=not arm.startswith('bc-imp'))} "
                      f"| {cell(args.reports / f'{arm}-train.json')} |")
     shipped = args.reports / "shipped-sampled.json"
     if shipped.is_file():  # the previous session's policy: another store (479 episodes), 3.2x the samples

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
@@ -58,16 +59,17 @@ def test_default_policy_acts_as_deployed_and_reads_the_scene():
     assert not np.allclose(actions[0], actions[1])  # two scenes, two actions
 
 
-def test_shipped_bc_imp_baseline_loads_by_name_and_acts_in_bounds():
+@pytest.mark.parametrize("name, samples", [("bc-imp", "120k"), ("bc-imp-240k", "240k")])
+def test_shipped_bc_imp_baseline_loads_by_name_and_acts_in_bounds(name, samples):
     from gato_robot.sim.rollout import PolicyAgent
 
-    assert "bc-imp" in shipped_policies()
-    card = open(f"{resolve_policy('bc-imp')}/README.md").read()
-    assert "train-baseline" in card and "120k" in card
+    assert name in shipped_policies()
+    card = open(f"{resolve_policy(name)}/README.md").read()
+    assert "train-baseline" in card and samples in card
     env = make_env("mujoco", "train")
     observations = [env.reset(seed=seed)[0] for seed in (0, 1)]
     env.close()
-    agent = PolicyAgent("bc-imp", batch_size=2)  # resolved by name, recognized as BC-IMP by its config
+    agent = PolicyAgent(name, batch_size=2)  # resolved by name, recognized as BC-IMP by its config
     actions = agent.act_batch(observations, [{}, {}])
     bounds = np.asarray(RGB_STACKING_ACTIONS.bounds)
     assert actions.shape == (2, 5) and np.all(np.isfinite(actions)) and np.all(np.abs(actions) <= bounds + 1e-9)
