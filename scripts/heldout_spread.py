@@ -35,7 +35,7 @@ def main() -> None:
     reports = [load(spec) for spec in args.report]
     triplets = list(reports[0][1]["per_triplet"]) + ["overall"]
     width = 0.8 / len(reports)
-    fig, ax = plt.subplots(figsize=(1.6 * len(triplets) + 2, 4))
+    fig, ax = plt.subplots(figsize=(1.6 * len(triplets) + 5, 4))
     for i, (label, report) in enumerate(reports):
         rows = [report["per_triplet"][t] for t in triplets[:-1]]
         wins, count = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
@@ -48,7 +48,7 @@ def main() -> None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("success (95% Wilson interval)")
     ax.set_title(args.title)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes, never over a bar
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=120)
