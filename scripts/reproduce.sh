@@ -8,14 +8,14 @@
 # The recipe is the ablation's winner (results/ablation-2026-12-05.md, README "Round 13"):
 # conv_stem_global encoder, HL-Gauss ordinal loss, action dimensions predicted from the observation
 # alone (query action inputs), standardized proprioception, random shift, no joint velocities,
-# gripper token first; 120k samples; BC-IMP the same 120k samples. Evaluations decode as shipped
+# gripper token first; 120k samples; BC-IMP the same 120k samples (and 240k, the same wall time). Evaluations decode as shipped
 # (motion by the physical expectation of the bins, gripper by argmax).
 # Every step is resumable: data generation skips committed episodes, training resumes from its
 # checkpoint, finished evaluations and sweep rows are kept. Run it again after an interruption.
 # Data and run directories live outside the work tree (DATA, RUNS). Never run two of these steps at
 # once on 2 cores: they share the cores and each slows the other several-fold.
 #
-#   bash scripts/reproduce.sh                      # the shipped configuration (~5.5 h on 2 cores; the few-shot sweeps ~1.5 h, step 7 (two engines) ~1.3 h of it)
+#   bash scripts/reproduce.sh                      # the shipped configuration (~6 h on 2 cores; the few-shot sweeps ~1.5 h, step 7 (two engines) ~1.3 h, BC-IMP at 240k ~0.5 h of it)
 #   STEPS=20000 DEVICE=cuda bash scripts/reproduce.sh   # the same recipe, longer, on a GPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,12 +81,17 @@ fi
 step "3. BC-IMP specialist on the same expert episodes, 120k samples"
 have "$BC/model.safetensors" || $G train-baseline --store "$STORE" --out "$BC" --steps "$BC_STEPS" --batch-size 32 \
   --random-shift 4
+step "3b. BC-IMP for twice the samples: the wall time of one Gato run on 2 cores (shipped as bc-imp-240k)"
+have "$BC-240k/model.safetensors" || $G train-baseline --store "$STORE" --out "$BC-240k" --steps $((BC_STEPS * 2)) \
+  --batch-size 32 --random-shift 4
 
 step "4. evaluations (test triplets from seed 0, training distribution from seed $TRAIN_SEED)"
 evaluate gato-mujoco-train "$GATO" mujoco train "$TRAIN_EPISODES" --seed "$TRAIN_SEED"
 evaluate bc-imp-mujoco-train "$BC" mujoco train "$TRAIN_EPISODES" --seed "$TRAIN_SEED"
 evaluate gato-mujoco-test "$GATO" mujoco test "$TEST_EPISODES" --videos "$RESULTS/videos"
 evaluate bc-imp-mujoco-test "$BC" mujoco test "$TEST_EPISODES"
+evaluate bc-imp-240k-mujoco-train "$BC-240k" mujoco train "$TRAIN_EPISODES" --seed "$TRAIN_SEED"
+evaluate bc-imp-240k-mujoco-test "$BC-240k" mujoco test "$TEST_EPISODES"
 evaluate gato-pybullet-test "$GATO" pybullet test "$PYBULLET_EPISODES"
 evaluate bc-imp-pybullet-test "$BC" pybullet test "$PYBULLET_EPISODES"
 
@@ -94,9 +99,11 @@ step "5. comparison tables"
 $G sim table --out "$RESULTS/skill-generalization.md" \
   --column "Gato, MuJoCo=$RESULTS/gato-mujoco-test.json" --column "BC-IMP, MuJoCo=$RESULTS/bc-imp-mujoco-test.json" \
   --column "Gato, MuJoCo->PyBullet=$RESULTS/gato-pybullet-test.json" \
-  --column "BC-IMP, MuJoCo->PyBullet=$RESULTS/bc-imp-pybullet-test.json"
+  --column "BC-IMP, MuJoCo->PyBullet=$RESULTS/bc-imp-pybullet-test.json" \
+  --column "BC-IMP 240k, MuJoCo=$RESULTS/bc-imp-240k-mujoco-test.json"
 $G sim table --out "$RESULTS/training-distribution.md" \
-  --column "Gato=$RESULTS/gato-mujoco-train.json" --column "BC-IMP=$RESULTS/bc-imp-mujoco-train.json"
+  --column "Gato=$RESULTS/gato-mujoco-train.json" --column "BC-IMP=$RESULTS/bc-imp-mujoco-train.json" \
+  --column "BC-IMP 240k (equal wall time)=$RESULTS/bc-imp-240k-mujoco-train.json"
 
 step "6. few-shot fine-tuning on held-out triplets ($FEWSHOT_TRIPLETS), pretrained vs scratch"
 seed=2000000
