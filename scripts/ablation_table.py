@@ -87,6 +87,12 @@ RECIPES = {
                                       "cosine schedule",
     "bc-imp-240k": "as bc-imp, twice the samples (7500 steps of 32): about the wall time of one 120k-sample Gato run",
     "all-novel-gf-global-query-seed2": "as all-novel-gf-global-query, training seed 2 (initialization and batches)",
+    "all-novel-gf-global-query-value": "as all-novel-gf-global-query, proprioception tokens embedded by an MLP of "
+                                       "their value, no table row (`--continuous-embedding value_mlp`)",
+    "all-novel-gf-whole-query": "as all-novel-gf-global-query, every image token the whole-image code alone "
+                                "(`--image-encoder conv_stem_whole`: BC-IMP's visual pathway)",
+    "all-novel-gf-whole-query-seed1": "as all-novel-gf-whole-query, training seed 1 (initialization and batches)",
+    "bc-imp-seed1": "as bc-imp, training seed 1 (initialization and batches)",
 }
 
 
