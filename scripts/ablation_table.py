@@ -91,8 +91,8 @@ RECIPES = {
                                        "their value, no table row (`--continuous-embedding value_mlp`)",
     "all-novel-gf-whole-query": "as all-novel-gf-global-query, every image token the whole-image code alone "
                                 "(`--image-encoder conv_stem_whole`: BC-IMP's visual pathway)",
-    "all-novel-gf-whole-query-seed1": "as all-novel-gf-whole-query, training seed 1 (initialization and batches)",
     "bc-imp-seed1": "as bc-imp, training seed 1 (initialization and batches)",
+    "bc-imp-seed2": "as bc-imp, training seed 2 (initialization and batches)",
 }
 
 
