@@ -23,7 +23,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-query-value all-novel-gf-whole-query bc-imp-seed1 bc-imp-seed2"}   # round 17 (round 16: all-novel-gf-global-query-240k bc-imp-240k all-novel-gf-global-query-seed2; round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-novel-gf-global-query-value all-novel-gf-whole-query bc-imp-seed1 bc-imp-seed2 all-novel-gf-global-query-wd1"}   # round 17 (round 16: all-novel-gf-global-query-240k bc-imp-240k all-novel-gf-global-query-seed2; round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -54,6 +54,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-wide) flags all-novel-gf-global-query ;;  # round 15: the same recipe on the wide-grid store
     all-novel-gf-global-query-240k) flags all-novel-gf-global-query ;;  # round 16: the same recipe for twice the samples, one cosine schedule
     all-novel-gf-global-query-value) echo "$(flags all-novel-gf-global-query) --continuous-embedding value_mlp" ;;  # round 17: proprioception embedded by an MLP of its value, not one table row per bin
+    all-novel-gf-global-query-wd1) echo "$(flags all-novel-gf-global-query) --weight-decay 1.0" ;;  # round 17: ten times the weight decay (0.1 elsewhere)
     all-novel-gf-whole-query) echo "$(flags all-novel-gf-whole) --action-inputs query" ;;  # round 17: the shipped recipe with the whole-image code alone as every image token (BC-IMP's visual pathway)
     all-novel-gf-global-query-seed1-ema) echo "$(flags all-novel-gf-global-query-seed1) --ema-decay 0.999" ;;  # round 14: the same training run (same weights trajectory), its weight average deployed
     all-novel-gf-global-untied) echo "$(flags all-novel-gf-global) --action-head untied" ;;  # round 13: action logits from a head of their own, not the proprio embedding rows

@@ -91,6 +91,8 @@ RECIPES = {
                                        "their value, no table row (`--continuous-embedding value_mlp`)",
     "all-novel-gf-whole-query": "as all-novel-gf-global-query, every image token the whole-image code alone "
                                 "(`--image-encoder conv_stem_whole`: BC-IMP's visual pathway)",
+    "all-novel-gf-global-query-wd1": "as all-novel-gf-global-query, AdamW weight decay 1.0 on every matrix, the "
+                                     "embedding table included (0.1 in every other arm; `--weight-decay 1.0`)",
     "bc-imp-seed1": "as bc-imp, training seed 1 (initialization and batches)",
     "bc-imp-seed2": "as bc-imp, training seed 2 (initialization and batches)",
 }

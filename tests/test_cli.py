@@ -64,6 +64,7 @@ def test_sim_eval_rejects_bad_counts_and_a_missing_policy_before_any_worker_star
 @pytest.mark.parametrize("arguments, option", [
     (["train", "--store", ".", "--run", "r", "--steps", "0"], "--steps"),
     (["train", "--store", ".", "--run", "r", "--batch-size", "0"], "--batch-size"),
+    (["train", "--store", ".", "--run", "r", "--weight-decay", "-0.1"], "--weight-decay"),
     (["sim", "generate", "--out", "o", "--episodes", "0"], "--episodes"),
     (["sim", "dagger", "--store", "s", "--policy", "p", "--temperature", "-1"], "--temperature"),
     (["sim", "eval", "--workers", "0"], "--workers"),

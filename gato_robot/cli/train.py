@@ -38,6 +38,8 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                                                                "the squared error of the bin distribution's physical "
                                                                "mean (BC-IMP's MSE through the same bins; 0: off)."),
                   dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Attention and MLP dropout (0: off)."),
+                  weight_decay: float = typer.Option(0.1, min=0.0, help="AdamW weight decay of the matrices "
+                                                     "(embedding table included; not biases or norms)."),
                   continuous_embedding: str = typer.Option("table", help="table (Gato: one learned row per mu-law "
                                                            "bin), table_fourier (+ Fourier features of the bin's value) or value_mlp (an MLP of those "
                                                            "features instead of the row)."),
@@ -83,6 +85,7 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          min_learning_rate=lr / 10, warmup_steps=warmup, checkpoint_every=checkpoint_every, seed=seed,
                          device=device, patch_position_jitter=patch_jitter, image_encoder=image_encoder,
                          action_loss=action_loss, hl_gauss_sigma_bins=hl_gauss_sigma, dropout=dropout,
+                         weight_decay=weight_decay,
                          expectation_mse_weight=expectation_mse_weight,
                          continuous_embedding=continuous_embedding, action_head=action_head,
                          action_inputs=action_inputs,
