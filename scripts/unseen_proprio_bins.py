@@ -23,8 +23,7 @@ from gato_robot.model.checkpoint import load_config
 from gato_robot.policies import resolve_policy
 from gato_robot.proprio import PROPRIO_LAYOUT
 from gato_robot.tokenizer.mulaw import continuous_to_bins
-
-TRAINING_RETURN_FRACTION = 0.8  # TrainConfig.min_return_fraction
+from gato_robot.train.trainer import TrainConfig
 
 
 def proprio_names() -> list[str]:
@@ -55,7 +54,7 @@ def main() -> None:
     keep = np.arange(dim) if spec.proprio_keep is None else np.array(spec.proprio_keep)
     names = [proprio_names()[i] for i in keep]
 
-    train = store_bins(args.train, TRAINING_RETURN_FRACTION, mean, std, keep)
+    train = store_bins(args.train, TrainConfig().min_return_fraction, mean, std, keep)
     seen = [set(np.unique(train[:, j]).tolist()) for j in range(len(keep))]
     print(f"training store {args.train}: {len(train)} states; distinct bins per value: "
           + ", ".join(f"{n} {len(s)}" for n, s in zip(names, seen)))
