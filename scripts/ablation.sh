@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 STORE=${STORE:-../data/mujoco-dart-g}    # sim generate --episodes 700 --seed 1000000 --noise 0.2 --gripper-noise 0.01
 RUNS=${RUNS:-../runs/ablation}       # outside the work tree
-OUT=${OUT:-results/ablation-2026-12-06}
+OUT=${OUT:-results/ablation-2026-12-06}  # the latest round's reports; an earlier round's arms: OUT= the folder its README round names
 WIDE_STORE=${WIDE_STORE:-../data/mujoco-wide-dart-g}  # the same with --triplets train-wide: the arms named *-wide
 HELDOUT=${HELDOUT:-../data/heldout}   # sim generate --episodes 24 --seed 7000000 --noise 0.2 --gripper-noise 0.01
 STEPS=${STEPS:-5000}
