@@ -95,6 +95,13 @@ RECIPES = {
                                      "embedding table included (0.1 in every other arm; `--weight-decay 1.0`)",
     "bc-imp-seed1": "as bc-imp, training seed 1 (initialization and batches)",
     "bc-imp-seed2": "as bc-imp, training seed 2 (initialization and batches)",
+    "all-novel-gf-global-query-raw": "as all-novel-gf-global-query, proprioception mu-law coded in SI units, not "
+                                     "standardized (`--no-standardize-proprio`, as BC-IMP reads it)",
+    "all-novel-gf-global-query-dropout": "as all-novel-gf-global-query, attention and MLP dropout 0.1 (`--dropout 0.1`)",
+    "all-novel-gf-global-query-untied": "as all-novel-gf-global-query, action logits from a head of their own, not "
+                                        "through the proprioception's embedding rows (`--action-head untied`)",
+    "all-novel-gf-global-query-tiny": "as all-novel-gf-global-query, the tiny preset: 2 layers, 2 heads, width 64, "
+                                      "feed-forward 256 (`--preset tiny`)",
 }
 
 
