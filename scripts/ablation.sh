@@ -54,7 +54,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-wide) flags all-novel-gf-global-query ;;  # round 15: the same recipe on the wide-grid store
     all-novel-gf-global-query-240k) flags all-novel-gf-global-query ;;  # round 16: the same recipe for twice the samples, one cosine schedule
     all-novel-gf-global-query-value) echo "$(flags all-novel-gf-global-query) --continuous-embedding value_mlp" ;;  # round 17: proprioception embedded by an MLP of its value, not one table row per bin
-    all-novel-gf-global-query-raw) echo "--image-encoder conv_stem_global --action-loss hl_gauss --no-standardize-proprio --random-shift 4 --no-joint-velocities --gripper-first --action-inputs query" ;;  # round 18: proprioception mu-law coded in SI units, as BC-IMP reads it unstandardized (bc-imp-std halved BC-IMP, round 12)
+    all-novel-gf-global-query-raw) echo "$(flags all-novel-gf-global-query) --no-standardize-proprio" ;;  # round 18: proprioception mu-law coded in SI units, as BC-IMP reads it unstandardized (bc-imp-std halved BC-IMP, round 12; the later flag wins)
     all-novel-gf-global-query-dropout) echo "$(flags all-novel-gf-global-query) --dropout 0.1" ;;  # round 18: attention and MLP dropout 0.1
     all-novel-gf-global-query-untied) echo "$(flags all-novel-gf-global-query) --action-head untied" ;;  # round 18: action logits from a head of their own, not the proprioception's embedding rows
     all-novel-gf-global-query-tiny) echo "$(flags all-novel-gf-global-query) --preset tiny" ;;  # round 18: a smaller model (2 layers, width 64; the later --preset wins)
