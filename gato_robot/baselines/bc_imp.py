@@ -175,11 +175,12 @@ def load(directory: Path) -> BCIMPPolicy:
         raise DamagedFileError(path, f"not a BC-IMP config (kind {data.get('kind')!r}, expected {KIND!r})")
     with reading(path, "BC-IMP config", TypeError, ValueError):
         config = BCIMPConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-    policy = BCIMPPolicy(config)
+        policy = BCIMPPolicy(config)  # widths that build no network are a damaged config too
     weights = Path(directory) / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"BC-IMP weights not found: expected {weights}")
-    with reading(weights, "BC-IMP weights file", SafetensorError, RuntimeError, OSError):
+    with reading(weights, f"BC-IMP weights file for the network {path} describes", SafetensorError, RuntimeError,
+                 OSError):
         load_model(policy, str(weights))
     return policy.eval()
 

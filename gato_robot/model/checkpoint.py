@@ -9,7 +9,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from ..errors import DamagedFileError
+from ..errors import DamagedFileError, reading
 
 from .config import GatoConfig
 from .policy import GatoPolicy
@@ -45,9 +45,12 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"checkpoint weights not found: expected {weights}")
-    policy = GatoPolicy(load_config(directory))
+    config = directory / CONFIG_FILE
+    with reading(config, "policy config", ValueError, RuntimeError):  # widths that build no network
+        policy = GatoPolicy(load_config(directory))
     try:
         load_model(policy, str(weights), strict=True, device=str(device))
     except (SafetensorError, RuntimeError, OSError) as error:
-        raise DamagedFileError(weights, f"cannot load the policy's weights ({type(error).__name__}: {error})") from error
+        raise DamagedFileError(weights, f"cannot load the policy's weights into the network {config} describes "
+                                        f"({type(error).__name__}: {error})") from error
     return policy.eval()
