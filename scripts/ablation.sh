@@ -16,14 +16,14 @@ cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 STORE=${STORE:-../data/mujoco-dart-g}    # sim generate --episodes 700 --seed 1000000 --noise 0.2 --gripper-noise 0.01
 RUNS=${RUNS:-../runs/ablation}       # outside the work tree
-OUT=${OUT:-results/ablation-2026-12-06-r18}  # the latest round's reports; an earlier round's arms: OUT= the folder its README round names
+OUT=${OUT:-results/ablation-2026-12-06-r19}  # the latest round's reports; an earlier round's arms: OUT= the folder its README round names
 WIDE_STORE=${WIDE_STORE:-../data/mujoco-wide-dart-g}  # the same with --triplets train-wide: the arms named *-wide
 HELDOUT=${HELDOUT:-../data/heldout}   # sim generate --episodes 24 --seed 7000000 --noise 0.2 --gripper-noise 0.01
 STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-query-raw all-novel-gf-global-query-dropout all-novel-gf-global-query-untied all-novel-gf-global-query-tiny"}   # round 18 (round 17: all-novel-gf-global-query-value all-novel-gf-whole-query bc-imp-seed1 bc-imp-seed2 all-novel-gf-global-query-wd1, OUT=results/ablation-2026-12-06; round 16: all-novel-gf-global-query-240k bc-imp-240k all-novel-gf-global-query-seed2; round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-novel-gf-global-query-lr3e4 all-novel-gf-global-query-untied-seed1"}   # round 19 (round 18: all-novel-gf-global-query-raw all-novel-gf-global-query-dropout all-novel-gf-global-query-untied all-novel-gf-global-query-tiny, OUT=results/ablation-2026-12-06-r18; round 17: all-novel-gf-global-query-value all-novel-gf-whole-query bc-imp-seed1 bc-imp-seed2 all-novel-gf-global-query-wd1, OUT=results/ablation-2026-12-06; round 16: all-novel-gf-global-query-240k bc-imp-240k all-novel-gf-global-query-seed2; round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -57,6 +57,10 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-raw) echo "$(flags all-novel-gf-global-query) --no-standardize-proprio" ;;  # round 18: proprioception mu-law coded in SI units, as BC-IMP reads it unstandardized (bc-imp-std halved BC-IMP, round 12; the later flag wins)
     all-novel-gf-global-query-dropout) echo "$(flags all-novel-gf-global-query) --dropout 0.1" ;;  # round 18: attention and MLP dropout 0.1
     all-novel-gf-global-query-untied) echo "$(flags all-novel-gf-global-query) --action-head untied" ;;  # round 18: action logits from a head of their own, not the proprioception's embedding rows
+    all-novel-gf-global-query-lr3e4) echo "$(flags all-novel-gf-global-query) --lr 3e-4" ;;  # round 19: BC-IMP's peak learning rate (1e-3 elsewhere; the later --lr wins, min lr a tenth)
+    all-novel-gf-global-query-untied-seed1) echo "$(flags all-novel-gf-global-query-untied) --seed 1" ;;  # round 19: the untied action head at a second training seed
+    all-novel-gf-global-query-untied-seed2) echo "$(flags all-novel-gf-global-query-untied) --seed 2" ;;  # round 19: and a third
+    all-novel-gf-global-query-lr3e4-seed1) echo "$(flags all-novel-gf-global-query-lr3e4) --seed 1" ;;  # round 19: the lower learning rate at a second training seed
     all-novel-gf-global-query-tiny) echo "$(flags all-novel-gf-global-query) --preset tiny" ;;  # round 18: a smaller model (2 layers, width 64; the later --preset wins)
     all-novel-gf-global-query-wd1) echo "$(flags all-novel-gf-global-query) --weight-decay 1.0" ;;  # round 17: ten times the weight decay (0.1 elsewhere)
     all-novel-gf-whole-query) echo "$(flags all-novel-gf-whole) --action-inputs query" ;;  # round 17: the shipped recipe with the whole-image code alone as every image token (BC-IMP's visual pathway)
