@@ -61,6 +61,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-untied-seed1) echo "$(flags all-novel-gf-global-query-untied) --seed 1" ;;  # round 19: the untied action head at a second training seed
     all-novel-gf-global-query-untied-seed2) echo "$(flags all-novel-gf-global-query-untied) --seed 2" ;;  # round 19: and a third
     all-novel-gf-global-query-lr3e4-seed1) echo "$(flags all-novel-gf-global-query-lr3e4) --seed 1" ;;  # round 19: the lower learning rate at a second training seed
+    all-novel-gf-global-query-b48) echo "$(flags all-novel-gf-global-query) --batch-size 48" ;;  # round 19: twice the batch, half the steps (steps_for), same samples and peak learning rate
     all-novel-gf-global-query-tiny) echo "$(flags all-novel-gf-global-query) --preset tiny" ;;  # round 18: a smaller model (2 layers, width 64; the later --preset wins)
     all-novel-gf-global-query-wd1) echo "$(flags all-novel-gf-global-query) --weight-decay 1.0" ;;  # round 17: ten times the weight decay (0.1 elsewhere)
     all-novel-gf-whole-query) echo "$(flags all-novel-gf-whole) --action-inputs query" ;;  # round 17: the shipped recipe with the whole-image code alone as every image token (BC-IMP's visual pathway)
@@ -89,7 +90,9 @@ baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output a
 }
 
 store_for() { case $1 in *-wide) echo "$WIDE_STORE" ;; *) echo "$STORE" ;; esac; }
-steps_for() { case $1 in *-240k) echo $((STEPS * 2)) ;; *) echo "$STEPS" ;; esac; }  # the arms named *-240k: twice the samples
+steps_for() {  # the arms named *-240k: twice the samples; *-b48: batches of 48, so half the steps for the same samples
+  case $1 in *-240k) echo $((STEPS * 2)) ;; *-b48) echo $((STEPS / 2)) ;; *) echo "$STEPS" ;; esac
+}
 
 for arm in $ARMS; do
   printf '\n== %s\n' "$arm"
