@@ -102,6 +102,14 @@ RECIPES = {
                                         "through the proprioception's embedding rows (`--action-head untied`)",
     "all-novel-gf-global-query-tiny": "as all-novel-gf-global-query, the tiny preset: 2 layers, 2 heads, width 64, "
                                       "feed-forward 256 (`--preset tiny`)",
+    "all-novel-gf-global-query-lr3e4": "as all-novel-gf-global-query, peak learning rate 3e-4 (BC-IMP's; 1e-3 in "
+                                       "every other Gato arm), cosine to a tenth (`--lr 3e-4`)",
+    "all-novel-gf-global-query-lr3e4-seed1": "as all-novel-gf-global-query-lr3e4, training seed 1",
+    "all-novel-gf-global-query-untied-seed1": "as all-novel-gf-global-query-untied, training seed 1 (initialization "
+                                              "and batches)",
+    "all-novel-gf-global-query-untied-seed2": "as all-novel-gf-global-query-untied, training seed 2",
+    "all-novel-gf-global-query-b48": "as all-novel-gf-global-query, batches of 48 windows for 2500 steps (24 for 5000 "
+                                     "elsewhere): the same samples, half the optimizer steps (`--batch-size 48`)",
 }
 
 
