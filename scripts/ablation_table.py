@@ -110,6 +110,8 @@ RECIPES = {
     "all-novel-gf-global-query-untied-seed2": "as all-novel-gf-global-query-untied, training seed 2",
     "all-novel-gf-global-query-b48": "as all-novel-gf-global-query, batches of 48 windows for 2500 steps (24 for 5000 "
                                      "elsewhere): the same samples, half the optimizer steps (`--batch-size 48`)",
+    "all-novel-gf-global-query-untied-b48": "as all-novel-gf-global-query-untied, batches of 48 windows for 2500 "
+                                            "steps: the same samples, half the optimizer steps (`--batch-size 48`)",
 }
 
 
