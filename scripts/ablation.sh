@@ -60,8 +60,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-lr3e4) echo "$(flags all-novel-gf-global-query) --lr 3e-4" ;;  # round 19: BC-IMP's peak learning rate (1e-3 elsewhere; the later --lr wins, min lr a tenth)
     all-novel-gf-global-query-untied-seed1) echo "$(flags all-novel-gf-global-query-untied) --seed 1" ;;  # round 19: the untied action head at a second training seed
     all-novel-gf-global-query-untied-seed2) echo "$(flags all-novel-gf-global-query-untied) --seed 2" ;;  # round 19: and a third
-    all-novel-gf-global-query-lr3e4-seed1) echo "$(flags all-novel-gf-global-query-lr3e4) --seed 1" ;;  # round 19: the lower learning rate at a second training seed
-    all-novel-gf-global-query-b48) echo "$(flags all-novel-gf-global-query) --batch-size 48" ;;  # round 19: twice the batch, half the steps (steps_for), same samples and peak learning rate
+    all-novel-gf-global-query-b48) echo "$(flags all-novel-gf-global-query) --batch-size 48" ;;  # round 19: twice the batch, half the steps (steps_for): same samples, peak learning rate and 200 warm-up steps
     all-novel-gf-global-query-untied-b48) echo "$(flags all-novel-gf-global-query-untied) --batch-size 48" ;;  # round 19: the same on the untied head
     all-novel-gf-global-query-tiny) echo "$(flags all-novel-gf-global-query) --preset tiny" ;;  # round 18: a smaller model (2 layers, width 64; the later --preset wins)
     all-novel-gf-global-query-wd1) echo "$(flags all-novel-gf-global-query) --weight-decay 1.0" ;;  # round 17: ten times the weight decay (0.1 elsewhere)

@@ -104,7 +104,6 @@ RECIPES = {
                                       "feed-forward 256 (`--preset tiny`)",
     "all-novel-gf-global-query-lr3e4": "as all-novel-gf-global-query, peak learning rate 3e-4 (BC-IMP's; 1e-3 in "
                                        "every other Gato arm), cosine to a tenth (`--lr 3e-4`)",
-    "all-novel-gf-global-query-lr3e4-seed1": "as all-novel-gf-global-query-lr3e4, training seed 1",
     "all-novel-gf-global-query-untied-seed1": "as all-novel-gf-global-query-untied, training seed 1 (initialization "
                                               "and batches)",
     "all-novel-gf-global-query-untied-seed2": "as all-novel-gf-global-query-untied, training seed 2",
