@@ -1,0 +1,63 @@
+"""Does anything measured before the held-out evaluation predict it? For every ablation arm with a
+training-distribution report (`<arm>-physical-greedy.json`), a held-out report (`<arm>-test.json`)
+and a training summary, print its successes and its held-out-store action cross-entropy (nats, last
+checkpoint), and the Pearson correlation of each with held-out successes, over all arms and over the
+arms that fit the training distribution (at least --fitted of its episodes):
+
+    .venv/bin/python scripts/heldout_predictors.py --match '*query*' \\
+        results/ablation-2026-12-05 results/ablation-2026-12-06 results/ablation-2026-12-06-r18 results/ablation-2026-12-06-r19
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def successes(report: Path) -> int:
+    return sum(row["successes"] for row in json.loads(report.read_text())["per_triplet"].values())
+
+
+def arms(folder: Path, match: str) -> list[tuple[str, int, int, float]]:
+    """(arm, training-distribution successes, held-out successes, held-out-store CE at the end) per arm."""
+    rows = []
+    for test in sorted(folder.glob(f"{match}-test.json")):
+        arm = test.name.removesuffix("-test.json")
+        train, summary = folder / f"{arm}-physical-greedy.json", folder / "runs" / arm / "summary.json"
+        if not (train.is_file() and summary.is_file()):
+            continue
+        heldout = json.loads(summary.read_text()).get("heldout") or []
+        if heldout:
+            rows.append((arm, successes(train), successes(test), heldout[-1]["action_cross_entropy"]))
+    return rows
+
+
+def correlation(rows: list[tuple[str, int, int, float]], column: int) -> float:
+    values = np.array([(row[column], row[2]) for row in rows], dtype=float)
+    return float(np.corrcoef(values.T)[0, 1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", type=Path, nargs="+", help="ablation report folders (each with runs/<arm>/)")
+    parser.add_argument("--match", default="*", help="glob over arm names, e.g. '*query*'")
+    parser.add_argument("--fitted", type=int, default=29, help="training-distribution successes that count as fitted")
+    args = parser.parse_args()
+    rows = [row for folder in args.folders for row in arms(folder, args.match)]
+    if len(rows) < 3:
+        raise SystemExit(f"{len(rows)} arms with all three files: too few to correlate")
+    print("| arm | training distribution | held-out | held-out-store CE |\n| --- | --- | --- | --- |")
+    for arm, train, test, ce in sorted(rows, key=lambda row: row[2]):
+        print(f"| {arm} | {train} | {test} | {ce:.3f} |")
+    fitted = [row for row in rows if row[1] >= args.fitted]
+    for label, subset in ((f"all {len(rows)} arms", rows), (f"{len(fitted)} arms with >= {args.fitted}", fitted)):
+        if len(subset) >= 3:
+            print(f"{label}: r(training distribution, held-out) = {correlation(subset, 1):.2f}, "
+                  f"r(held-out-store CE, held-out) = {correlation(subset, 3):.2f}")
+
+
+if __name__ == "__main__":
+    main()
