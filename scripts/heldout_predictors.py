@@ -5,7 +5,8 @@ checkpoint), and the Pearson correlation of each with held-out successes, over a
 arms that fit the training distribution (at least --fitted of its episodes):
 
     .venv/bin/python scripts/heldout_predictors.py --match '*query*' \\
-        results/ablation-2026-12-05 results/ablation-2026-12-06 results/ablation-2026-12-06-r18 results/ablation-2026-12-06-r19
+        results/ablation-2026-12-05 results/ablation-2026-12-06 results/ablation-2026-12-06-r18 results/ablation-2026-12-06-r19 \\
+        --plot results/ablation-2026-12-06-r19/heldout-predictors.png
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 
 def successes(report: Path) -> int:
@@ -40,10 +45,26 @@ def correlation(rows: list[tuple[str, int, int, float]], column: int) -> float:
     return float(np.corrcoef(values.T)[0, 1])
 
 
+def plot(rows: list[tuple[str, int, int, float]], out: Path) -> None:
+    """Held-out successes against each predictor, one point per arm."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    for axis, column, label in ((axes[0], 1, "training-distribution successes (of the report's episodes)"),
+                                (axes[1], 3, "held-out-store action cross-entropy at the end (nats)")):
+        axis.scatter([row[column] for row in rows], [row[2] for row in rows])
+        axis.set_xlabel(label)
+        axis.set_title(f"Pearson r = {correlation(rows, column):.2f}, {len(rows)} arms")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("held-out successes")
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", type=Path, nargs="+", help="ablation report folders (each with runs/<arm>/)")
     parser.add_argument("--match", default="*", help="glob over arm names, e.g. '*query*'")
+    parser.add_argument("--plot", type=Path, help="also save a scatter of held-out successes against each predictor")
     parser.add_argument("--fitted", type=int, default=29, help="training-distribution successes that count as fitted")
     args = parser.parse_args()
     rows = [row for folder in args.folders for row in arms(folder, args.match)]
@@ -57,6 +78,8 @@ def main() -> None:
         if len(subset) >= 3:
             print(f"{label}: r(training distribution, held-out) = {correlation(subset, 1):.2f}, "
                   f"r(held-out-store CE, held-out) = {correlation(subset, 3):.2f}")
+    if args.plot:
+        plot(rows, args.plot)
 
 
 if __name__ == "__main__":
