@@ -36,6 +36,7 @@ def main() -> None:
     triplets = list(reports[0][1]["per_triplet"]) + ["overall"]
     width = 0.8 / len(reports)
     fig, ax = plt.subplots(figsize=(1.6 * len(triplets) + 5, 4))
+    colors = plt.get_cmap("tab10" if len(reports) <= 10 else "tab20").colors  # one colour per report
     for i, (label, report) in enumerate(reports):
         rows = [report["per_triplet"][t] for t in triplets[:-1]]
         wins, count = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
@@ -43,7 +44,7 @@ def main() -> None:
         intervals = [r["ci95"] for r in rows] + [report["overall"]["ci95"]]
         errors = np.array([[rate - low, high - rate] for rate, (low, high) in zip(rates, intervals)]).T
         x = np.arange(len(triplets)) + (i - (len(reports) - 1) / 2) * width
-        ax.bar(x, rates, width, yerr=errors, capsize=2, label=f"{label} ({wins}/{count})")
+        ax.bar(x, rates, width, yerr=errors, capsize=2, color=colors[i % len(colors)], label=f"{label} ({wins}/{count})")
     ax.set_xticks(np.arange(len(triplets)), [t.replace("test-", "") for t in triplets])
     ax.set_ylim(0, 1)
     ax.set_ylabel("success (95% Wilson interval)")
