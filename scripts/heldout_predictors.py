@@ -5,7 +5,8 @@ checkpoint), and the Pearson correlation of each with held-out successes, over a
 arms that fit the training distribution (at least --fitted of its episodes):
 
     .venv/bin/python scripts/heldout_predictors.py --match '*query*' \\
-        results/ablation-2026-12-05 results/ablation-2026-12-06 results/ablation-2026-12-06-r18 results/ablation-2026-12-06-r19 \\
+        results/ablation-2026-12-05 results/ablation-2026-12-06 \\
+        results/ablation-2026-12-06-r18 results/ablation-2026-12-06-r19 \\
         --plot results/ablation-2026-12-06-r19/heldout-predictors.png
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 import numpy as np
@@ -22,12 +24,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+class ArmResult(NamedTuple):
+    arm: str
+    training_successes: int  # training-distribution report, deterministic decoding as deployed
+    heldout_successes: int  # held-out test triplets
+    heldout_store_ce: float  # action cross-entropy on the held-out store at the last checkpoint, nats
+
+
 def successes(report: Path) -> int:
     return sum(row["successes"] for row in json.loads(report.read_text())["per_triplet"].values())
 
 
-def arms(folder: Path, match: str) -> list[tuple[str, int, int, float]]:
-    """(arm, training-distribution successes, held-out successes, held-out-store CE at the end) per arm."""
+def arms(folder: Path, match: str) -> list[ArmResult]:
+    """Every arm of ``folder`` whose name matches ``match`` and that has all three files."""
     rows = []
     for test in sorted(folder.glob(f"{match}-test.json")):
         arm = test.name.removesuffix("-test.json")
@@ -36,23 +45,25 @@ def arms(folder: Path, match: str) -> list[tuple[str, int, int, float]]:
             continue
         heldout = json.loads(summary.read_text()).get("heldout") or []
         if heldout:
-            rows.append((arm, successes(train), successes(test), heldout[-1]["action_cross_entropy"]))
+            rows.append(ArmResult(arm, successes(train), successes(test), heldout[-1]["action_cross_entropy"]))
     return rows
 
 
-def correlation(rows: list[tuple[str, int, int, float]], column: int) -> float:
-    values = np.array([(row[column], row[2]) for row in rows], dtype=float)
+def correlation(rows: list[ArmResult], predictor: str) -> float:
+    """Pearson r of ``predictor`` (an ArmResult field) with held-out successes."""
+    values = np.array([(getattr(row, predictor), row.heldout_successes) for row in rows], dtype=float)
     return float(np.corrcoef(values.T)[0, 1])
 
 
-def plot(rows: list[tuple[str, int, int, float]], out: Path) -> None:
+def plot(rows: list[ArmResult], out: Path) -> None:
     """Held-out successes against each predictor, one point per arm."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    for axis, column, label in ((axes[0], 1, "training-distribution successes (of the report's episodes)"),
-                                (axes[1], 3, "held-out-store action cross-entropy at the end (nats)")):
-        axis.scatter([row[column] for row in rows], [row[2] for row in rows])
+    for axis, predictor, label in (
+            (axes[0], "training_successes", "training-distribution successes (of the report's episodes)"),
+            (axes[1], "heldout_store_ce", "held-out-store action cross-entropy at the end (nats)")):
+        axis.scatter([getattr(row, predictor) for row in rows], [row.heldout_successes for row in rows])
         axis.set_xlabel(label)
-        axis.set_title(f"Pearson r = {correlation(rows, column):.2f}, {len(rows)} arms")
+        axis.set_title(f"Pearson r = {correlation(rows, predictor):.2f}, {len(rows)} arms")
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("held-out successes")
     figure.tight_layout()
@@ -71,13 +82,13 @@ def main() -> None:
     if len(rows) < 3:
         raise SystemExit(f"{len(rows)} arms with all three files: too few to correlate")
     print("| arm | training distribution | held-out | held-out-store CE |\n| --- | --- | --- | --- |")
-    for arm, train, test, ce in sorted(rows, key=lambda row: row[2]):
+    for arm, train, test, ce in sorted(rows, key=lambda row: row.heldout_successes):
         print(f"| {arm} | {train} | {test} | {ce:.3f} |")
-    fitted = [row for row in rows if row[1] >= args.fitted]
+    fitted = [row for row in rows if row.training_successes >= args.fitted]
     for label, subset in ((f"all {len(rows)} arms", rows), (f"{len(fitted)} arms with >= {args.fitted}", fitted)):
         if len(subset) >= 3:
-            print(f"{label}: r(training distribution, held-out) = {correlation(subset, 1):.2f}, "
-                  f"r(held-out-store CE, held-out) = {correlation(subset, 3):.2f}")
+            print(f"{label}: r(training distribution, held-out) = {correlation(subset, 'training_successes'):.2f}, "
+                  f"r(held-out-store CE, held-out) = {correlation(subset, 'heldout_store_ce'):.2f}")
     if args.plot:
         plot(rows, args.plot)
 

@@ -44,7 +44,8 @@ def main() -> None:
         intervals = [r["ci95"] for r in rows] + [report["overall"]["ci95"]]
         errors = np.array([[rate - low, high - rate] for rate, (low, high) in zip(rates, intervals)]).T
         x = np.arange(len(triplets)) + (i - (len(reports) - 1) / 2) * width
-        ax.bar(x, rates, width, yerr=errors, capsize=2, color=colors[i % len(colors)], label=f"{label} ({wins}/{count})")
+        ax.bar(x, rates, width, yerr=errors, capsize=2, color=colors[i % len(colors)],
+               label=f"{label} ({wins}/{count})")
     ax.set_xticks(np.arange(len(triplets)), [t.replace("test-", "") for t in triplets])
     ax.set_ylim(0, 1)
     ax.set_ylabel("success (95% Wilson interval)")
