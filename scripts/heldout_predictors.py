@@ -7,7 +7,8 @@ arms that fit the training distribution (at least --fitted of its episodes):
     .venv/bin/python scripts/heldout_predictors.py --match '*query*' \\
         results/ablation-2026-12-05 results/ablation-2026-12-06 \\
         results/ablation-2026-12-06-r18 results/ablation-2026-12-06-r19 \\
-        --plot results/ablation-2026-12-06-r19/heldout-predictors.png
+        --plot results/ablation-2026-12-06-r19/heldout-predictors.png \\
+        --validation results/ablation-2026-12-06-r19/validation
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class ArmResult(NamedTuple):
     training_successes: int  # training-distribution report, deterministic decoding as deployed
     heldout_successes: int  # held-out test triplets
     heldout_store_ce: float  # action cross-entropy on the held-out store at the last checkpoint, nats
+    validation_successes: int | None = None  # --validation: shapes neither trained on nor tested (train-wide grid)
 
 
 def successes(report: Path) -> int:
@@ -76,19 +78,34 @@ def main() -> None:
     parser.add_argument("folders", type=Path, nargs="+", help="ablation report folders (each with runs/<arm>/)")
     parser.add_argument("--match", default="*", help="glob over arm names, e.g. '*query*'")
     parser.add_argument("--plot", type=Path, help="also save a scatter of held-out successes against each predictor")
+    parser.add_argument("--validation", type=Path,
+                        help="folder of <arm>-validation.json reports (train-wide shapes): a third predictor")
     parser.add_argument("--fitted", type=int, default=29, help="training-distribution successes that count as fitted")
     args = parser.parse_args()
     rows = [row for folder in args.folders for row in arms(folder, args.match)]
+    if args.validation:
+        reports = {row.arm: args.validation / f"{row.arm}-validation.json" for row in rows}
+        rows = [row._replace(validation_successes=successes(reports[row.arm])) if reports[row.arm].is_file() else row
+                for row in rows]
     if len(rows) < 3:
         raise SystemExit(f"{len(rows)} arms with all three files: too few to correlate")
-    print("| arm | training distribution | held-out | held-out-store CE |\n| --- | --- | --- | --- |")
-    for arm, train, test, ce in sorted(rows, key=lambda row: row.heldout_successes):
-        print(f"| {arm} | {train} | {test} | {ce:.3f} |")
+    print("| arm | training distribution | held-out | held-out-store CE | validation shapes |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in sorted(rows, key=lambda row: row.heldout_successes):
+        validation = "-" if row.validation_successes is None else row.validation_successes
+        print(f"| {row.arm} | {row.training_successes} | {row.heldout_successes} | {row.heldout_store_ce:.3f} "
+              f"| {validation} |")
     fitted = [row for row in rows if row.training_successes >= args.fitted]
     for label, subset in ((f"all {len(rows)} arms", rows), (f"{len(fitted)} arms with >= {args.fitted}", fitted)):
         if len(subset) >= 3:
             print(f"{label}: r(training distribution, held-out) = {correlation(subset, 'training_successes'):.2f}, "
                   f"r(held-out-store CE, held-out) = {correlation(subset, 'heldout_store_ce'):.2f}")
+    validated = [row for row in rows if row.validation_successes is not None]
+    if len(validated) >= 3:
+        print(f"{len(validated)} arms with validation reports: r(validation, held-out) = "
+              f"{correlation(validated, 'validation_successes'):.2f}; by validation: "
+              + ", ".join(f"{row.arm} {row.validation_successes} -> {row.heldout_successes}"
+                          for row in sorted(validated, key=lambda row: -row.validation_successes)))
     if args.plot:
         plot(rows, args.plot)
 
