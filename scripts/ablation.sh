@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ablation of the policy recipe (issue "A Gato policy that stacks"): every arm trains on the same
-# episode store (the arms named *-wide: on the wide-grid store, same seeds) for the same number of samples (STEPS x 24 one-timestep windows, the arms named *-240k twice that; BC-IMP the same
+# episode store (the arms named *-wide: on the wide-grid store, same seeds; *-x2: on twice the episodes) for the same number of samples (STEPS x 24 one-timestep windows, the arms named *-240k twice that; BC-IMP the same
 # samples in batches of 32), and is evaluated on the same EVAL_EPISODES training-distribution
 # seeds starting at EVAL_SEED, which no training run ever used (training data: seeds 1000000+).
 # Resumable: a finished run or report is kept; run it again after an interruption.
@@ -16,20 +16,25 @@ cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 STORE=${STORE:-../data/mujoco-dart-g}    # sim generate --episodes 700 --seed 1000000 --noise 0.2 --gripper-noise 0.01
 RUNS=${RUNS:-../runs/ablation}       # outside the work tree
-OUT=${OUT:-results/ablation-2026-12-06-r19}  # the latest round's reports; an earlier round's arms: OUT= the folder its README round names
+OUT=${OUT:-results/ablation-2026-12-06-r20}  # the latest round's reports; an earlier round's arms: OUT= the folder its README round names
 WIDE_STORE=${WIDE_STORE:-../data/mujoco-wide-dart-g}  # the same with --triplets train-wide: the arms named *-wide
+MORE_STORE=${MORE_STORE:-../data/mujoco-dart-g-b}     # the same command's next 700 seeds (1000700+)
+X2_STORE=${X2_STORE:-../data/mujoco-dart-g-x2}        # STORE and MORE_STORE together (links): the arms named *-x2, *-x2-*
 HELDOUT=${HELDOUT:-../data/heldout}   # sim generate --episodes 24 --seed 7000000 --noise 0.2 --gripper-noise 0.01
 STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-query-lr3e4 all-novel-gf-global-query-untied-seed1"}   # round 19 (round 18: all-novel-gf-global-query-raw all-novel-gf-global-query-dropout all-novel-gf-global-query-untied all-novel-gf-global-query-tiny, OUT=results/ablation-2026-12-06-r18; round 17: all-novel-gf-global-query-value all-novel-gf-whole-query bc-imp-seed1 bc-imp-seed2 all-novel-gf-global-query-wd1, OUT=results/ablation-2026-12-06; round 16: all-novel-gf-global-query-240k bc-imp-240k all-novel-gf-global-query-seed2; round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-novel-gf-global-query-x2 bc-imp-x2 all-novel-gf-global-query-x2-seed1 all-novel-gf-global-query-x2-seed2"}   # round 20 (round 19: all-novel-gf-global-query-lr3e4 all-novel-gf-global-query-untied-seed1 all-novel-gf-global-query-untied-seed2 all-novel-gf-global-query-untied-b48, OUT=results/ablation-2026-12-06-r19; round 18: all-novel-gf-global-query-raw all-novel-gf-global-query-dropout all-novel-gf-global-query-untied all-novel-gf-global-query-tiny, OUT=results/ablation-2026-12-06-r18; round 17: all-novel-gf-global-query-value all-novel-gf-whole-query bc-imp-seed1 bc-imp-seed2 all-novel-gf-global-query-wd1, OUT=results/ablation-2026-12-06; round 16: all-novel-gf-global-query-240k bc-imp-240k all-novel-gf-global-query-seed2; round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
   --noise 0.2 --gripper-noise 0.01
 case " $ARMS " in *-wide\ *) [ -d "$WIDE_STORE" ] || $G sim generate --out "$WIDE_STORE" --engine mujoco \
   --triplets train-wide --episodes 700 --seed 1000000 --noise 0.2 --gripper-noise 0.01 ;; esac
+case " $ARMS " in *-x2\ *|*-x2-*) [ -d "$MORE_STORE" ] || $G sim generate --out "$MORE_STORE" --engine mujoco \
+  --triplets train --episodes 700 --seed 1000700 --noise 0.2 --gripper-noise 0.01
+  mkdir -p "$X2_STORE" && ln -sf "$(realpath "$STORE")"/episode-*.h5 "$(realpath "$MORE_STORE")"/episode-*.h5 "$X2_STORE/" ;; esac
 [ -d "$HELDOUT" ] || $G sim generate --out "$HELDOUT" --engine mujoco --triplets train --episodes 24 --seed 7000000 \
   --noise 0.2 --gripper-noise 0.01
 
@@ -53,6 +58,10 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-seed2) echo "$(flags all-novel-gf-global-query) --seed 2" ;;  # round 16: a third training seed
     all-novel-gf-global-query-wide) flags all-novel-gf-global-query ;;  # round 15: the same recipe on the wide-grid store
     all-novel-gf-global-query-240k) flags all-novel-gf-global-query ;;  # round 16: the same recipe for twice the samples, one cosine schedule
+    all-novel-gf-global-query-x2) flags all-novel-gf-global-query ;;  # round 20: the same recipe and samples on twice the episodes (X2_STORE)
+    all-novel-gf-global-query-x2-seed1) flags all-novel-gf-global-query-seed1 ;;  # round 20: and at the second training seed
+    all-novel-gf-global-query-x2-seed2) flags all-novel-gf-global-query-seed2 ;;  # round 20: and the third
+    all-novel-gf-global-query-x2-240k) flags all-novel-gf-global-query ;;  # round 20: twice the episodes and twice the samples
     all-novel-gf-global-query-value) echo "$(flags all-novel-gf-global-query) --continuous-embedding value_mlp" ;;  # round 17: proprioception embedded by an MLP of its value, not one table row per bin
     all-novel-gf-global-query-raw) echo "$(flags all-novel-gf-global-query) --no-standardize-proprio" ;;  # round 18: proprioception mu-law coded in SI units, as BC-IMP reads it unstandardized (bc-imp-std halved BC-IMP, round 12; the later flag wins)
     all-novel-gf-global-query-dropout) echo "$(flags all-novel-gf-global-query) --dropout 0.1" ;;  # round 18: attention and MLP dropout 0.1
@@ -80,6 +89,8 @@ baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output a
     bc-imp|bc-imp-wide|bc-imp-240k) echo "" ;;  # bc-imp-wide: on the wide-grid store (round 15); bc-imp-240k: twice the samples (round 16)
     bc-imp-seed1) echo "--seed 1" ;;  # round 17: the shipped BC-IMP recipe at a second training seed
     bc-imp-seed2) echo "--seed 2" ;;  # round 17: and a third
+    bc-imp-x2) echo "" ;;  # round 20: the shipped BC-IMP recipe and samples on twice the episodes (X2_STORE)
+    bc-imp-x2-seed1) echo "--seed 1" ;;  # round 20: and at the second training seed
     bc-imp-bins) echo "--action-head hl_gauss" ;;  # Gato's mu-law action bins, HL-Gauss, decoded as Gato
     bc-imp-novel) echo "--no-joint-velocities" ;;  # Gato's proprioception (no joint velocities)
     bc-imp-bins-novel) echo "--action-head hl_gauss --no-joint-velocities" ;;
@@ -89,7 +100,7 @@ baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output a
   esac
 }
 
-store_for() { case $1 in *-wide) echo "$WIDE_STORE" ;; *) echo "$STORE" ;; esac; }
+store_for() { case $1 in *-wide) echo "$WIDE_STORE" ;; *-x2|*-x2-*) echo "$X2_STORE" ;; *) echo "$STORE" ;; esac; }
 steps_for() {  # the arms named *-240k: twice the samples; *-b48: batches of 48, so half the steps for the same samples
   case $1 in *-240k) echo $((STEPS * 2)) ;; *-b48) echo $((STEPS / 2)) ;; *) echo "$STEPS" ;; esac
 }

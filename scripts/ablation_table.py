@@ -111,6 +111,14 @@ RECIPES = {
                                      "elsewhere): the same samples, half the optimizer steps (`--batch-size 48`)",
     "all-novel-gf-global-query-untied-b48": "as all-novel-gf-global-query-untied, batches of 48 windows for 2500 "
                                             "steps: the same samples, half the optimizer steps (`--batch-size 48`)",
+    "all-novel-gf-global-query-x2": "as all-novel-gf-global-query, trained on twice the episodes (the store and the "
+                                    "same command's next 700 seeds, 1000700+), the same 120k samples",
+    "all-novel-gf-global-query-x2-seed1": "as all-novel-gf-global-query-x2, training seed 1",
+    "all-novel-gf-global-query-x2-seed2": "as all-novel-gf-global-query-x2, training seed 2",
+    "all-novel-gf-global-query-x2-240k": "as all-novel-gf-global-query-x2, twice the samples (10000 steps) under one "
+                                         "cosine schedule",
+    "bc-imp-x2": "as bc-imp, trained on twice the episodes (as all-novel-gf-global-query-x2), the same 120k samples",
+    "bc-imp-x2-seed1": "as bc-imp-x2, training seed 1",
 }
 
 
