@@ -49,6 +49,8 @@ class JointSample:
     gripper_width: float
     stamp_s: float
     received_s: float | None = None  # when the adapter received it (same clock); None: same as stamp_s
+    unchanged_since_s: float | None = None  # receive time of the first sample with these exact values
+    # (an adapter that compares samples sets it; the watchdog finds a driver re-stamping frozen data by it)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Frame:
     image: np.ndarray
     stamp_s: float
     received_s: float | None = None  # when the adapter received it (same clock); None: same as stamp_s
+    unchanged_since_s: float | None = None  # receive time of the first frame with these exact pixels
 
 
 @dataclass(frozen=True)

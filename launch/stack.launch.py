@@ -11,14 +11,17 @@ command line: everything else comes from the params files. Nothing moves by itse
   `ros2 lifecycle set /gato_robot_stack configure`, then `activate`).
 - With autostart:=true the node is configured and activated once, only after that configure
   succeeded (configuring -> inactive); a later deactivate, failed activate or e-stop is never
-  undone by the launch file. Activation itself refuses until fresh, plausible joint states arrive.
+  undone by the launch file. If that configure fails (configuring -> unconfigured), autostart
+  gives up: a configure the operator runs later does not activate the arm. Activation itself
+  refuses until fresh, plausible joint states arrive.
 """
 
 from pathlib import Path
 
 import yaml
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.actions import (DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler,
+                            UnregisterEventHandler)
 from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
@@ -65,11 +68,18 @@ def _start_node(context):
     autostart = IfCondition(LaunchConfiguration("autostart"))
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                             transition_id=Transition.TRANSITION_CONFIGURE), condition=autostart)
-    activate_once = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=node, start_state="configuring", goal_state="inactive", handle_once=True,
-        entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                              transition_id=Transition.TRANSITION_ACTIVATE))]), condition=autostart)
-    return [node, activate_once, configure]
+    on_configured = [EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                                 transition_id=Transition.TRANSITION_ACTIVATE))]
+    on_failed = [LogInfo(msg="autostart: configure failed; autostart gives up (configure and activate by hand)")]
+    activate_once = OnStateTransition(target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+                                      handle_once=True, entities=on_configured)
+    give_up = OnStateTransition(target_lifecycle_node=node, start_state="configuring", goal_state="unconfigured",
+                                handle_once=True, entities=on_failed)
+    # The first configure's outcome removes the other handler: a later configure never activates.
+    on_configured.append(UnregisterEventHandler(give_up))
+    on_failed.append(UnregisterEventHandler(activate_once))
+    return [node, RegisterEventHandler(activate_once, condition=autostart),
+            RegisterEventHandler(give_up, condition=autostart), configure]
 
 
 def generate_launch_description() -> LaunchDescription:

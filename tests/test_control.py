@@ -229,9 +229,9 @@ def test_watchdog_is_not_fooled_by_future_stamps_or_frozen_senders(mujoco_env):
     assert tick(1.0, 1.0, 1.0).state is LoopState.ACTIVE
     result = tick(1.0, 6.0, 1.0)  # stamped 5 s ahead: refused, not "fresh"
     assert result.state is LoopState.HOLDING and "in the future" in result.reason
-    result = tick(3.0, 3.0, 1.0)  # a sender re-stamping an old sample: stale by receive time
+    result = tick(1.5, 1.5, 1.0)  # a sender re-stamping an old sample: stale by receive time
     assert result.state is LoopState.HOLDING and "stale (by receive time)" in result.reason
-    assert tick(3.0, 3.0, 3.0).state is LoopState.ACTIVE  # recovers when inputs are fresh again
+    assert tick(1.6, 1.6, 1.6).state is LoopState.ACTIVE  # recovers when inputs are fresh again (within max_hold_s)
 
 
 def test_implausible_joint_measurements_latch_an_estop(mujoco_env):
@@ -242,12 +242,16 @@ def test_implausible_joint_measurements_latch_an_estop(mujoco_env):
     loop.enable(JointSample(q, np.zeros(7), 0.08, 0.0))
     assert loop.tick(0.0, frames, JointSample(q, np.zeros(7), 0.08, 0.0)).state is LoopState.ACTIVE
     ahead = q.copy()
-    ahead[1] += 0.5  # the arm is 0.5 rad away from where it was commanded
-    held = loop.last_command
+    ahead[1] += 0.5  # the arm is 0.5 rad away from where it was commanded (a collision pushed it)
+    gripper = loop.last_command.gripper_width
+    result = loop.tick(0.0, frames, JointSample(ahead, np.zeros(7), 0.08, 0.0))
+    assert result.state is LoopState.ESTOPPED and "from its command" in result.reason
+    held = result.command  # it stops where it is, not pushed back toward the old command
+    np.testing.assert_array_equal(held.arm_positions, np.clip(ahead, loop.limits.lower, loop.limits.upper))
+    assert held.gripper_width == gripper  # the gripper keeps its command (a grasp is not released)
     for _ in range(3):  # latched: no ratcheting toward the measurement, whatever comes next
-        result = loop.tick(0.0, frames, JointSample(ahead, np.zeros(7), 0.08, 0.0))
-        assert result.state is LoopState.ESTOPPED and "from its command" in result.reason
-        assert result.command is held
+        result = loop.tick(0.0, frames, JointSample(ahead + 0.1, np.zeros(7), 0.08, 0.0))
+        assert result.state is LoopState.ESTOPPED and result.command is held
     assert loop.tick(0.0, frames, JointSample(q, np.zeros(7), 0.08, 0.0)).state is LoopState.ESTOPPED
     assert loop.reset_estop()
     outside = q.copy()
@@ -311,3 +315,65 @@ def test_warm_up_runs_the_policy_but_leaves_no_trace(mujoco_env):
         assert loop.state is LoopState.ACTIVE
     for cold, warm in zip(*results):
         np.testing.assert_array_equal(cold, warm)
+
+
+def test_a_long_fault_hold_latches_an_estop_and_nothing_resumes_by_itself(mujoco_env):
+    last = {}
+
+    def fault(tick, frames, joints):  # joint states stop for 1.75 s (35 ticks), then come back
+        if 10 <= tick < 45:
+            last.setdefault("joints", joints)
+            return frames, last["joints"]
+        return frames, joints
+
+    loop, trace = _run_with_fault(mujoco_env, fault, steps=60)
+    states = [r.state for r in trace.results]
+    held = _held_ticks(trace, "joint state is stale")
+    latched = states.index(LoopState.ESTOPPED)
+    assert held and held[0] == 12 and latched == held[0] + 21  # the first tick more than max_hold_s (1 s) in
+    assert "held 1.05 s (max_hold_s 1): joint state is stale" in trace.results[latched].reason
+    assert all(state is LoopState.ESTOPPED for state in states[latched:])  # fresh joints from tick 45: still latched
+    assert all(np.array_equal(r.command.arm_positions, trace.results[held[0]].command.arm_positions)
+               for r in trace.results[held[0]:])
+    assert loop.reset_estop() and loop.state is LoopState.DISABLED  # only the operator's reset, then enable
+
+
+class StillPolicy(ExtremePolicy):
+    """The middle bin of every action dimension: the arm (nearly) stands still."""
+
+    def act(self, observation):
+        return np.full(5, 512, dtype=np.int64)
+
+
+def test_watchdog_finds_drivers_that_restamp_frozen_data(mujoco_env):
+    """Fresh stamps on unchanging data: pixels that stay identical while the arm moves, joint values
+    that stay identical while the commands move. A still arm in front of a still camera is not one."""
+    def freeze(what):
+        kept = {}
+
+        def fault(tick, frames, joints):
+            if tick < 10:
+                return frames, joints
+            kept.setdefault("frame", frames["front_left"])
+            kept.setdefault("joints", joints)
+            since = kept["joints"].stamp_s
+            if what == "camera":
+                frozen = Frame(kept["frame"].image, frames["front_left"].stamp_s, None, since)
+                return {**frames, "front_left": frozen}, joints
+            old = kept["joints"]
+            return frames, JointSample(old.positions, old.velocities, old.gripper_width, joints.stamp_s, None, since)
+        return fault
+
+    for what, reason in (("camera", "camera 'front_left' sends the same image"), ("joints", "joint state has not changed")):
+        _, trace = _run_with_fault(mujoco_env, freeze(what), runner=ExtremePolicy(preset("tiny")), steps=40)
+        held = [i for i, r in enumerate(trace.results) if reason in r.reason]
+        assert held and 21 <= held[0] <= 30, (what, held, [r.reason for r in trace.results])
+        assert all(trace.results[i].state is not LoopState.ACTIVE for i in range(held[0], 40))
+        assert "frozen driver?" in trace.results[held[0]].reason
+
+    def still_scene(tick, frames, joints):  # identical data from the first tick on, and nothing moves
+        return ({name: Frame(f.image, f.stamp_s, None, 0.0) for name, f in frames.items()},
+                JointSample(joints.positions, joints.velocities, joints.gripper_width, joints.stamp_s, None, 0.0))
+
+    _, trace = _run_with_fault(mujoco_env, still_scene, runner=StillPolicy(preset("tiny")), steps=40)
+    assert all(r.state is LoopState.ACTIVE for r in trace.results), [r.reason for r in trace.results]

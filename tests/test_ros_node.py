@@ -49,6 +49,12 @@ PACKAGE = ROOT / "ros_ws" / "src" / "gato_robot"
 ARM = [f"panda_joint{i}" for i in range(1, 8)]
 FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
 PARAMS_KEY = f"/**/{NODE_NAME}"  # the config files' key: the node in any namespace
+STILL_SCENE = [Parameter("max_frozen_input_s", value=0.0)]
+"""The fake sensors publish one still scene while the policy commands motion: a real driver doing that
+would be frozen (tested in test_control.py and below), so these tests turn that check off."""
+LONG_HOLDS = [Parameter("max_hold_s", value=5.0)]
+"""For tests whose fault holds last up to 2 s of node time and must recover; the latch after
+max_hold_s has its own test."""
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +210,7 @@ def test_node_lifecycle_topics_watchdog_and_estop(context, checkpoint, sim_input
     on shutdown. Deterministic on loaded cores: no wall-clock rate or age enters an assertion."""
     node = GatoStackNode(context=context, parameter_overrides=[
         Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch"),
-        Parameter("use_sim_time", value=True)])
+        Parameter("use_sim_time", value=True), *STILL_SCENE, *LONG_HOLDS])
     executor = SingleThreadedExecutor(context=context)  # as main() runs it (see gato_robot.ros.node.main)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -296,7 +302,8 @@ def test_node_sensor_faults_and_lifecycle_edges_on_the_onnxruntime_backend(conte
 
     export = export_checkpoint(checkpoint, tmp_path / "onnx")
     node = GatoStackNode(context=context, parameter_overrides=[Parameter("model_path", value=str(export.directory)),
-                                                               Parameter("use_sim_time", value=True)])
+                                                               Parameter("use_sim_time", value=True),
+                                                               *STILL_SCENE, *LONG_HOLDS])
     sim = ClockedSensors(context, {**sim_inputs, "joint_positions": sim_inputs["joint_positions"].copy()}, node)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -378,7 +385,8 @@ def test_trajectory_mode_sends_arm_joints_starting_now_with_velocities_and_fits_
 
     node = GatoStackNode(context=context, parameter_overrides=[
         Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch"),
-        Parameter("command_interface", value="trajectory"), Parameter("controller", value="fr3_arm_controller")])
+        Parameter("command_interface", value="trajectory"), Parameter("controller", value="fr3_arm_controller"),
+        *STILL_SCENE])
     wide = {name: cv2.resize(sim_inputs[name], (256, 192)) for name in ("front_left", "front_right")}  # 4:3
     sim = SimSensors(context, {**sim_inputs, **wide})
     # camera_info beside each image topic: front_left's 192 rows span 45 deg as the training
@@ -419,6 +427,89 @@ def test_trajectory_mode_sends_arm_joints_starting_now_with_velocities_and_fits_
                                     if value.key == "camera_fovy_deg"))
         fovy = next(v.value for v in sim.diagnostics[-1].status[0].values if v.key == "camera_fovy_deg")
         assert fovy == "front_left 45.0; front_right 79.3 (training 45.0: differs)"
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=5)
+        node.destroy_node()
+        sim.node.destroy_node()
+
+
+def test_node_estop_holds_where_the_arm_is_survives_cleanup_and_long_faults_latch(context, checkpoint, sim_inputs):
+    """On simulated time: an e-stop while inactive publishes nothing and survives cleanup ->
+    configure; while active it holds at the measured joints; a fault hold longer than max_hold_s
+    latches, and fresh inputs do not resume; samples stamped before the newest are dropped;
+    identical samples keep the time their values first arrived (the frozen-driver check's input)."""
+    node = GatoStackNode(context=context, parameter_overrides=[
+        Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch"),
+        Parameter("use_sim_time", value=True), Parameter("max_hold_s", value=0.5), *STILL_SCENE])
+    sim = ClockedSensors(context, {**sim_inputs, "joint_positions": sim_inputs["joint_positions"].copy()}, node)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(sim.node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+
+    def call(service):
+        client = sim.node.create_client(Trigger, f"/{NODE_NAME}/{service}")
+        assert client.wait_for_service(timeout_sec=5)
+        future = client.call_async(Trigger.Request())
+        assert wait_for(future.done)
+        return future.result()
+
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        sim.clock.publish(Clock(clock=sim._time()))
+        assert wait_for(lambda: abs(node._now() - sim.now_ns * 1e-9) < 1e-9), "the node is not on /clock"
+        sim.publish_sensors()
+        first = node._joints
+        sim.step(1, active=False)
+        assert node._joints is not first and node._joints.unchanged_since_s == first.received_s < node._joints.received_s
+        assert node._frames["front_left"].unchanged_since_s == first.received_s
+
+        # An e-stop while inactive: latched, nothing published, and it survives cleanup -> configure.
+        count = len(sim.commands)
+        assert call("estop").success
+        time.sleep(0.2)
+        assert len(sim.commands) == count and node.loop.state is LoopState.ESTOPPED
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        sim.publish_sensors()
+        assert node.trigger_activate() == TransitionCallbackReturn.FAILURE
+        assert node.loop.state is LoopState.ESTOPPED and "e-stop service called" in node.loop.estop_reason
+        assert call("reset_estop").success and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        sim.step(3)
+
+        # Samples stamped before the newest are dropped, with the reason.
+        joints = node._joints
+        sim.publish(TimeMsg(sec=0, nanosec=500_000_000))
+        assert wait_for(lambda: "joints" in node._input_problems and "front_left" in node._input_problems)
+        assert node._joints is joints and "stamped before the previous one" in node._input_problems["joints"]
+        sim.step(2)
+        assert not node._input_problems
+
+        # A fault hold past max_hold_s (0.5 s) latches; fresh joints again do not resume.
+        sim.publish_joints = False
+        sim.step(14)
+        assert node.loop.state is LoopState.ESTOPPED and "held" in node.loop.estop_reason
+        sim.publish_joints = True
+        sim.publish_sensors()
+        count = len(sim.commands)
+        sim.step(4)
+        assert node.loop.state is LoopState.ESTOPPED
+        assert all(np.array_equal(c, sim.commands[count][1]) for _, c in sim.commands[count:])
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert call("reset_estop").success and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        sim.step(2)
+
+        # An e-stop while active holds where the arm is measured, not at its last command.
+        sim.observation["joint_positions"][0] += 0.1  # pushed, within the tracking bound
+        sim.publish_sensors()
+        count = len(sim.commands)
+        assert call("estop").success
+        assert wait_for(lambda: len(sim.commands) > count)
+        np.testing.assert_allclose(sim.commands[count][1], sim.observation["joint_positions"], atol=1e-12)
+        sim.step(3)
+        assert all(np.array_equal(c, sim.commands[count][1]) for _, c in sim.commands[count:])
     finally:
         executor.shutdown()
         spinner.join(timeout=5)
@@ -585,7 +676,10 @@ def test_package_launch_and_params_are_consistent():
         assert parameter in {*PARAMETERS, "use_sim_time"}, f"launch argument {argument} maps to unknown {parameter}"
         assert default == "", f"{argument}: a default would override the params file"
     source = (ROOT / "launch" / "stack.launch.py").read_text()
-    assert 'start_state="configuring", goal_state="inactive", handle_once=True' in source
+    flat = " ".join(source.split())  # where `launch` is importable the next test runs the handlers
+    assert 'start_state="configuring", goal_state="inactive", handle_once=True' in flat
+    assert 'start_state="configuring", goal_state="unconfigured", handle_once=True' in flat
+    assert "UnregisterEventHandler(activate_once)" in flat and "UnregisterEventHandler(give_up)" in flat
     assert 'DeclareLaunchArgument("autostart", default_value="false"' in source
     assert 'DeclareLaunchArgument("robot", default_value="fr3"' in source  # the launch file is the real arm's
     assert 'config / "params.yaml"' in source and 'f"robot_{' in source
@@ -625,7 +719,7 @@ def test_launch_file_overrides_only_given_arguments_and_autostarts_once_after_co
             context.launch_configurations[name] = perform_substitutions(context, default)
     assert context.launch_configurations["autostart"] == "false"  # a real arm is activated by its operator
     context.launch_configurations.update(params_file="/tmp/my_params.yaml", rate_hz="20", autostart="true")
-    node, activate_once, configure = module._start_node(context)
+    node, activate_once, give_up, configure = module._start_node(context)
     parameters = evaluate_parameters(context, node._Node__parameters)
     assert parameters[1] == {"rate_hz": 20}  # only the argument given; everything else from the file
     handler = activate_once.event_handler
@@ -640,3 +734,18 @@ def test_launch_file_overrides_only_given_arguments_and_autostarts_once_after_co
     for start in ("deactivating", "activating"):  # operator deactivate, failed activate, e-stop: no re-activation
         assert not handler.matches(transition(start, "inactive"))
     assert configure.condition.evaluate(context)
+
+    # The first configure fails: autostart gives up, so the operator's later configure activates nothing.
+    from launch.actions import EmitEvent, UnregisterEventHandler
+
+    for registration in (activate_once, give_up):
+        context.register_event_handler(registration.event_handler)
+    failed = transition("configuring", "unconfigured")
+    assert not handler.matches(failed) and give_up.event_handler.matches(failed)
+    for entity in give_up.event_handler.handle(failed, context):
+        if isinstance(entity, UnregisterEventHandler):
+            entity.execute(context)
+    assert handler not in context._event_handlers and give_up.event_handler not in context._event_handlers
+    # ... and when it succeeds, the give-up handler goes: a later failed configure unregisters nothing twice.
+    assert any(isinstance(e, EmitEvent) for e in handler.entities)
+    assert [e.event_handler for e in handler.entities if isinstance(e, UnregisterEventHandler)] == [give_up.event_handler]

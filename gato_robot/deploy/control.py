@@ -8,9 +8,12 @@
 call :meth:`ControlLoop.tick` at the control rate with their latest inputs and send the command
 it returns. Nothing moves until :meth:`enable`. An e-stop (asked for, or latched by the loop on an
 implausible measurement: joints outside their limits or far from their command) survives
-:meth:`disable` and refuses :meth:`enable` until an explicit :meth:`reset_estop`. Whenever inputs
-are unfit or anything fails, the command is the last safe one (hold) and the result says why; the
-next good tick resumes with a fresh policy context. Every decision is logged with its reason.
+:meth:`disable` and refuses :meth:`enable` until an explicit :meth:`reset_estop`; an e-stop given
+a measurement holds the arm where it is, not at a command it may have been knocked away from.
+Whenever inputs are unfit or anything fails, the command is the last safe one (hold) and the
+result says why; a good tick within ``max_hold_s`` resumes with a fresh policy context, and a hold
+that lasts longer latches an e-stop: after a real fault nothing resumes by itself. Every decision
+is logged with its reason.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..robot.action_path import CartesianActionMapper
 from ..observation import Frame, JointCommand, JointSample, Observation
 from .policy import DeployedPolicy
-from .safety import SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
+from .safety import MotionHistory, SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
 from ..task import RGB_STACKING
 from ..tokenizer.errors import TokenizationError
 
@@ -45,16 +48,21 @@ class LoopState(str, Enum):
 class ControlConfig:
     """``max_step_periods``: the action step integrates over the measured time since the last
     acting tick, bounded to [1/k, k] nominal periods, so a late tick neither stalls the arm's speed
-    nor turns a stall into one large step (the safety filter bounds each step as well)."""
+    nor turns a stall into one large step (the safety filter bounds each step as well).
+    ``max_hold_s``: a hold on unfit inputs or a failing policy step that lasts longer than this
+    (seconds of the loop's clock) latches an e-stop; shorter ones (a late frame) resume by themselves."""
 
     rate_hz: float = RGB_STACKING.rate_hz
     instruction: str = RGB_STACKING.instruction
     watchdog: WatchdogConfig = WatchdogConfig()
     max_step_periods: float = 1.5
+    max_hold_s: float = 1.0
 
     def __post_init__(self):
         if not self.max_step_periods >= 1.0:
             raise ValueError(f"max_step_periods must be >= 1, got {self.max_step_periods}")
+        if not (np.isfinite(self.max_hold_s) and 0 < self.max_hold_s <= 10.0):
+            raise ValueError(f"max_hold_s must be in (0, 10] s, got {self.max_hold_s}")
 
     @property
     def period_s(self) -> float:
@@ -108,6 +116,8 @@ class ControlLoop:
         self.estop_reason = ""
         self._needs_fresh_context = True
         self._last_active_s: float | None = None  # time of the last tick that acted
+        self._holding_since_s: float | None = None  # time of the first tick of the current hold
+        self.history = MotionHistory()  # measured and commanded joints of recent ticks (frozen drivers)
 
     def warm_up(self, iterations: int = 3) -> float:
         """Run the policy ``iterations`` times on a blank observation and forget it
@@ -132,6 +142,8 @@ class ControlLoop:
         self.last_command = JointCommand(np.clip(positions, self.limits.lower, self.limits.upper),
                                          float(np.clip(measured.gripper_width, 0, self.limits.max_gripper_width_m)))
         self.state, self._needs_fresh_context, self._last_active_s = LoopState.ACTIVE, True, None
+        self._holding_since_s = None
+        self.history.clear()
         log.info("enabled at %s", np.round(positions, 4).tolist())
 
     def disable(self) -> None:
@@ -140,8 +152,16 @@ class ControlLoop:
             self.state = LoopState.DISABLED
         log.info("disabled: holding")
 
-    def estop(self, reason: str = "e-stop requested") -> None:
+    def estop(self, reason: str = "e-stop requested", measured: JointSample | None = None) -> None:
+        """Latch an e-stop. With ``measured`` joints the hold target becomes where the arm is
+        (clipped into the limits; the gripper keeps its command): after a collision the arm stops
+        there instead of being pushed back toward the command it was knocked away from."""
         self.state, self.estop_reason = LoopState.ESTOPPED, reason
+        if measured is not None and self.last_command is not None:
+            positions = np.asarray(measured.positions, dtype=np.float64)
+            if positions.shape == self.limits.lower.shape and np.all(np.isfinite(positions)):
+                self.last_command = JointCommand(np.clip(positions, self.limits.lower, self.limits.upper),
+                                                 self.last_command.gripper_width)
         log.warning("E-STOP latched: %s", reason)
 
     def reset_estop(self) -> bool:
@@ -162,7 +182,16 @@ class ControlLoop:
         return float(np.clip(now_s - self._last_active_s, nominal / k, nominal * k))
 
     # -- one tick ------------------------------------------------------------------------------------
-    def _hold(self, state: LoopState, reason: str, started: float, stages: dict) -> TickResult:
+    def _hold(self, state: LoopState, reason: str, started: float, stages: dict,
+              now_s: float | None = None) -> TickResult:
+        if state is LoopState.HOLDING:  # a fault hold: resumes by itself only within max_hold_s
+            if self._holding_since_s is None:
+                self._holding_since_s = now_s
+            elif now_s - self._holding_since_s > self.config.max_hold_s:
+                reason = (f"held {now_s - self._holding_since_s:.2f} s (max_hold_s {self.config.max_hold_s:g}): "
+                          f"{reason}")
+                self.estop(reason)
+                state, reason = LoopState.ESTOPPED, f"e-stop latched: {reason}"
         self.stats.held_ticks += 1
         if reason != self.stats.last_reason:
             log.warning("holding (%s): %s", state.value, reason)
@@ -204,14 +233,19 @@ class ControlLoop:
         if self.state in (LoopState.DISABLED, LoopState.ESTOPPED):
             return self._hold(self.state, f"e-stop latched: {self.estop_reason}" if self.state is LoopState.ESTOPPED
                               else "not enabled", started, stages)
-        problem = self.watchdog.joint_problem(joints, now_s) or self.watchdog.image_problem(dict(frames), now_s)
+        frames = dict(frames)
+        problem = self.watchdog.joint_problem(joints, now_s) or self.watchdog.image_problem(frames, now_s)
         if problem:
-            return self._hold(LoopState.HOLDING, problem, started, stages)
+            return self._hold(LoopState.HOLDING, problem, started, stages, now_s)
         implausible = self.watchdog.plausibility(joints.positions, self.last_command.arm_positions, self.limits)
         if implausible:
-            self.estop(implausible)
+            self.estop(implausible, measured=joints)
             return self._hold(LoopState.ESTOPPED, f"e-stop latched: {implausible}", started, stages)
         q = np.asarray(joints.positions, dtype=np.float64)
+        self.history.record(now_s, q, self.last_command.arm_positions)
+        frozen = self.watchdog.frozen_problem(frames, joints, now_s, self.history)
+        if frozen:
+            return self._hold(LoopState.HOLDING, frozen, started, stages, now_s)
         try:
             sensors = {**{name: frame.image for name, frame in frames.items()},
                        "joint_positions": q, "joint_velocities": joints.velocities,
@@ -229,7 +263,7 @@ class ControlLoop:
         SafetyLimits. An e-stop or disable that arrived while the policy ran wins: the tick holds."""
         if self.state is not LoopState.ACTIVE:
             reason = f"e-stop latched: {self.estop_reason}" if self.state is LoopState.ESTOPPED else "not enabled"
-            return self._hold(self.state, reason, pending.started, pending.stages)
+            return self._hold(self.state, reason, pending.started, pending.stages, pending.now_s)
         mark = time.perf_counter()
         try:
             action = np.asarray(action, dtype=np.float64)
@@ -247,7 +281,7 @@ class ControlLoop:
             log.info("resuming: inputs are fit again")
         self.stats.last_reason = ""
         self.stats.active_ticks += 1
-        self.last_command, self._last_active_s = command, pending.now_s
+        self.last_command, self._last_active_s, self._holding_since_s = command, pending.now_s, None
         return self._finish(TickResult(command, LoopState.ACTIVE, "ok", action, tuple(hits), pending.stages),
                             pending.started)
 
@@ -258,4 +292,4 @@ class ControlLoop:
         else:  # a crashing runtime must hold the arm, not kill the loop
             log.error("policy step failed", exc_info=error)
             reason = f"policy step failed: {type(error).__name__}: {error}"
-        return self._hold(LoopState.HOLDING, reason, pending.started, pending.stages)
+        return self._hold(LoopState.HOLDING, reason, pending.started, pending.stages, pending.now_s)

@@ -5,13 +5,16 @@ are clamped to the URDF limits, the change per control tick to the URDF velocity
 and the gripper width to [0, max]; a non-finite command is refused (the caller holds).
 :class:`Watchdog` decides whether sensor inputs are fit to act on (present, fresh by their stamp
 *and* by when they arrived, not stamped in the future, finite, the right shape and encoding);
-anything else means hold the last safe command and report why. :meth:`Watchdog.plausibility`
-finds measurements that no healthy arm produces (joints outside their limits, or far from where
-they were commanded): the control loop latches an e-stop on those.
+anything else means hold the last safe command and report why. :meth:`Watchdog.frozen_problem`
+finds a driver that keeps re-stamping the same data: a camera whose pixels stay identical while
+the arm moves, joint states whose values stay identical while the commands move.
+:meth:`Watchdog.plausibility` finds measurements that no healthy arm produces (joints outside their
+limits, or far from where they were commanded): the control loop latches an e-stop on those.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +83,10 @@ class WatchdogConfig:
     joint_limit_margin_rad: measured joints beyond the URDF limits by more than this are implausible.
     max_tracking_error_rad: measured joints this far from the last command are implausible (a
         collision, a slipping encoder, someone else commanding the arm).
+    max_frozen_s, frozen_motion_rad: a camera image (joint state) whose exact values have not changed
+        for longer than ``max_frozen_s`` while the measured joints (the commands) moved by more
+        than ``frozen_motion_rad`` comes from a frozen driver, however fresh its stamps; 0 s: off
+        (for test rigs whose fake sensors publish one still scene).
     """
 
     max_image_age_s: float = 0.25
@@ -89,16 +96,50 @@ class WatchdogConfig:
     max_future_s: float = 0.05
     joint_limit_margin_rad: float = 0.05
     max_tracking_error_rad: float = 0.3
+    max_frozen_s: float = 0.5
+    frozen_motion_rad: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("max_image_age_s", "max_joint_state_age_s", "max_future_s", "joint_limit_margin_rad",
-                     "max_tracking_error_rad"):
+                     "max_tracking_error_rad", "frozen_motion_rad"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"watchdog {name} must be a positive number, got {value}")
+        if not (np.isfinite(self.max_frozen_s) and 0 <= self.max_frozen_s <= 5.0):
+            raise ValueError(f"watchdog max_frozen_s must be in [0, 5] s (0: off), got {self.max_frozen_s}")
         if self.max_image_age_s > 2.0 or self.max_joint_state_age_s > 1.0:
             raise ValueError(f"watchdog ages {self.max_image_age_s} s (images) / {self.max_joint_state_age_s} s "
                              "(joints) would let the policy act on stale data: at most 2 s / 1 s")
+
+
+class MotionHistory:
+    """Measured and commanded arm joints (rad) of the recent acting ticks, to ask how far the arm
+    moved, or was told to move, since a time (s, the loop's clock)."""
+
+    def __init__(self, horizon_s: float = 10.0):
+        self.horizon_s = horizon_s
+        self._samples: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
+
+    def clear(self) -> None:
+        self._samples.clear()
+
+    def record(self, now_s: float, measured: np.ndarray, commanded: np.ndarray) -> None:
+        self._samples.append((now_s, np.asarray(measured, dtype=np.float64), np.asarray(commanded, dtype=np.float64)))
+        while self._samples and now_s - self._samples[0][0] > self.horizon_s:
+            self._samples.popleft()
+
+    def moved_since(self, since_s: float) -> tuple[float, float]:
+        """Largest joint displacement (rad) of the measurement and of the command from the last
+        sample at or before ``since_s`` (the oldest kept, if none) to the newest; (0, 0) if empty."""
+        if not self._samples:
+            return 0.0, 0.0
+        then = self._samples[0]
+        for sample in self._samples:
+            if sample[0] > since_s:
+                break
+            then = sample
+        now = self._samples[-1]
+        return float(np.max(np.abs(now[1] - then[1]))), float(np.max(np.abs(now[2] - then[2])))
 
 
 class Watchdog:
@@ -146,6 +187,26 @@ class Watchdog:
                 dtype = getattr(image, "dtype", type(image).__name__)
                 expected = "x".join(map(str, cfg.image_shape))
                 return f"camera '{name}': expected {expected} uint8, got {shape} {dtype}"
+        return None
+
+    def frozen_problem(self, frames: dict[str, Frame], joints: JointSample, now_s: float,
+                       history: MotionHistory) -> str | None:
+        """A driver re-stamping frozen data: pixels identical for longer than ``max_frozen_s`` while
+        the measured joints moved, or joint values identical while the commands moved, by more than
+        ``frozen_motion_rad``. Inputs without ``unchanged_since_s`` (simulators) are not checked."""
+        cfg = self.config
+        if cfg.max_frozen_s == 0:
+            return None
+        sources = [(f"camera '{name}' sends the same image", frames[name].unchanged_since_s, 0, "the arm moved")
+                   for name in self.camera_names]
+        sources.append(("joint state has not changed", joints.unchanged_since_s, 1, "the commands moved"))
+        for what, since_s, which, motion in sources:
+            if since_s is None or now_s - since_s <= cfg.max_frozen_s:
+                continue
+            moved = history.moved_since(since_s)[which]
+            if moved > cfg.frozen_motion_rad:
+                return (f"{what} for {now_s - since_s:.2f} s while {motion} {moved:.3f} rad "
+                        f"(max {cfg.max_frozen_s} s): frozen driver?")
         return None
 
     def plausibility(self, measured: np.ndarray, commanded: np.ndarray | None, limits: SafetyLimits) -> str | None:

@@ -34,6 +34,8 @@ def image_to_rgb(message) -> np.ndarray:
         raise MessageError(f"image encoding '{message.encoding}' is not supported; use one of {sorted(ENCODINGS)}")
     channels, depth, order = ENCODINGS[encoding]
     height, width, step = int(message.height), int(message.width), int(message.step)
+    if height < 1 or width < 1:
+        raise MessageError(f"image is {width}x{height} pixels: empty")
     row_bytes = width * channels * depth
     if step < row_bytes:
         raise MessageError(f"image step {step} is smaller than width x pixel size = {row_bytes} bytes")

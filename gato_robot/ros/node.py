@@ -6,7 +6,8 @@
 - activate: refuses unless a fresh, plausible joint state has arrived and no e-stop is latched;
   seeds the loop from the measured position (the first command holds it) and starts acting.
 - deactivate: holds (publishes the last safe command once) and stops acting. Nothing in the node
-  activates by itself; an e-stop stays latched through deactivate until ``~/reset_estop``.
+  activates by itself; an e-stop stays latched through deactivate, cleanup and configure until
+  ``~/reset_estop``. A fault hold longer than ``max_hold_s`` latches one: nothing resumes by itself.
 - SIGINT / SIGTERM: publish the hold, deactivate, exit.
 
 Topics: one ``sensor_msgs/Image`` per camera (best effort, depth 1, cached by a callback group of their
@@ -18,14 +19,17 @@ gripper on its forward controller or through ``control_msgs/GripperCommand``), a
 ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics``. Topic names are relative (they resolve in
 the node's namespace and remap as usual), ``/diagnostics`` excepted. The URDF comes from a file or
 once from the ``robot_description`` topic. Service ``~/estop`` (std_srvs/Trigger)
-latches an e-stop; ``~/reset_estop`` clears it while the node is inactive (then activate to resume).
-The loop latches one itself on implausible joint measurements. Every sample keeps its stamp and
-its receive time; the watchdog checks both. The forward controller has no command timeout, so
+latches an e-stop (while active, the arm holds where it is measured; while inactive nothing is
+published); ``~/reset_estop`` clears it while the node is inactive (then activate to resume).
+The loop latches one itself on implausible joint measurements. Every sample keeps its stamp, its
+receive time and since when its values have not changed; the watchdog checks all three (a sample
+stamped before the one it would replace is dropped). The forward controller has no command timeout, so
 the watchdog lives here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import tempfile
@@ -146,6 +150,12 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
                                              "by more than 10% is warned about once", 1.0, 179.0),
     "max_image_age_s": ParameterSpec(0.25, "oldest camera frame the loop acts on (s)", 0.001, 2.0),
     "max_joint_state_age_s": ParameterSpec(0.1, "oldest joint state the loop acts on (s)", 0.001, 1.0),
+    "max_hold_s": ParameterSpec(1.0, "a hold on unfit inputs or a failing policy longer than this latches an "
+                                     "e-stop (s): after it, deactivate, ~/reset_estop, activate", 0.05, 10.0),
+    "max_frozen_input_s": ParameterSpec(0.5, "a camera whose pixels (joint state whose values) stay identical this "
+                                             "long while the arm (its command) moves 0.05 rad comes from a frozen "
+                                             "driver: hold (s; 0 off, for fake sensors that publish one still scene)",
+                                        0.0, 5.0),
     "instruction": ParameterSpec(RGB_STACKING.instruction, "task instruction (text tokens)"),
 }
 """Every parameter the node declares (config/params.yaml mirrors the defaults; a test checks)."""
@@ -217,6 +227,7 @@ class GatoStackNode(LifecycleNode):
         self._tick_times: list[float] = []
         self._reported: dict[str, int] = {}
         self._previous_arm: list[float] | None = None  # last published arm command (trajectory velocities)
+        self._latched_estop = ""  # an e-stop's reason, kept through cleanup -> configure until ~/reset_estop
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _param(self, name: str):
@@ -288,7 +299,9 @@ class GatoStackNode(LifecycleNode):
             config = ControlConfig(rate, str(self._param("instruction")),
                                    WatchdogConfig(float(self._param("max_image_age_s")),
                                                   float(self._param("max_joint_state_age_s")),
-                                                  joint_count=len(self.arm.arm_joints)))
+                                                  joint_count=len(self.arm.arm_joints),
+                                                  max_frozen_s=float(self._param("max_frozen_input_s"))),
+                                   max_hold_s=float(self._param("max_hold_s")))
             low, high = tuple(self._param("workspace_low")), tuple(self._param("workspace_high"))
             if not all(a < b for a, b in zip(low, high)):
                 raise ValueError(f"parameters workspace_low {list(low)} must be below workspace_high {list(high)}")
@@ -305,6 +318,8 @@ class GatoStackNode(LifecycleNode):
                                  temperature=float(self._param("action_temperature")),
                                  expectation=str(self._param("action_expectation")))
             self.loop = ControlLoop(policy, mapper, config, limits)
+            if self._latched_estop:  # cleanup -> configure does not clear an e-stop
+                self.loop.estop(self._latched_estop)
             expected = set(policy.inputs.camera_names)
             if set(names) != expected:
                 raise ValueError(f"camera_names {names} do not match the policy's cameras {sorted(expected)}")
@@ -389,7 +404,7 @@ class GatoStackNode(LifecycleNode):
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._active = False
         self.loop.disable()
-        self._publish(self.loop.last_command)
+        self._publish(self.loop.last_command, moving=False)
         self.get_logger().info("inactive: holding position")
         return super().on_deactivate(state)
 
@@ -405,6 +420,8 @@ class GatoStackNode(LifecycleNode):
 
     def _release(self) -> None:
         self._active = False
+        if self.loop is not None and self.loop.state is LoopState.ESTOPPED:
+            self._latched_estop = self.loop.estop_reason
         destroy = {"subscription": self.destroy_subscription, "publisher": self.destroy_publisher,
                    "service": self.destroy_service, "timer": self.destroy_timer}
         for kind, entities in self._owned.items():
@@ -454,14 +471,19 @@ class GatoStackNode(LifecycleNode):
                         f"{spec.image_width}x{spec.image_height}: centre-cropping and resizing each frame. Check "
                         "that the field of view matches the training cameras' (calibration/)")
                 image = fit_image(image, spec.image_height, spec.image_width)
-            frame = Frame(image, self._stamp(message.header), self._now())
+            stamp, now = self._stamp(message.header), self._now()
         except MessageError as error:
             with self._lock:
                 self._input_problems[name] = f"camera '{name}': {error}"
                 self._frames.pop(name, None)  # a bad frame must not leave an older good one to age in place
             return
         with self._lock:
-            self._frames[name] = frame
+            previous = self._frames.get(name)
+            if previous is not None and stamp < previous.stamp_s:
+                self._input_problems[name] = f"camera '{name}': dropped a frame stamped before the previous one"
+                return
+            same = previous is not None and np.array_equal(image, previous.image)
+            self._frames[name] = Frame(image, stamp, now, previous.unchanged_since_s if same else now)
             self._input_problems.pop(name, None)
 
     def _on_joint_state(self, message: JointState) -> None:
@@ -473,7 +495,15 @@ class GatoStackNode(LifecycleNode):
                 self._input_problems["joints"] = f"joint state: {error}"
             return
         with self._lock:
-            self._joints = sample
+            previous = self._joints
+            if previous is not None and sample.stamp_s < previous.stamp_s:
+                self._input_problems["joints"] = "joint state: dropped a sample stamped before the previous one"
+                return
+            same = previous is not None and (np.array_equal(sample.positions, previous.positions)
+                                             and np.array_equal(sample.velocities, previous.velocities)
+                                             and sample.gripper_width == previous.gripper_width)
+            self._joints = dataclasses.replace(sample, unchanged_since_s=previous.unchanged_since_s if same
+                                               else sample.received_s)
             self._input_problems.pop("joints", None)
 
     def _on_tick(self) -> None:
@@ -484,11 +514,18 @@ class GatoStackNode(LifecycleNode):
         result = self.loop.tick(self._now(), frames, joints)
         self._tick_times.append(self._now())
         del self._tick_times[:-100]
-        self._publish(result.command)
+        self._publish(result.command, moving=result.state is LoopState.ACTIVE)
 
     def _on_estop(self, request, response):
-        self.loop.estop("e-stop service called")
-        self._publish(self.loop.last_command)
+        """Latch; while active, hold where the arm is measured (a fresh measurement; else the last
+        command). While inactive nothing is published: the controller holds already, and the last
+        command of an earlier activation may be far from where the arm is now."""
+        with self._lock:
+            joints = self._joints
+        fresh = joints if self.loop.watchdog.joint_problem(joints, self._now()) is None else None
+        self.loop.estop("e-stop service called", measured=fresh if self._active else None)
+        if self._active:
+            self._publish(self.loop.last_command, moving=False)
         response.success = True
         response.message = "e-stop latched: deactivate, call ~/reset_estop, then activate to resume"
         self.get_logger().warning(response.message)
@@ -499,6 +536,7 @@ class GatoStackNode(LifecycleNode):
             response.success, response.message = False, "refused: deactivate first (the e-stop stays latched)"
         else:
             was_latched = self.loop.reset_estop()
+            self._latched_estop = ""
             response.success = True
             response.message = ("e-stop reset: activate to resume" if was_latched else "no e-stop was latched")
         self.get_logger().warning(f"reset_estop: {response.message}")
@@ -514,7 +552,8 @@ class GatoStackNode(LifecycleNode):
             self.loop.disable()
 
     # -- output -----------------------------------------------------------------------------------------
-    def _publish(self, command: JointCommand | None) -> None:
+    def _publish(self, command: JointCommand | None, moving: bool) -> None:
+        """Send ``command``; a hold (``moving`` false) asks for zero joint velocity at its target."""
         if command is None:
             return
         arm = [float(v) for v in command.arm_positions]
@@ -522,7 +561,7 @@ class GatoStackNode(LifecycleNode):
             self._arm_publisher.publish(Float64MultiArray(data=arm))
         else:  # as MoveIt Servo streams to a joint trajectory controller: arm joints only, start now
             period = self.loop.config.period_s
-            previous = self._previous_arm if self._previous_arm is not None else arm
+            previous = self._previous_arm if self._previous_arm is not None and moving else arm
             point = JointTrajectoryPoint(positions=arm, velocities=[(a - b) / period for a, b in zip(arm, previous)],
                                          time_from_start=Duration(sec=int(period), nanosec=int((period % 1) * 1e9)))
             # A zero header stamp means "start now" to the controller: a stamp taken here would be in
