@@ -1,5 +1,7 @@
 """Object shapes, triplets and the shared action path (kinematics only: fast)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -167,3 +169,15 @@ def test_bad_joint_state_is_rejected(mapper):
         mapper(np.r_[np.zeros(6), np.nan], np.zeros(5))
     with pytest.raises(ValueError, match="expected 7 finite values"):
         mapper(np.zeros(6), np.zeros(5))
+
+
+def test_arm_joints_out_of_chain_order_are_refused():
+    """Commands and limits are indexed in the URDF's chain order: a reordered ``arm_joints``
+    parameter would apply joint 1's limits to joint 7 and command the wrong joints."""
+    from gato_robot.robot.action_path import ArmKinematics
+    from gato_robot.robot.description import PANDA
+
+    swapped = dataclasses.replace(PANDA, arm_joints=(PANDA.arm_joints[1], PANDA.arm_joints[0], *PANDA.arm_joints[2:]))
+    with pytest.raises(ValueError, match="in chain order"):
+        ArmKinematics(swapped)
+    assert ArmKinematics(PANDA).lower.shape == (7,)

@@ -75,6 +75,10 @@ class ArmKinematics:
             raise ValueError(f"URDF {arm.resolved_urdf()} has no joint(s) {missing}")
         locked = [full.getJointId(name) for name in arm.finger_joints]
         self.model = pin.buildReducedModel(full, locked, pin.neutral(full))
+        movable = list(self.model.names[1:])  # after "universe", in the model's (URDF chain) order
+        if movable != list(arm.arm_joints):  # commands and limits are indexed in this order
+            raise ValueError(f"arm_joints {list(arm.arm_joints)} must be the URDF's movable joints other than the "
+                             f"fingers, in chain order: {movable}")
         self.data = self.model.createData()
         if not self.model.existFrame(arm.tcp_frame):
             raise ValueError(f"URDF {arm.resolved_urdf()} has no frame {arm.tcp_frame!r}")
