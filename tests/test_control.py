@@ -176,6 +176,10 @@ def test_nothing_moves_until_enabled_and_estop_latches(mujoco_env):
     assert loop.tick(0.0, frames, joints).state is LoopState.ACTIVE
     with pytest.raises(ValueError, match="invalid joint state"):
         loop.enable(JointSample(np.full(7, np.nan), np.zeros(7), 0.0, 0.0))
+    turned = np.array(joints.positions, dtype=np.float64)
+    turned[0] += 0.5  # base turned: the TCP 0.24 m to the side, outside the box
+    with pytest.raises(ValueError, match="outside the workspace box"):
+        loop.enable(JointSample(turned, np.zeros(7), 0.08, 0.0))
     # An e-stop that arrives while the policy runs (between begin_tick and end_tick) wins.
     held = loop.last_command
     pending = loop.begin_tick(0.0, frames, joints)

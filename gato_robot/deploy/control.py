@@ -35,6 +35,8 @@ from ..task import RGB_STACKING
 from ..tokenizer.errors import TokenizationError
 
 log = logging.getLogger("gato_robot.deploy.control")
+ENABLE_WORKSPACE_TOLERANCE_M = 0.02
+"""How far outside the workspace box (m) the TCP may be when the loop is enabled."""
 
 
 class LoopState(str, Enum):
@@ -139,6 +141,10 @@ class ControlLoop:
         implausible = self.watchdog.plausibility(positions, None, self.limits)
         if implausible:
             raise ValueError(f"cannot enable: {implausible}")
+        tcp, box = self.mapper.tcp_pose(positions)[:3], self.mapper.config.workspace
+        if not box.contains(tcp, tolerance=ENABLE_WORKSPACE_TOLERANCE_M):  # the first ticks would drag it in
+            raise ValueError(f"cannot enable: the TCP at {np.round(tcp, 3).tolist()} m is outside the workspace box "
+                             f"{list(box.low)} - {list(box.high)} m; move the arm into it first")
         self.last_command = JointCommand(np.clip(positions, self.limits.lower, self.limits.upper),
                                          float(np.clip(measured.gripper_width, 0, self.limits.max_gripper_width_m)))
         self.state, self._needs_fresh_context, self._last_active_s = LoopState.ACTIVE, True, None
