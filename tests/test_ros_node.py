@@ -2,6 +2,7 @@
 parameters from --params-file, and the package/launch/params consistency."""
 
 import ast
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -164,6 +165,23 @@ class ClockedSensors(SimSensors):
             self.publish_sensors()
 
 
+@contextlib.contextmanager
+def spinning(context, *nodes):
+    """``nodes`` spun by one single-threaded executor (as main() runs the node) in a thread, then destroyed."""
+    executor = SingleThreadedExecutor(context=context)
+    for node in nodes:
+        executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        yield executor
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=5)
+        for node in nodes:
+            node.destroy_node()
+
+
 def wait_for(predicate, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -305,11 +323,6 @@ def test_node_sensor_faults_and_lifecycle_edges_on_the_onnxruntime_backend(conte
                                                                Parameter("use_sim_time", value=True),
                                                                *STILL_SCENE, *LONG_HOLDS])
     sim = ClockedSensors(context, {**sim_inputs, "joint_positions": sim_inputs["joint_positions"].copy()}, node)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    executor.add_node(sim.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
 
     def reported(text):  # diagnostics go out every second of node time: step until they say it
         for _ in range(30):
@@ -324,7 +337,7 @@ def test_node_sensor_faults_and_lifecycle_edges_on_the_onnxruntime_backend(conte
         recent = [c for _, c in sim.commands[count:]]
         return all(np.array_equal(c, recent[0]) for c in recent)
 
-    try:
+    with spinning(context, node, sim.node):
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.loop.policy.backend == "onnxruntime"
         sim.clock.publish(Clock(clock=sim._time()))
@@ -371,11 +384,6 @@ def test_node_sensor_faults_and_lifecycle_edges_on_the_onnxruntime_backend(conte
         count = len(sim.commands)
         sim.step(5)
         assert len(sim.commands) == count + 5
-    finally:
-        executor.shutdown()
-        spinner.join(timeout=5)
-        node.destroy_node()
-        sim.node.destroy_node()
 
 
 def test_trajectory_mode_sends_arm_joints_starting_now_with_velocities_and_fits_other_camera_sizes(
@@ -400,12 +408,7 @@ def test_trajectory_mode_sends_arm_joints_starting_now_with_velocities_and_fits_
     sim.node.create_subscription(JointTrajectory, "/fr3_arm_controller/joint_trajectory", trajectories.append, 10)
     sim.node.create_subscription(Float64MultiArray, "/gripper_forward_controller/commands",
                                  lambda m: fingers.append(list(m.data)), 10)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    executor.add_node(sim.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
+    with spinning(context, node, sim.node):
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert wait_for(lambda: node._joints is not None and len(node._frames) == 2)
         assert node._frames["front_left"].image.shape == (128, 128, 3)
@@ -427,11 +430,6 @@ def test_trajectory_mode_sends_arm_joints_starting_now_with_velocities_and_fits_
                                     if value.key == "camera_fovy_deg"))
         fovy = next(v.value for v in sim.diagnostics[-1].status[0].values if v.key == "camera_fovy_deg")
         assert fovy == "front_left 45.0; front_right 79.3 (training 45.0: differs)"
-    finally:
-        executor.shutdown()
-        spinner.join(timeout=5)
-        node.destroy_node()
-        sim.node.destroy_node()
 
 
 def test_node_estop_holds_where_the_arm_is_survives_cleanup_and_long_faults_latch(context, checkpoint, sim_inputs):
@@ -443,11 +441,6 @@ def test_node_estop_holds_where_the_arm_is_survives_cleanup_and_long_faults_latc
         Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch"),
         Parameter("use_sim_time", value=True), Parameter("max_hold_s", value=0.5), *STILL_SCENE])
     sim = ClockedSensors(context, {**sim_inputs, "joint_positions": sim_inputs["joint_positions"].copy()}, node)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    executor.add_node(sim.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
 
     def call(service):
         client = sim.node.create_client(Trigger, f"/{NODE_NAME}/{service}")
@@ -456,7 +449,7 @@ def test_node_estop_holds_where_the_arm_is_survives_cleanup_and_long_faults_latc
         assert wait_for(future.done)
         return future.result()
 
-    try:
+    with spinning(context, node, sim.node):
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         sim.clock.publish(Clock(clock=sim._time()))
         assert wait_for(lambda: abs(node._now() - sim.now_ns * 1e-9) < 1e-9), "the node is not on /clock"
@@ -510,11 +503,6 @@ def test_node_estop_holds_where_the_arm_is_survives_cleanup_and_long_faults_latc
         np.testing.assert_allclose(sim.commands[count][1], sim.observation["joint_positions"], atol=1e-12)
         sim.step(3)
         assert all(np.array_equal(c, sim.commands[count][1]) for _, c in sim.commands[count:])
-    finally:
-        executor.shutdown()
-        spinner.join(timeout=5)
-        node.destroy_node()
-        sim.node.destroy_node()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("control_msgs") is not None,
