@@ -120,7 +120,8 @@ def valid(tmp_path_factory):
         connection = bag.add_connection("/joint_states", JointState.__msgtype__, typestore=types)
         for tick in range(5):
             message = JointState(header=Header(stamp=Time(sec=0, nanosec=tick * 50_000_000), frame_id=""),
-                                 name=[*PANDA.arm_joints, *PANDA.finger_joints], position=np.zeros(9),
+                                 name=[*PANDA.arm_joints, *PANDA.finger_joints],
+                                 position=np.array([*PANDA.home_joint_positions, 0.04, 0.04]),
                                  velocity=np.zeros(9), effort=np.zeros(0))
             bag.write(connection, tick * 50_000_000, types.serialize_cdr(message, JointState.__msgtype__))
     files["bag"] = root / "bag"
