@@ -25,7 +25,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-query-x2 bc-imp-x2 all-novel-gf-global-query-x2-seed1 all-novel-gf-global-query-x2-seed2"}   # round 20 (round 19: all-novel-gf-global-query-lr3e4 all-novel-gf-global-query-untied-seed1 all-novel-gf-global-query-untied-seed2 all-novel-gf-global-query-untied-b48, OUT=results/ablation-2026-12-06-r19; round 18: all-novel-gf-global-query-raw all-novel-gf-global-query-dropout all-novel-gf-global-query-untied all-novel-gf-global-query-tiny, OUT=results/ablation-2026-12-06-r18; round 17: all-novel-gf-global-query-value all-novel-gf-whole-query bc-imp-seed1 bc-imp-seed2 all-novel-gf-global-query-wd1, OUT=results/ablation-2026-12-06; round 16: all-novel-gf-global-query-240k bc-imp-240k all-novel-gf-global-query-seed2; round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-novel-gf-global-query-x2 bc-imp-x2 all-novel-gf-global-query-x2-seed1 all-novel-gf-global-query-x2-more"}   # round 20 (round 19: all-novel-gf-global-query-lr3e4 all-novel-gf-global-query-untied-seed1 all-novel-gf-global-query-untied-seed2 all-novel-gf-global-query-untied-b48, OUT=results/ablation-2026-12-06-r19; round 18: all-novel-gf-global-query-raw all-novel-gf-global-query-dropout all-novel-gf-global-query-untied all-novel-gf-global-query-tiny, OUT=results/ablation-2026-12-06-r18; round 17: all-novel-gf-global-query-value all-novel-gf-whole-query bc-imp-seed1 bc-imp-seed2 all-novel-gf-global-query-wd1, OUT=results/ablation-2026-12-06; round 16: all-novel-gf-global-query-240k bc-imp-240k all-novel-gf-global-query-seed2; round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -129,6 +129,14 @@ for arm in $ARMS; do
     [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE" --run "$RUNS/$arm" \
       --init-from "$RUNS/all-novel-gf/checkpoint" --preset cpu-small --steps "$STEPS" --batch-size 24 --window 1 --lr 5e-4 \
       --warmup 100 --checkpoint-every 500 --no-patch-jitter $(flags all-novel-gf)
+    policy=$RUNS/$arm/checkpoint
+  elif [ "$arm" = all-novel-gf-global-query-x2-more ]; then  # round 20: the x2 run trained 120k samples more on the
+    # same doubled store (a second cosine cycle, peak 5e-4): 240k in all, about one pass over its 1089 episodes
+    # shellcheck disable=SC2046
+    [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$X2_STORE" --run "$RUNS/$arm" \
+      --init-from "$RUNS/all-novel-gf-global-query-x2/checkpoint" --preset cpu-small --steps "$STEPS" --batch-size 24 \
+      --window 1 --lr 5e-4 --warmup 100 --checkpoint-every 500 --no-patch-jitter --heldout-store "$HELDOUT" \
+      $(flags all-novel-gf-global-query)
     policy=$RUNS/$arm/checkpoint
   elif [[ "$arm" == bc-imp* ]]; then  # the specialist, and the bridge from it to Gato one change at a time
     # shellcheck disable=SC2046

@@ -117,6 +117,9 @@ RECIPES = {
     "all-novel-gf-global-query-x2-seed2": "as all-novel-gf-global-query-x2, training seed 2",
     "all-novel-gf-global-query-x2-240k": "as all-novel-gf-global-query-x2, twice the samples (10000 steps) under one "
                                          "cosine schedule",
+    "all-novel-gf-global-query-x2-more": "all-novel-gf-global-query-x2, then 120k more samples on the same store "
+                                         "from its weights (a second cosine cycle, peak lr 5e-4): 240k in all, about "
+                                         "one pass over the 1089 episodes; the columns count the second 120k",
     "bc-imp-x2": "as bc-imp, trained on twice the episodes (as all-novel-gf-global-query-x2), the same 120k samples",
     "bc-imp-x2-seed1": "as bc-imp-x2, training seed 1",
 }
