@@ -9,6 +9,8 @@ arms that fit the training distribution (at least --fitted of its episodes):
         results/ablation-2026-12-06-r18 results/ablation-2026-12-06-r19 \\
         --plot results/ablation-2026-12-06-r19/heldout-predictors.png \\
         --validation results/ablation-2026-12-06-r19/validation
+
+(round 20 adds results/ablation-2026-12-06-r20 and plots to its folder, without --validation)
 """
 
 from __future__ import annotations
