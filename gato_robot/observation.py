@@ -3,7 +3,7 @@ sends back: light types (numpy only), importable without Pinocchio, torch or rcl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 import numpy as np
@@ -50,7 +50,11 @@ class JointSample:
     stamp_s: float
     received_s: float | None = None  # when the adapter received it (same clock); None: same as stamp_s
     unchanged_since_s: float | None = None  # receive time of the first sample with these exact values
-    # (an adapter that compares samples sets it; the watchdog finds a driver re-stamping frozen data by it)
+    # (set by :func:`newest`; the watchdog finds a driver re-stamping frozen data by it)
+
+    def same_values(self, other: "JointSample") -> bool:
+        return (np.array_equal(self.positions, other.positions) and np.array_equal(self.velocities, other.velocities)
+                and self.gripper_width == other.gripper_width)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,24 @@ class Frame:
     stamp_s: float
     received_s: float | None = None  # when the adapter received it (same clock); None: same as stamp_s
     unchanged_since_s: float | None = None  # receive time of the first frame with these exact pixels
+
+    def same_values(self, other: "Frame") -> bool:
+        return np.array_equal(self.image, other.image)
+
+
+def newest(sample: Frame | JointSample, previous: Frame | JointSample | None) -> Frame | JointSample | None:
+    """``sample`` as the newest of its source (a camera, the joint states), after ``previous``: None
+    when it is stamped before ``previous`` (out of order: drop it); else with ``unchanged_since_s``
+    carried over from ``previous`` when its values are identical, or its own receive time."""
+    if previous is None:
+        since = sample.received_s if sample.received_s is not None else sample.stamp_s
+    elif sample.stamp_s < previous.stamp_s:
+        return None
+    elif sample.same_values(previous):
+        since = previous.unchanged_since_s
+    else:
+        since = sample.received_s if sample.received_s is not None else sample.stamp_s
+    return replace(sample, unchanged_since_s=since)
 
 
 @dataclass(frozen=True)

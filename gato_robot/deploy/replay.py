@@ -19,7 +19,7 @@ from .control import ControlLoop
 from ..robot.description import PANDA
 from ..ros.bag import open_bag
 from ..ros.convert import image_to_rgb, joint_state_to_sample, stamp_seconds
-from ..observation import Frame, JointSample
+from ..observation import Frame, JointSample, newest
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,14 @@ def replay_bag(bag: str | Path, loop: ControlLoop, topics: ReplayTopics) -> Repl
             while next_tick is not None and stamp > next_tick + 1e-9:
                 tick(next_tick)
                 next_tick = ticks[0][0] + len(ticks) * period
-            if connection.topic == topics.joint_states:
-                joints = joint_state_to_sample(message, topics.arm_joints, topics.finger_joints, stamp)
+            if connection.topic == topics.joint_states:  # the node's bookkeeping: out-of-order samples dropped
+                joints = newest(joint_state_to_sample(message, topics.arm_joints, topics.finger_joints, stamp),
+                                joints) or joints
                 if next_tick is None:
                     next_tick = stamp
             else:
-                frames[by_topic[connection.topic]] = Frame(image_to_rgb(message), stamp)
+                name = by_topic[connection.topic]
+                frames[name] = newest(Frame(image_to_rgb(message), stamp), frames.get(name)) or frames[name]
         if next_tick is not None:
             tick(next_tick)
     held = np.full(len(loop.limits.lower), np.nan)

@@ -29,7 +29,6 @@ the watchdog lives here.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import tempfile
@@ -56,7 +55,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from ..robot.action_path import ActionPathConfig, CartesianActionMapper, Workspace
 from ..deploy.control import ControlConfig, ControlLoop, LoopState
 from ..deploy.policy import load_policy
-from ..observation import Frame, JointCommand, JointSample
+from ..observation import Frame, JointCommand, JointSample, newest
 from ..robot.description import PANDA, ArmDescription
 from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE, EXPECTATIONS
 from ..runtime.factory import BACKENDS
@@ -478,12 +477,11 @@ class GatoStackNode(LifecycleNode):
                 self._frames.pop(name, None)  # a bad frame must not leave an older good one to age in place
             return
         with self._lock:
-            previous = self._frames.get(name)
-            if previous is not None and stamp < previous.stamp_s:
+            frame = newest(Frame(image, stamp, now), self._frames.get(name))
+            if frame is None:
                 self._input_problems[name] = f"camera '{name}': dropped a frame stamped before the previous one"
                 return
-            same = previous is not None and np.array_equal(image, previous.image)
-            self._frames[name] = Frame(image, stamp, now, previous.unchanged_since_s if same else now)
+            self._frames[name] = frame
             self._input_problems.pop(name, None)
 
     def _on_joint_state(self, message: JointState) -> None:
@@ -495,15 +493,11 @@ class GatoStackNode(LifecycleNode):
                 self._input_problems["joints"] = f"joint state: {error}"
             return
         with self._lock:
-            previous = self._joints
-            if previous is not None and sample.stamp_s < previous.stamp_s:
+            sample = newest(sample, self._joints)
+            if sample is None:
                 self._input_problems["joints"] = "joint state: dropped a sample stamped before the previous one"
                 return
-            same = previous is not None and (np.array_equal(sample.positions, previous.positions)
-                                             and np.array_equal(sample.velocities, previous.velocities)
-                                             and sample.gripper_width == previous.gripper_width)
-            self._joints = dataclasses.replace(sample, unchanged_since_s=previous.unchanged_since_s if same
-                                               else sample.received_s)
+            self._joints = sample
             self._input_problems.pop("joints", None)
 
     def _on_tick(self) -> None:
