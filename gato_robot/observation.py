@@ -74,15 +74,11 @@ def newest(sample: Frame | JointSample, previous: Frame | JointSample | None) ->
     """``sample`` as the newest of its source (a camera, the joint states), after ``previous``: None
     when it is stamped before ``previous`` (out of order: drop it); else with ``unchanged_since_s``
     carried over from ``previous`` when its values are identical, or its own receive time."""
-    if previous is None:
-        since = sample.received_s if sample.received_s is not None else sample.stamp_s
-    elif sample.stamp_s < previous.stamp_s:
+    if previous is not None and sample.stamp_s < previous.stamp_s:
         return None
-    elif sample.same_values(previous):
-        since = previous.unchanged_since_s
-    else:
-        since = sample.received_s if sample.received_s is not None else sample.stamp_s
-    return replace(sample, unchanged_since_s=since)
+    if previous is not None and sample.same_values(previous):
+        return replace(sample, unchanged_since_s=previous.unchanged_since_s)
+    return replace(sample, unchanged_since_s=sample.received_s if sample.received_s is not None else sample.stamp_s)
 
 
 @dataclass(frozen=True)
