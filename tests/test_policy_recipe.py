@@ -446,3 +446,34 @@ def test_proprio_noise_perturbs_only_the_proprioception_seen_and_only_the_noised
     np.testing.assert_array_equal(noisy["patches"], clean["patches"])
     with pytest.raises(ValueError, match="22 values >= 0"):
         batch(np.full(3, 0.1))
+
+
+def test_proprio_dropout_pads_every_proprioception_token_of_some_windows_and_nothing_else(tmp_path):
+    """Modality dropout: a dropped window's proprioception tokens are all padding (their positions
+    kept); its images, text, separator and action targets, and every other window, stay exactly
+    as without it; the same (seed, step) drops the same windows."""
+    from tests.conftest import write_expert_store
+
+    from gato_robot.data.dataset import EpisodeWindows
+    from gato_robot.data.episodes import EpisodeStore
+    from gato_robot.tokenizer.ids import PAD_ID
+    from gato_robot.tokenizer.sequence import Modality, TimestepSpec
+
+    store = EpisodeStore(write_expert_store(tmp_path / "store", [3]))
+
+    def batch(dropout):
+        windows = EpisodeWindows(store, TimestepSpec(), 1, min_return_fraction=0.0, patch_position_jitter=False,
+                                 random_shift_px=2, proprio_dropout=dropout)
+        return windows.batch(seed=0, step=3, batch_size=64)
+
+    clean, dropped = batch(0.0), batch(0.5)
+    proprio = clean["modality"] == Modality.CONTINUOUS
+    rows = np.flatnonzero(np.any(dropped["token_ids"] != clean["token_ids"], axis=1))
+    assert 10 < len(rows) < 54  # about half of 64 windows
+    assert np.all(dropped["token_ids"][rows][proprio[rows]] == PAD_ID)
+    np.testing.assert_array_equal(dropped["token_ids"][~proprio], clean["token_ids"][~proprio])
+    for key in ("patches", "obs_positions", "loss_mask", "modality"):
+        np.testing.assert_array_equal(dropped[key], clean[key])
+    np.testing.assert_array_equal(batch(0.5)["token_ids"], dropped["token_ids"])
+    with pytest.raises(ValueError, match=r"proprio_dropout must be in \[0, 1\)"):
+        batch(1.0)

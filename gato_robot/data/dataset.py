@@ -19,6 +19,13 @@ proprioception the policy sees, never to the action it is trained to take, so th
 read where things are off the joint and TCP values to a precision the images do not give, and a
 value just beside the training data's (a gripper closed on a wider object) reads as a seen one.
 
+Proprioception dropout (``proprio_dropout``, a probability; modality dropout): each window's
+proprioception tokens are all replaced by the padding id with that probability, their observation
+positions kept, so the policy learns to act on the images alone where the proprioception says
+nothing, and cannot let the joint and TCP values stand in for what the cameras show (BC-IMP
+reads depth from the cameras, Gato partly from the TCP values: README round 12). Never at
+deployment, where the proprioception is always read; the token layout is unchanged.
+
 Sampling is a pure function of (seed, step, index in batch), so a resumed run sees exactly the
 batches an uninterrupted one would. With ``skip_damaged`` an episode that fails to read (a damaged
 chunk: :class:`DamagedFileError`) is warned about once by name and never drawn again; a window that
@@ -29,7 +36,7 @@ batches stay a function of (seed, step, the damaged episodes found).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,7 +44,9 @@ from ..errors import DamagedFileError
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..observation import Observation
-from ..tokenizer.sequence import GatoTokenizer, TimestepSpec, TokenSequence, concat_sequences, stack_sequences
+from ..tokenizer.ids import PAD_ID
+from ..tokenizer.sequence import (GatoTokenizer, Modality, TimestepSpec, TokenSequence, concat_sequences,
+                                  stack_sequences)
 from .episodes import EpisodeMeta, EpisodeReader, EpisodeStore
 
 
@@ -55,7 +64,8 @@ class EpisodeWindows:
     def __init__(self, store: EpisodeStore, spec: TimestepSpec, window_timesteps: int,
                  min_return_fraction: float = 0.8, action_spec: ActionSpec = RGB_STACKING_ACTIONS,
                  episodes: list[EpisodeMeta] | None = None, patch_position_jitter: bool = True,
-                 random_shift_px: int = 0, skip_damaged: bool = False, proprio_noise_std: np.ndarray | None = None):
+                 random_shift_px: int = 0, skip_damaged: bool = False, proprio_noise_std: np.ndarray | None = None,
+                 proprio_dropout: float = 0.0):
         self.episodes = episodes if episodes is not None else store.episodes(min_return_fraction)
         if not self.episodes:
             raise ValueError(f"no usable episodes in {store.root} (after the {min_return_fraction:.0%} return filter)")
@@ -65,6 +75,9 @@ class EpisodeWindows:
         if random_shift_px < 0:
             raise ValueError(f"random_shift_px must be >= 0, got {random_shift_px}")
         self.random_shift_px = random_shift_px
+        if not 0.0 <= proprio_dropout < 1.0:
+            raise ValueError(f"proprio_dropout must be in [0, 1), got {proprio_dropout}")
+        self.proprio_dropout = proprio_dropout
         self.proprio_noise_std = None
         if proprio_noise_std is not None:
             self.proprio_noise_std = np.asarray(proprio_noise_std, dtype=np.float64)
@@ -109,7 +122,11 @@ class EpisodeWindows:
                                       proprio[t], meta.instruction)
             parts.append(self.tokenizer.encode_timestep(observation, self.action_spec.normalize(actions[t]),
                                                         position_rng))
-        return concat_sequences(parts)
+        sequence = concat_sequences(parts)
+        if self.proprio_dropout and rng.random() < self.proprio_dropout:  # drawn last: other draws unchanged
+            proprio = sequence.modality == Modality.CONTINUOUS
+            sequence = replace(sequence, token_ids=np.where(proprio, PAD_ID, sequence.token_ids))
+        return sequence
 
     def batch(self, seed: int, step: int, batch_size: int, rows: range | None = None) -> dict[str, np.ndarray]:
         """The batch of training step ``step``: a pure function of (seed, step). ``rows`` takes a

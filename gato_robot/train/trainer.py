@@ -70,6 +70,7 @@ class TrainConfig:
     standardize_proprio: bool = False  # per-dimension statistics of the training episodes, in the config
     random_shift_px: int = 0  # DrQ random shift of the camera images (0: off)
     proprio_noise: float = 0.0  # Gaussian noise on the proprioception seen, x its per-dimension std (0: off)
+    proprio_dropout: float = 0.0  # probability that a window's proprioception tokens are all padding (0: off)
     joint_velocities: bool = True  # False: leave them out of the tokens (a copycat shortcut, TimestepSpec)
     planar_position: bool = True  # False: leave out the joint angles and TCP x, y (proprio.PLANAR_POSITION)
     gripper_first: bool = False  # decode the gripper token before the motion (TimestepSpec.action_order)
@@ -307,7 +308,8 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
         noise_std = config.proprio_noise * proprio_statistics(episodes, skip_damaged=config.skip_damaged)[1]
     windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps, episodes=episodes,
                              patch_position_jitter=config.patch_position_jitter, random_shift_px=config.random_shift_px,
-                             skip_damaged=config.skip_damaged, proprio_noise_std=noise_std)
+                             skip_damaged=config.skip_damaged, proprio_noise_std=noise_std,
+                             proprio_dropout=config.proprio_dropout)
     if progress:
         tqdm.write(f"training on {len(windows.episodes)} of {len(store)} episodes in {store_dir} "
                    f"({windows.timesteps} timesteps) after the return filter"
