@@ -93,7 +93,8 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          continuous_embedding=continuous_embedding, action_head=action_head,
                          action_inputs=action_inputs,
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
-                         proprio_noise=proprio_noise, proprio_dropout=proprio_dropout, joint_velocities=joint_velocities, planar_position=planar_position,
+                         proprio_noise=proprio_noise, proprio_dropout=proprio_dropout, joint_velocities=joint_velocities,
+                         planar_position=planar_position,
                          gripper_first=gripper_first, heldout_store=str(heldout_store) if heldout_store else None,
                          heldout_windows=heldout_windows, ema_decay=ema_decay, sharding=sharding,
                          skip_damaged=skip_damaged)
@@ -118,10 +119,7 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
                            action_head: str = typer.Option("tanh", help="tanh: MSE regression (Lee et al.); "
                                                            "hl_gauss: Gato's 1024 mu-law action bins, HL-Gauss "
                                                            "targets (decoded by `sim eval --expectation`)."),
-                           proprio_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Probability that a training "
-                                                        "window's proprioception tokens are all padding, so the "
-                                                        "policy learns to act on the images alone (0: off)."),
-                  joint_velocities: bool = typer.Option(True, help="Let the policy see the 7 joint "
+                           joint_velocities: bool = typer.Option(True, help="Let the policy see the 7 joint "
                                                                  "velocities (--no-joint-velocities: as the shipped Gato)."),
                            planar_position: bool = typer.Option(True, help="Let the policy see the joint angles "
                                                                 "and the TCP's x, y (off: as Gato's --no-planar-position)."),
