@@ -120,6 +120,10 @@ RECIPES = {
     "all-novel-gf-global-query-x2-more": "all-novel-gf-global-query-x2, then 120k more samples on the same store "
                                          "from its weights (a second cosine cycle, peak lr 5e-4): 240k in all, about "
                                          "one pass over the 1089 episodes; the columns count the second 120k",
+    "all-novel-gf-global-query-pdrop": "as all-novel-gf-global-query | as all-novel-gf-global-query | as "
+                                       "all-novel-gf-global-query, every proprioception token of a quarter of the "
+                                       "windows replaced by padding (`--proprio-dropout 0.25`) | random shift 4 px",
+    "all-novel-gf-global-query-pdrop-seed1": "as all-novel-gf-global-query-pdrop, training seed 1",
     "bc-imp-x2": "as bc-imp, trained on twice the episodes (as all-novel-gf-global-query-x2), the same 120k samples",
     "bc-imp-x2-seed1": "as bc-imp-x2, training seed 1",
 }
