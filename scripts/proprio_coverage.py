@@ -25,21 +25,21 @@ from gato_robot.data.episodes import EpisodeReader, EpisodeStore
 from gato_robot.model.checkpoint import load_config
 from gato_robot.policies import resolve_policy
 from gato_robot.proprio import PROPRIO_LAYOUT
-from gato_robot.tokenizer.mulaw import tokenize_continuous
+from gato_robot.tokenizer.sequence import GatoTokenizer
 
 TRAINING_RETURN_FRACTION = 0.8  # the episodes training keeps (EpisodeWindows' default return filter)
 PROPRIO_NAMES = [f"{key}[{i}]" if size > 1 else key for key, size in PROPRIO_LAYOUT for i in range(size)]
 
 
-def proprio_tokens(store: Path, mean: np.ndarray, std: np.ndarray, keep: list[int], min_return_fraction: float = 0.0) -> dict[str, np.ndarray]:
+def proprio_tokens(store: Path, tokenizer: GatoTokenizer, min_return_fraction: float = 0.0) -> dict[str, np.ndarray]:
     """Test triplet name (or "train" for any training triplet) -> (states, kept values) token ids of
-    every state in ``store``."""
+    every state in ``store``, as ``tokenizer`` makes them at deployment."""
     by_triplet: dict[str, list[np.ndarray]] = defaultdict(list)
     for meta in EpisodeStore(store).episodes(min_return_fraction):
         with EpisodeReader(meta.path) as reader:
             proprio = reader.proprio().astype(np.float64)
         group = meta.triplet if meta.triplet.startswith("test") else "train"
-        by_triplet[group].append(tokenize_continuous(((proprio - mean) / std)[:, keep]).reshape(len(proprio), -1))
+        by_triplet[group].append(tokenizer.proprio_token_ids(proprio))
     return {triplet: np.concatenate(parts) for triplet, parts in sorted(by_triplet.items())}
 
 
@@ -50,17 +50,14 @@ def main() -> None:
     parser.add_argument("--store", type=Path, action="append", required=True, help="a store of held-out states")
     args = parser.parse_args()
     spec = load_config(resolve_policy(args.policy)).timestep
-    if spec.proprio_mean is None:
-        mean, std = np.zeros(spec.proprio_dim), np.ones(spec.proprio_dim)
-    else:
-        mean, std = np.asarray(spec.proprio_mean), np.asarray(spec.proprio_std)
+    tokenizer = GatoTokenizer(spec)
     keep = list(spec.proprio_keep) if spec.proprio_keep is not None else list(range(spec.proprio_dim))
     names = [PROPRIO_NAMES[i] for i in keep]
-    train = np.concatenate(list(proprio_tokens(args.train, mean, std, keep, TRAINING_RETURN_FRACTION).values()))
+    train = np.concatenate(list(proprio_tokens(args.train, tokenizer, TRAINING_RETURN_FRACTION).values()))
     seen = [np.unique(train[:, j]) for j in range(len(keep))]
     print(f"training store {args.train}: {len(train)} states")
     for store in args.store:
-        for triplet, tokens in proprio_tokens(store, mean, std, keep).items():
+        for triplet, tokens in proprio_tokens(store, tokenizer).items():
             unseen = np.stack([~np.isin(tokens[:, j], seen[j]) for j in range(len(keep))], axis=1)
             distance = np.stack([np.abs(tokens[:, j, None] - seen[j][None, :]).min(axis=1) for j in range(len(keep))],
                                 axis=1)

@@ -229,6 +229,13 @@ class GatoTokenizer:
         self._proprio_keep = np.arange(spec.proprio_dim) if spec.proprio_keep is None else np.array(spec.proprio_keep)
 
     # -- observation ---------------------------------------------------------------------------
+    def proprio_token_ids(self, proprio: np.ndarray) -> np.ndarray:
+        """Proprioception (..., proprio_dim; SI units, ``PROPRIO_LAYOUT`` order) -> the token ids of
+        the values the spec keeps (..., proprio_tokens): standardized when the spec carries
+        statistics, then mu-law companded into the 1024 bins (Gato Sec. 2.1)."""
+        standardized = ((proprio - self._proprio_mean) / self._proprio_std)[..., self._proprio_keep]
+        return tokenize_continuous(standardized).reshape(standardized.shape)
+
     def _text_ids(self, instruction: str) -> np.ndarray:
         if instruction not in self._text_cache:
             ids = self.text.encode(instruction)
@@ -272,8 +279,7 @@ class GatoTokenizer:
         for camera_index, name in enumerate(spec.camera_names):
             parts.append(self._image_tokens(observation.images[name], name, position, rng))
             position += spec.patches_per_image
-        standardized = ((proprio - self._proprio_mean) / self._proprio_std)[self._proprio_keep]
-        parts.append(TokenSequence.of_tokens(tokenize_continuous(standardized), Modality.CONTINUOUS, position))
+        parts.append(TokenSequence.of_tokens(self.proprio_token_ids(proprio), Modality.CONTINUOUS, position))
         position += spec.proprio_tokens
         parts.append(TokenSequence.of_tokens(np.array([SEPARATOR_ID]), Modality.SEPARATOR, position))
         return concat_sequences(parts)
