@@ -221,6 +221,21 @@ def test_proprio_statistics_change_the_tokens_and_travel_with_the_config(spec, r
         replace(spec, proprio_mean=(0.0,) * 22, proprio_std=(0.0,) * 22)
 
 
+def test_proprio_token_ids_of_many_states_are_each_state_s_observation_tokens(spec, rng):
+    """The batched proprioception tokenization (scripts/proprio_coverage.py) gives every state the
+    tokens its observation gets at deployment, standardized and with values left out."""
+    mean = tuple(rng.normal(0.0, 0.1, spec.proprio_dim))
+    kept = replace(spec, proprio_mean=mean, proprio_std=(0.05,) * spec.proprio_dim, proprio_keep=(0, 3, 14, 15, 21))
+    tokenizer = GatoTokenizer(kept)
+    observations = [random_observation(tokenizer, rng) for _ in range(4)]
+    batched = tokenizer.proprio_token_ids(np.stack([np.asarray(o.proprio) for o in observations]))
+    assert batched.shape == (4, 5)
+    start = kept.observation_tokens - kept.proprio_tokens - 1
+    for row, observation in zip(batched, observations):
+        np.testing.assert_array_equal(row, tokenizer.encode_observation(observation).token_ids[start:start + 5])
+    assert len(np.unique(batched)) > 5  # the states differ
+
+
 def test_random_shift_crops_a_shifted_copy_deterministically():
     frames = np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
     shifted = random_shift(frames, 4, np.random.default_rng(7))
