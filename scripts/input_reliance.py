@@ -4,8 +4,8 @@ camera images (or the proprioception) taken from another state of the store.
 Every ``--every``-th timestep of every episode; each policy acts from a fresh context, decoded as
 deployed (Gato: the physical expectation of the motion bins + argmax gripper; BC-IMP: its head).
 For each swap and each motion dimension, R^2 of the swapped actions against the unswapped ones:
-near 1, the policy ignores the swapped input; near 0 or below, it relies on it. A policy that reads depth from the cameras
-loses its x command when the images are swapped.
+near 1, the policy ignores the swapped input; near 0 or below, it relies on it. A policy that
+reads depth from the cameras loses its x command when the images are swapped.
 
     .venv/bin/python scripts/input_reliance.py --store ../data/heldout --policy bc-imp --policy gato-cpu-small
 """

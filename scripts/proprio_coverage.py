@@ -26,12 +26,13 @@ from gato_robot.model.checkpoint import load_config
 from gato_robot.policies import resolve_policy
 from gato_robot.proprio import PROPRIO_LAYOUT
 from gato_robot.tokenizer.sequence import GatoTokenizer
+from gato_robot.train.trainer import TrainConfig
 
-TRAINING_RETURN_FRACTION = 0.8  # the episodes training keeps (EpisodeWindows' default return filter)
 PROPRIO_NAMES = [f"{key}[{i}]" if size > 1 else key for key, size in PROPRIO_LAYOUT for i in range(size)]
 
 
-def proprio_tokens(store: Path, tokenizer: GatoTokenizer, min_return_fraction: float = 0.0) -> dict[str, np.ndarray]:
+def proprio_tokens(store: Path, tokenizer: GatoTokenizer,
+                   min_return_fraction: float = 0.0) -> dict[str, np.ndarray]:
     """Test triplet name (or "train" for any training triplet) -> (states, kept values) token ids of
     every state in ``store``, as ``tokenizer`` makes them at deployment."""
     by_triplet: dict[str, list[np.ndarray]] = defaultdict(list)
@@ -53,7 +54,7 @@ def main() -> None:
     tokenizer = GatoTokenizer(spec)
     keep = list(spec.proprio_keep) if spec.proprio_keep is not None else list(range(spec.proprio_dim))
     names = [PROPRIO_NAMES[i] for i in keep]
-    train = np.concatenate(list(proprio_tokens(args.train, tokenizer, TRAINING_RETURN_FRACTION).values()))
+    train = np.concatenate(list(proprio_tokens(args.train, tokenizer, TrainConfig.min_return_fraction).values()))
     seen = [np.unique(train[:, j]) for j in range(len(keep))]
     print(f"training store {args.train}: {len(train)} states")
     for store in args.store:
