@@ -110,34 +110,52 @@ class ScriptedExpert:
             self._red_rest_z = float(red.position[2])
         offset = red.position - tcp
         between_fingers = np.linalg.norm(offset[:2]) < 0.02 and abs(offset[2]) < red_size[2] / 2 + 0.01
-        closed_on_red = red_size[1] - 0.01 < width < red_size[1] + 0.004  # stopped by red, not shut on air
+        # Closed on red, not shut on air: a deformed red (bevels, holes, slants) stops the fingers well
+        # inside its nominal size, so only an upper bound on the width says "closed".
+        closed_on_red = 0.005 < width < red_size[1] + 0.004
         on_blue_z = blue.position[2] + blue_size[2] / 2 + red_size[2] / 2
         lifted = red.position[2] > self._red_rest_z + 0.01 and abs(red.position[2] - on_blue_z) > 0.01
         over_blue = np.linalg.norm(red.position[:2] - blue.position[:2]) < 0.015
-        if between_fingers and closed_on_red and (lifted or not over_blue):
+        # Red in the air between the fingers is held even while a perturbation opens them: close again,
+        # as the machine's label does (it keeps "close" through the gripper flips of the demonstrations).
+        if between_fingers and (closed_on_red or lifted) and (lifted or not over_blue):
             target_xy = blue.position[:2] - offset[:2]
-            if np.linalg.norm(target_xy - tcp[:2]) > self.config.position_tolerance_m:
-                phase = Phase.CARRY if tcp[2] > travel_z - 0.005 else Phase.LIFT
-                target = np.array([*(target_xy if phase is Phase.CARRY else tcp[:2]), travel_z])
+            to_target = np.linalg.norm(target_xy - tcp[:2])
+            below_travel = tcp[2] < travel_z - 0.005
+            # Once lowering beside blue, keep lowering while correcting xy (the machine's LOWER), rather
+            # than going back up to carry height for a few millimetres of drift.
+            if to_target > self.config.position_tolerance_m and not (below_travel and to_target < 0.02):
+                phase = Phase.LIFT if below_travel else Phase.CARRY
+                target = np.array([*(tcp[:2] if phase is Phase.LIFT else target_xy), travel_z])
                 return self._move(tcp, target, tcp_yaw, tcp_yaw, 1.0)[0], phase
             place_z = on_blue_z + 0.008 - offset[2]
             action, arrived = self._move(tcp, np.array([*target_xy, place_z]), tcp_yaw, tcp_yaw, 1.0)
             if not arrived:
                 return action, Phase.LOWER
             return self._move(tcp, tcp, tcp_yaw, tcp_yaw, -1.0)[0], Phase.RELEASE
-        if over_blue and abs(red.position[2] - on_blue_z) < 0.01:  # stacked: let go and clear
-            if between_fingers and closed_on_red:
+        # On blue as the benchmark's success test counts it (within 5 cm in xy), resting at its height.
+        stacked = (np.linalg.norm(red.position[:2] - blue.position[:2]) < 0.05
+                   and abs(red.position[2] - on_blue_z) < 0.02)
+        if stacked:  # let go (hold still while the fingers open off red), then clear
+            if between_fingers and width < red_size[1] + 0.012:
                 return self._move(tcp, tcp, tcp_yaw, tcp_yaw, -1.0)[0], Phase.RELEASE
             target = np.array([tcp[0], tcp[1], travel_z + 0.03])
             return self._move(tcp, target, tcp_yaw, tcp_yaw, -1.0)[0], Phase.RETREAT
         xy_error = np.linalg.norm(offset[:2])
         grasp_target = np.array([red.position[0], red.position[1], grasp_z])
-        if xy_error < 0.01:  # above red: descend to the grasp height (correcting xy), then close
+        # Descend once above red and turned to it at carry height (the machine's arrival test), and keep
+        # descending below carry height while within 1 cm (correcting xy and yaw on the way), then close.
+        tolerance = self.config.position_tolerance_m
+        at_travel = tcp[2] > travel_z - 0.01
+        arrived_above = (np.linalg.norm(np.array([*offset[:2], travel_z - tcp[2]])) < tolerance
+                         and abs(_wrap_half_pi(red.yaw() - tcp_yaw)) < self.config.yaw_tolerance_rad)
+        if (arrived_above if at_travel else xy_error < 0.01):
             action, arrived = self._move(tcp, grasp_target, red.yaw(), tcp_yaw, -1.0)
             if arrived:
                 return self._move(tcp, tcp, tcp_yaw, tcp_yaw, 1.0)[0], Phase.GRASP
             return action, Phase.DESCEND
-        # Approach: far off, at carry height; within 4 cm, align at the present height (never below grasp).
+        # Approach: far off or above carry height, to carry height; within 4 cm, or above red but not
+        # yet turned to it, align at the present height (never below grasp).
         z = travel_z if xy_error > 0.04 else float(np.clip(tcp[2], grasp_z, travel_z))
         target = np.array([red.position[0], red.position[1], z])
         return self._move(tcp, target, red.yaw(), tcp_yaw, -1.0)[0], Phase.APPROACH
