@@ -16,16 +16,17 @@ cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 STORE=${STORE:-../data/mujoco-dart-g}    # sim generate --episodes 700 --seed 1000000 --noise 0.2 --gripper-noise 0.01
 RUNS=${RUNS:-../runs/ablation}       # outside the work tree
-OUT=${OUT:-results/ablation-2026-12-06-r21}  # the latest round's reports; an earlier round's arms: OUT= the folder its README round names
+OUT=${OUT:-results/ablation-2026-12-06-r22}  # the latest round's reports; an earlier round's arms: OUT= the folder its README round names
 WIDE_STORE=${WIDE_STORE:-../data/mujoco-wide-dart-g}  # the same with --triplets train-wide: the arms named *-wide
 MORE_STORE=${MORE_STORE:-../data/mujoco-dart-g-b}     # the same command's next 700 seeds (1000700+)
 X2_STORE=${X2_STORE:-../data/mujoco-dart-g-x2}        # STORE and MORE_STORE together (links): the arms named *-x2, *-x2-*
+SHIPPED=gato_robot/policies/gato-cpu-small   # the shipped Gato's weights (float16), the start of round 22's arms
 HELDOUT=${HELDOUT:-../data/heldout}   # sim generate --episodes 24 --seed 7000000 --noise 0.2 --gripper-noise 0.01
 STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-query-pdrop all-novel-gf-global-query-pdrop-seed1"}   # round 21 (round 20: all-novel-gf-global-query-x2 bc-imp-x2 all-novel-gf-global-query-x2-seed1 all-novel-gf-global-query-x2-more, OUT=results/ablation-2026-12-06-r20; round 19: all-novel-gf-global-query-lr3e4 all-novel-gf-global-query-untied-seed1 all-novel-gf-global-query-untied-seed2 all-novel-gf-global-query-untied-b48, OUT=results/ablation-2026-12-06-r19; round 18: all-novel-gf-global-query-raw all-novel-gf-global-query-dropout all-novel-gf-global-query-untied all-novel-gf-global-query-tiny, OUT=results/ablation-2026-12-06-r18; round 17: all-novel-gf-global-query-value all-novel-gf-whole-query bc-imp-seed1 bc-imp-seed2 all-novel-gf-global-query-wd1, OUT=results/ablation-2026-12-06; round 16: all-novel-gf-global-query-240k bc-imp-240k all-novel-gf-global-query-seed2; round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
+ARMS=${ARMS:-"all-novel-gf-global-query-dagger all-novel-gf-global-query-more48k all-novel-gf-global-query-dagger-fixed"}   # round 22 (round 21: all-novel-gf-global-query-pdrop all-novel-gf-global-query-pdrop-seed1, OUT=results/ablation-2026-12-06-r21; round 20: all-novel-gf-global-query-x2 bc-imp-x2 all-novel-gf-global-query-x2-seed1 all-novel-gf-global-query-x2-more, OUT=results/ablation-2026-12-06-r20; round 19: all-novel-gf-global-query-lr3e4 all-novel-gf-global-query-untied-seed1 all-novel-gf-global-query-untied-seed2 all-novel-gf-global-query-untied-b48, OUT=results/ablation-2026-12-06-r19; round 18: all-novel-gf-global-query-raw all-novel-gf-global-query-dropout all-novel-gf-global-query-untied all-novel-gf-global-query-tiny, OUT=results/ablation-2026-12-06-r18; round 17: all-novel-gf-global-query-value all-novel-gf-whole-query bc-imp-seed1 bc-imp-seed2 all-novel-gf-global-query-wd1, OUT=results/ablation-2026-12-06; round 16: all-novel-gf-global-query-240k bc-imp-240k all-novel-gf-global-query-seed2; round 15: all-novel-gf-global-query-wide bc-imp-wide; round 14: all-novel-gf-global-query-seed1-ema; round 13: all-novel-gf-global-noplanar all-novel-gf-global-query all-novel-gf-global-query-seed1 all-novel-gf-global-untied; round 12: bc-imp-bins bc-imp-std all-novel-gf-global-raw; round 11: all-gf-global all-novel-gf-global-pnoise; round 10: all-novel-gf-global-mse10; rounds 10-12 in results/ablation-2026-12-04; rounds 5-9 in results/ablation-2026-12-03); earlier arms: all all-gf all-novel all-novel-gf all-novel-gf-noshift all-novel-gf-fourier all-novel-gf-240k all-novel-dagger1 paper
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -126,6 +127,36 @@ for arm in $ARMS; do
     [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE-$base-merged1" --run "$RUNS/$arm" \
       --init-from "$RUNS/$base/checkpoint" --preset cpu-small --steps "$STEPS" --batch-size 24 --window 1 --lr 5e-4 \
       --warmup 100 --checkpoint-every 500 --no-patch-jitter --heldout-store "$HELDOUT" $(flags "$base")
+    policy=$RUNS/$arm/checkpoint
+  elif [[ "$arm" =~ ^all-novel-gf-global-query-(more48k|more96k|dagger|dagger-fixed|dagger2)$ ]]; then
+    # round 22: the shipped weights trained 48k samples more per round (2000 steps, a new cosine cycle, peak 3e-4),
+    # on the demonstrations alone (more48k, then more96k from it: the controls) or with DAgger rounds added
+    # (dagger-fixed, then dagger2 from it): the round's starting policy drives 150 training-distribution episodes
+    # as deployed (seeds 6200000+, 6300000+), the scripted expert labels every visited state from the state
+    # (ScriptedExpert.label), and the episodes are kept whatever their return. The arm named dagger ran with
+    # the labeller of commit e212cd9, which read red held across a narrow extent as "not held" (open the
+    # gripper): its store is kept as run; dagger-fixed is the same round, the same visited states, relabelled.
+    case $arm in
+      *-more48k) start=$SHIPPED ;;
+      *-more96k) start=$RUNS/all-novel-gf-global-query-more48k/checkpoint ;;
+      *-dagger) start=$SHIPPED; relabelled=("$STORE-shipped-dagger") seed=6200000 ;;
+      *-dagger-fixed) start=$SHIPPED; relabelled=("$STORE-shipped-dagger-fixed") seed=6200000 ;;
+      *-dagger2) start=$RUNS/all-novel-gf-global-query-dagger-fixed/checkpoint
+                 relabelled=("$STORE-shipped-dagger-fixed" "$STORE-shipped-dagger2") seed=6300000 ;;
+    esac
+    data=$STORE
+    if [[ "$arm" == *-dagger* ]]; then
+      latest=${relabelled[-1]}
+      [ -s "$latest/.complete" ] || { $G sim dagger --store "$latest" --policy "$start" --episodes 150 --seed "$seed" \
+        && touch "$latest/.complete"; }
+      data=$STORE-shipped-merged${arm#*-dagger}
+      mkdir -p "$data" && ln -sf "$(realpath "$STORE")"/episode-*.h5 "$data/"
+      for store in "${relabelled[@]}"; do ln -sf "$(realpath "$store")"/episode-*.h5 "$data/"; done
+    fi
+    # shellcheck disable=SC2046
+    [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$data" --run "$RUNS/$arm" --init-from "$start" \
+      --preset cpu-small --steps 2000 --batch-size 24 --window 1 --lr 3e-4 --warmup 100 --checkpoint-every 500 \
+      --no-patch-jitter --heldout-store "$HELDOUT" $(flags all-novel-gf-global-query)
     policy=$RUNS/$arm/checkpoint
   elif [ "$arm" = all-novel-gf-240k ]; then  # all-novel-gf trained for another 120k samples (new cosine cycle)
     [ -s "$RUNS/$arm/summary.json" ] || $G train --store "$STORE" --run "$RUNS/$arm" \

@@ -124,6 +124,20 @@ RECIPES = {
                                        "all-novel-gf-global-query, every proprioception token of a quarter of the "
                                        "windows replaced by padding (`--proprio-dropout 0.25`) | random shift 4 px",
     "all-novel-gf-global-query-pdrop-seed1": "as all-novel-gf-global-query-pdrop, training seed 1",
+    "all-novel-gf-global-query-more48k": "the shipped weights (gato-cpu-small, all-novel-gf-global-query seed 0), "
+                                         "then 48k more samples on the same demonstrations (2000 steps, a new cosine "
+                                         "cycle, peak lr 3e-4): the control of -dagger; the columns count the 48k",
+    "all-novel-gf-global-query-dagger": "as all-novel-gf-global-query-more48k, on the demonstrations and one DAgger "
+                                        "round: the shipped policy drove 150 training-distribution episodes (seeds "
+                                        "6200000+), the scripted expert labelled every visited state",
+    "all-novel-gf-global-query-dagger-fixed": "as all-novel-gf-global-query-dagger (the same visited states), labelled "
+                                              "by the fixed state-based labeller (red held across a narrow extent or "
+                                              "with the fingers flipped open stays held)",
+    "all-novel-gf-global-query-more96k": "all-novel-gf-global-query-more48k, then 48k more samples the same way: the "
+                                         "control of -dagger2; the columns count the second 48k",
+    "all-novel-gf-global-query-dagger2": "all-novel-gf-global-query-dagger-fixed, then a second DAgger round: it drove 150 "
+                                         "episodes (seeds 6300000+), then 48k more samples on the demonstrations and "
+                                         "both rounds; the columns count the second 48k",
     "bc-imp-x2": "as bc-imp, trained on twice the episodes (as all-novel-gf-global-query-x2), the same 120k samples",
     "bc-imp-x2-seed1": "as bc-imp-x2, training seed 1",
 }
