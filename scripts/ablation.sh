@@ -59,6 +59,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-seed2) echo "$(flags all-novel-gf-global-query) --seed 2" ;;  # round 16: a third training seed
     all-novel-gf-global-query-wide) flags all-novel-gf-global-query ;;  # round 15: the same recipe on the wide-grid store
     all-novel-gf-global-query-240k) flags all-novel-gf-global-query ;;  # round 16: the same recipe for twice the samples, one cosine schedule
+    all-novel-gf-global-query-60k) flags all-novel-gf-global-query ;;  # round 22: the same recipe for half the samples, one cosine schedule
     all-novel-gf-global-query-x2) flags all-novel-gf-global-query ;;  # round 20: the same recipe and samples on twice the episodes (X2_STORE)
     all-novel-gf-global-query-x2-seed1) flags all-novel-gf-global-query-seed1 ;;  # round 20: and at the second training seed
     all-novel-gf-global-query-x2-seed2) flags all-novel-gf-global-query-seed2 ;;  # round 20: and the third
@@ -104,8 +105,8 @@ baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output a
 }
 
 store_for() { case $1 in *-wide) echo "$WIDE_STORE" ;; *-x2|*-x2-*) echo "$X2_STORE" ;; *) echo "$STORE" ;; esac; }
-steps_for() {  # the arms named *-240k: twice the samples; *-b48: batches of 48, so half the steps for the same samples
-  case $1 in *-240k) echo $((STEPS * 2)) ;; *-b48) echo $((STEPS / 2)) ;; *) echo "$STEPS" ;; esac
+steps_for() {  # the arms named *-240k: twice the samples; *-60k: half; *-b48: batches of 48, so half the steps for the same samples
+  case $1 in *-240k) echo $((STEPS * 2)) ;; *-60k|*-b48) echo $((STEPS / 2)) ;; *) echo "$STEPS" ;; esac
 }
 
 for arm in $ARMS; do

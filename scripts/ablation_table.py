@@ -124,6 +124,8 @@ RECIPES = {
                                        "all-novel-gf-global-query, every proprioception token of a quarter of the "
                                        "windows replaced by padding (`--proprio-dropout 0.25`) | random shift 4 px",
     "all-novel-gf-global-query-pdrop-seed1": "as all-novel-gf-global-query-pdrop, training seed 1",
+    "all-novel-gf-global-query-60k": "as all-novel-gf-global-query, half the samples (2500 steps) under one cosine "
+                                     "schedule",
     "all-novel-gf-global-query-more48k": "the shipped weights (gato-cpu-small, all-novel-gf-global-query seed 0), "
                                          "then 48k more samples on the same demonstrations (2000 steps, a new cosine "
                                          "cycle, peak lr 3e-4): the control of -dagger; the columns count the 48k",
