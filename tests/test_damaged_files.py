@@ -201,6 +201,23 @@ def test_damaged_bag(valid, tmp_path, how, which):
     expect_damage_named(lambda: replay_bag(bag, loop, ReplayTopics(cameras={})), bag, how)
 
 
+@pytest.mark.parametrize("field", ["duration", "starting_time"])
+def test_a_bag_whose_metadata_times_are_text_is_named_as_damaged(valid, tmp_path, field):
+    """rosbags checks most metadata fields itself but lets a duration or start time of the wrong type
+    escape as a bare TypeError (found by the bit flips above: a digit flipped into a letter)."""
+    import yaml
+
+    bag = copy_dir(valid["bag"], tmp_path / "bag")
+    metadata = yaml.safe_load((bag / "metadata.yaml").read_text())
+    times = metadata["rosbag2_bagfile_information"][field]
+    times[next(iter(times))] = "2OO000000"
+    (bag / "metadata.yaml").write_text(yaml.safe_dump(metadata))
+    loop = ControlLoop(load_policy(valid["checkpoint"]), CartesianActionMapper())
+    with pytest.raises(DamagedFileError, match="not a readable rosbag2") as error:
+        replay_bag(bag, loop, ReplayTopics(cameras={}))
+    assert error.value.path == bag
+
+
 def test_the_cli_names_a_damaged_file_in_one_line_and_debug_shows_the_traceback(valid, tmp_path):
     from typer.testing import CliRunner
 

@@ -33,5 +33,13 @@ def open_bag(path: str | Path) -> Iterator:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"rosbag2 not found: {path}")
-    with reading(path, "rosbag2", *bag_damage_errors()), AnyReader([path]) as reader:
-        yield reader
+    with reading(path, "rosbag2", *bag_damage_errors()):
+        # rosbags checks the types of most metadata fields, not of duration and start time: one of the
+        # wrong type escapes as a bare TypeError while the reader is built (never inside the caller's block)
+        with reading(path, "rosbag2", TypeError, ValueError, AttributeError):
+            reader = AnyReader([path])
+            reader.open()
+        try:
+            yield reader
+        finally:
+            reader.close()
