@@ -145,10 +145,8 @@ class ScriptedExpert:
         grasp_target = np.array([red.position[0], red.position[1], grasp_z])
         # Descend once above red and turned to it at carry height (the machine's arrival test), and keep
         # descending below carry height while within 1 cm (correcting xy and yaw on the way), then close.
-        tolerance = self.config.position_tolerance_m
         at_travel = tcp[2] > travel_z - 0.01
-        arrived_above = (np.linalg.norm(np.array([*offset[:2], travel_z - tcp[2]])) < tolerance
-                         and abs(_wrap_half_pi(red.yaw() - tcp_yaw)) < self.config.yaw_tolerance_rad)
+        arrived_above = self._move(tcp, np.array([*red.position[:2], travel_z]), red.yaw(), tcp_yaw, -1.0)[1]
         if (arrived_above if at_travel else xy_error < 0.01):
             action, arrived = self._move(tcp, grasp_target, red.yaw(), tcp_yaw, -1.0)
             if arrived:
