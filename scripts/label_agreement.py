@@ -22,8 +22,9 @@ from collections import defaultdict
 import numpy as np
 
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
-from gato_robot.sim.expert import ExpertConfig, ScriptedExpert
-from gato_robot.sim.rollout import ExpertAgent, make_env
+from gato_robot.sim.expert import ExpertConfig
+from gato_robot.sim.relabel import DemonstrationLabelsAgent
+from gato_robot.sim.rollout import make_env, run_episode
 
 
 def compare(demonstrated: np.ndarray, label: np.ndarray, bound: np.ndarray) -> np.ndarray:
@@ -60,26 +61,16 @@ def main() -> None:
     bound = np.asarray(RGB_STACKING_ACTIONS.bounds, dtype=np.float64)
     env = make_env("mujoco", "train", render_cameras=False)
     successful, everything = defaultdict(list), defaultdict(list)
+    agent = DemonstrationLabelsAgent(ExpertConfig(noise_std=args.noise, gripper_flip_probability=args.gripper_noise))
     stacked = 0
     for seed in range(args.seed, args.seed + args.episodes):
-        agent = ExpertAgent(ExpertConfig(noise_std=args.noise, gripper_flip_probability=args.gripper_noise))
-        observation, info = env.reset(seed=seed)
-        agent.reset(env, seed)
-        labeller = ScriptedExpert(env.triplet, env.scene.action_path.workspace.high[2])
-        episode = []
-        for _ in range(env.scene.episode_steps):
-            phase = agent.expert.phase.value
-            executed = agent.act(observation, info)
-            label, _ = labeller.label(observation, info["objects"])
-            episode.append((phase, compare(agent.last_label, label, bound)))
-            observation, _, terminated, truncated, info = env.step(executed)
-            if terminated or truncated:
-                break
-        stacked += bool(terminated)
-        for phase, values in episode:
-            everything[phase].append(values)
-            if terminated:
-                successful[phase].append(values)
+        success = run_episode(env, agent, seed).success
+        stacked += success
+        for demonstrated, label, phase in agent.pairs:
+            values = compare(demonstrated, label, bound)
+            everything[phase.value].append(values)
+            if success:
+                successful[phase.value].append(values)
     env.close()
     print(f"{args.episodes} expert episodes from seed {args.seed} (noise {args.noise}, gripper flips "
           f"{args.gripper_noise} per tick), {stacked} stacked")

@@ -18,6 +18,7 @@ import numpy as np
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
 
 from .env_base import RGBStackingEnv
+from .expert import Phase, ScriptedExpert
 from .rollout import Agent, ExpertAgent
 
 SIGN_THRESHOLD = 0.1  # fraction of the bound: smaller expert velocities have no meaningful sign
@@ -75,6 +76,25 @@ class BatchRelabellingAgent:
         self.last_labels = [labeller.expert.label(observation, info["objects"])[0]
                             for labeller, observation, info in zip(self.labellers, observations, infos)]
         return self.policy.act_batch(observations, infos)
+
+
+class DemonstrationLabelsAgent(ExpertAgent):
+    """The scripted expert drives as it does for demonstrations (its configured DART noise and
+    gripper flips); every state it reaches is also labelled as DAgger labels a policy's states
+    (:meth:`ScriptedExpert.label`, by a second expert). ``pairs`` holds, per step, the
+    demonstration's clean label, the state-based label and the demonstrator's phase: where the two
+    labels disagree, a DAgger round trains the policy against its demonstrations."""
+
+    def reset(self, env: RGBStackingEnv, seed: int) -> None:
+        super().reset(env, seed)
+        self.labeller = ScriptedExpert(env.triplet, env.scene.action_path.workspace.high[2])
+        self.pairs: list[tuple[np.ndarray, np.ndarray, Phase]] = []
+
+    def act(self, observation: dict, info: dict) -> np.ndarray:
+        phase = self.expert.phase
+        executed = super().act(observation, info)
+        self.pairs.append((self.last_label, self.labeller.label(observation, info["objects"])[0], phase))
+        return executed
 
 
 def agreement(steps: list[RelabelledStep]) -> dict[str, float]:

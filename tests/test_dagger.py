@@ -9,7 +9,7 @@ from gato_robot.action_spec import RGB_STACKING_ACTIONS
 from gato_robot.data.episodes import EpisodeReader, EpisodeStore
 from gato_robot.model.checkpoint import save_checkpoint
 from gato_robot.sim.env_base import INSTRUCTION
-from gato_robot.sim.relabel import RelabellingAgent
+from gato_robot.sim.relabel import DemonstrationLabelsAgent, RelabellingAgent
 from gato_robot.sim.rollout import ExpertAgent, PolicyAgent, make_env, run_episode
 from gato_robot.sim.scene import DEFAULT_SCENE
 from tests.test_runtime import decisive_policy
@@ -67,17 +67,6 @@ def test_batched_dagger_collection_records_what_one_episode_at_a_time_records(tm
             np.testing.assert_allclose(x.proprio(), y.proprio(), atol=1e-6)
 
 
-class LabelWhileExpertDrives(ExpertAgent):
-    """The expert drives (clean actions); each state is also labelled from the state alone."""
-
-    def act(self, observation, info):
-        self.pairs = getattr(self, "pairs", [])
-        phase = self.expert.phase
-        action = self.expert.act(observation, info["objects"])
-        self.pairs.append((action, self.expert.label(observation, info["objects"])[0], phase))
-        return action
-
-
 def test_state_based_labels_agree_with_the_expert_on_its_own_path_and_differ_where_a_policy_strays():
     """DAgger labels come from the state (ScriptedExpert.label), not the phase machine: on the
     expert's own trajectory they agree with the actions it takes; in a state only a policy visits
@@ -85,7 +74,7 @@ def test_state_based_labels_agree_with_the_expert_on_its_own_path_and_differ_whe
     from gato_robot.sim.expert import Phase, ScriptedExpert
 
     env = make_env("mujoco", "train")
-    agent = LabelWhileExpertDrives()
+    agent = DemonstrationLabelsAgent()  # no noise: the machine's clean actions drive
     assert run_episode(env, agent, 3).success
     actions, labels, phases = zip(*agent.pairs)
     actions, labels = np.array(actions), np.array(labels)
@@ -115,24 +104,6 @@ def test_state_based_labels_agree_with_the_expert_on_its_own_path_and_differ_whe
     env.close()
 
 
-class LabelWhileNoisyExpertDrives(ExpertAgent):
-    """The expert drives with the training data's DART noise and gripper flips; each state is also
-    labelled from the state alone by a second expert."""
-
-    def reset(self, env, seed):
-        super().reset(env, seed)
-        from gato_robot.sim.expert import ScriptedExpert
-
-        self.labeller = ScriptedExpert(env.triplet, env.scene.action_path.workspace.high[2])
-        self.pairs = []
-
-    def act(self, observation, info):
-        phase = self.expert.phase
-        executed = super().act(observation, info)
-        self.pairs.append((self.last_label, self.labeller.label(observation, info["objects"])[0], phase))
-        return executed
-
-
 def test_state_based_labels_keep_a_lifted_red_held_as_the_demonstrations_do():
     """While the demonstrator lifts and carries red, the state-based label also says "close": red
     grasped across a narrow extent (a bevelled, holed or slanted object stops the fingers centimetres
@@ -141,7 +112,7 @@ def test_state_based_labels_keep_a_lifted_red_held_as_the_demonstrations_do():
     from gato_robot.sim.expert import ExpertConfig, Phase, ScriptedExpert
 
     env = make_env("mujoco", "train", render_cameras=False)
-    agent = LabelWhileNoisyExpertDrives(ExpertConfig(noise_std=0.2, gripper_flip_probability=0.01))
+    agent = DemonstrationLabelsAgent(ExpertConfig(noise_std=0.2, gripper_flip_probability=0.01))
     held, opposite = 0, 0
     for seed in range(1000000, 1000012):  # training-store seeds, among them grasps across narrow extents
         run_episode(env, agent, seed)
