@@ -296,6 +296,27 @@ def test_value_mlp_embedding_gives_an_unseen_bin_the_embedding_of_its_neighbours
     np.testing.assert_allclose(after[0], before[0])  # a text token keeps its table row
 
 
+def test_fourier_frequencies_reach_the_policy_and_one_frequency_embeds_neighbours_alike():
+    """`train --fourier-frequencies 1`: the run's model reads proprioception through [c, sin pi c, cos pi c]
+    only, so neighbouring bins embed far closer, relative to distant ones, than with the default 8."""
+    from gato_robot.tokenizer.ids import CONTINUOUS_OFFSET
+    from gato_robot.train.trainer import TrainConfig, model_config
+
+    config = model_config(TrainConfig(preset="tiny", continuous_embedding="value_mlp", fourier_frequencies=1))
+    assert config.fourier_frequencies == 1
+
+    def neighbour_to_far_ratio(frequencies: int) -> float:
+        torch.manual_seed(0)
+        value = GatoPolicy(replace(config, fourier_frequencies=frequencies)).embed.value
+        ids = torch.tensor([[CONTINUOUS_OFFSET + 500 + step for step in range(0, 400, 4)]])
+        with torch.no_grad():
+            out = value(ids)[0]
+        return float((out[1:] - out[:-1]).norm(dim=-1).mean() / (out[-1] - out[0]).norm())
+
+    smooth, default = neighbour_to_far_ratio(1), neighbour_to_far_ratio(8)
+    assert smooth < 0.05 < default  # 4 bins apart: nearly the same with one frequency, not with eight
+
+
 @pytest.mark.parametrize("options", [
     {"image_encoder": "conv_stem"}, {"image_encoder": "conv_stem", "continuous_embedding": "table_fourier"},
     {"image_encoder": "conv_stem_global"}, {"image_encoder": "conv_stem_global", "continuous_embedding": "value_mlp"},

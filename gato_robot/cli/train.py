@@ -43,6 +43,10 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                   continuous_embedding: str = typer.Option("table", help="table (Gato: one learned row per mu-law "
                                                            "bin), table_fourier (+ Fourier features of the bin's value) or value_mlp (an MLP of those "
                                                            "features instead of the row)."),
+                  fourier_frequencies: int = typer.Option(8, min=1, max=10, help="Fourier features of a continuous "
+                                                          "value for table_fourier / value_mlp: the finest period "
+                                                          "spans 2^(11 - this) bins (1: a smooth function of the "
+                                                          "value, as BC-IMP's MLP reads proprioception)."),
                   action_head: str = typer.Option("tied", help="tied (the action bins' logits through the token "
                                                   "embedding table, as it predicts every token) or untied (a linear "
                                                   "head of its own over the 1024 bins; needs hl_gauss)."),
@@ -90,7 +94,8 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          action_loss=action_loss, hl_gauss_sigma_bins=hl_gauss_sigma, dropout=dropout,
                          weight_decay=weight_decay,
                          expectation_mse_weight=expectation_mse_weight,
-                         continuous_embedding=continuous_embedding, action_head=action_head,
+                         continuous_embedding=continuous_embedding, fourier_frequencies=fourier_frequencies,
+                         action_head=action_head,
                          action_inputs=action_inputs,
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
                          proprio_noise=proprio_noise, proprio_dropout=proprio_dropout, joint_velocities=joint_velocities,

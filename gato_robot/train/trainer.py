@@ -65,6 +65,7 @@ class TrainConfig:
     expectation_mse_weight: float = 0.0  # GatoConfig.expectation_mse_weight (hl_gauss only; 0: off)
     dropout: float = 0.0  # GatoConfig.dropout: attention and MLP dropout (Gato's is not stated; 0: off)
     continuous_embedding: str = "table"  # GatoConfig.continuous_embedding: "table" (Gato), "table_fourier", "value_mlp"
+    fourier_frequencies: int = 8  # GatoConfig.fourier_frequencies: the finest period spans 2^(11 - this) bins
     action_head: str = "tied"  # GatoConfig.action_head: "tied" (the embedding table's rows) or "untied"
     action_inputs: str = "tokens"  # GatoConfig.action_inputs: "tokens" (Gato, autoregressive) or "query" (factored)
     standardize_proprio: bool = False  # per-dimension statistics of the training episodes, in the config
@@ -181,7 +182,7 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
     base = preset(config.preset, image_encoder=config.image_encoder, action_loss=config.action_loss,
                   hl_gauss_sigma_bins=config.hl_gauss_sigma_bins,
                   expectation_mse_weight=config.expectation_mse_weight, continuous_embedding=config.continuous_embedding,
-                  dropout=config.dropout, action_head=config.action_head,
+                  fourier_frequencies=config.fourier_frequencies, dropout=config.dropout, action_head=config.action_head,
                   action_inputs=config.action_inputs)
     check_window_fits(config, base)
     timestep = base.timestep
