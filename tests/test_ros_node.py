@@ -580,6 +580,8 @@ def test_urdf_from_the_robot_description_topic_with_datasheet_limits(context, ch
         assert kinematics.upper[0] == sheet.upper[0] < 2.9671  # the URDF allows 2.9671 rad
         assert kinematics.upper[3] == sheet.upper[3] == -0.0698  # the URDF allows 0
         np.testing.assert_array_equal(node.loop.limits.lower, np.maximum(kinematics.model.lowerPositionLimit, sheet.lower))
+        np.testing.assert_array_equal(node.loop.limits.acceleration, sheet.acceleration)  # the URDF states none
+        assert node.loop.limits.velocity_scale == 0.25  # speed_scale scales the acceleration bound too
         started = time.monotonic()
         assert silent.trigger_configure() == TransitionCallbackReturn.FAILURE  # /nobody/robot_description
         assert time.monotonic() - started < 10 and silent.loop is None

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gato_robot.robot.action_path import CartesianActionMapper, JointCommand
+from gato_robot.robot.description import ArmDescription
 from gato_robot.deploy.control import ControlLoop, LoopState
 from gato_robot.deploy.policy import GatoDeployment
 from gato_robot.task import RGB_STACKING
@@ -117,3 +118,79 @@ def test_tick_with_any_runner_output_acts_within_limits_or_holds_with_a_reason(s
         else:
             assert result.state is LoopState.HOLDING and result.reason
             assert result.command is previous  # a hold is the last safe command, unchanged
+
+
+DATASHEET_MAPPER = CartesianActionMapper(ArmDescription(datasheet="panda"))  # as the node builds it on a Panda
+DATASHEET_LIMITS = SafetyLimits.from_kinematics(DATASHEET_MAPPER.kinematics)
+
+
+def test_only_a_datasheet_brings_an_acceleration_limit():
+    assert LIMITS.acceleration is None and LIMITS.max_step_change is None  # the URDF's, as the simulators ran
+    np.testing.assert_array_equal(DATASHEET_LIMITS.acceleration, [15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0])
+    # 20 Hz at 0.9 of the limits: joint 2 may change its step by 0.9 * 7.5 * 0.05^2 = 0.0169 rad per tick
+    assert DATASHEET_LIMITS.max_step_change[1] == pytest.approx(0.016875)
+
+
+def assert_acceleration_bounded(command: np.ndarray, previous: np.ndarray, last_step: np.ndarray) -> None:
+    limits = DATASHEET_LIMITS
+    step = command - previous
+    at_position_limit = (command == limits.lower) | (command == limits.upper)
+    assert np.all((np.abs(step - last_step) <= limits.max_step_change + EPS) | at_position_limit)
+    assert np.all(np.abs(step) <= limits.max_step + EPS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-10, 10), min_size=7, max_size=7), st.lists(st.floats(0, 1), min_size=7, max_size=7),
+       st.lists(st.floats(-1, 1), min_size=7, max_size=7))
+def test_filter_bounds_each_change_of_step_by_the_datasheet_acceleration(targets, previous_fraction, last_fraction):
+    limits = DATASHEET_LIMITS
+    previous = JointCommand(limits.lower + np.asarray(previous_fraction) * (limits.upper - limits.lower), 0.04)
+    last_step = np.asarray(last_fraction) * limits.max_step
+    safe, hits = limits.filter(JointCommand(np.asarray(targets), 0.04), previous, last_step)
+    assert_acceleration_bounded(safe.arm_positions, previous.arm_positions, last_step)
+    assert np.allclose(safe.arm_positions, targets) or hits
+    if "joint acceleration limit" in hits:  # it bound: without the previous step the command goes further
+        unbounded, _ = limits.filter(JointCommand(np.asarray(targets), 0.04), previous)
+        assert np.abs(unbounded.arm_positions - np.asarray(targets)).sum() < \
+            np.abs(safe.arm_positions - np.asarray(targets)).sum()
+    with pytest.raises(UnsafeCommand, match="previous step"):
+        limits.filter(JointCommand(np.asarray(targets), 0.04), previous, np.full(7, np.nan))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(BIN_ARRAYS, min_size=2, max_size=12))
+def test_the_loop_accelerates_within_the_datasheet_and_resumes_from_rest_after_a_hold(sensors, outputs):
+    loop = ControlLoop(GatoDeployment(AdversarialRunner(outputs), RGB_STACKING.instruction), DATASHEET_MAPPER,
+                       limits=DATASHEET_LIMITS)
+    loop.enable(JointSample(sensors["joint_positions"], sensors["joint_velocities"], 0.04, 0.0))
+    last_step = np.zeros(7)  # enabled at rest
+    for tick in range(len(outputs)):
+        now = 0.05 * (tick + 1)
+        previous = loop.last_command
+        frames = {name: Frame(sensors[name], now) for name in ("front_left", "front_right")}
+        result = loop.tick(now, frames, JointSample(sensors["joint_positions"], sensors["joint_velocities"], 0.04, now))
+        assert_acceleration_bounded(result.command.arm_positions, previous.arm_positions, last_step)
+        last_step = result.command.arm_positions - previous.arm_positions  # a hold: zeros
+        np.testing.assert_array_equal(loop.last_step, last_step)
+
+
+def test_a_full_wrist_reversal_is_spread_over_ticks_by_the_acceleration_limit(sensors):
+    """Full yaw rate one way, then the other (bins 1023 then 0: +-1 rad/s, joint 7 steps of ~0.05 rad):
+    the reversal would change joint 7's step by ~0.1 rad in one tick, above 0.9 * 20 * 0.05^2 = 0.045."""
+    outputs = [np.full(5, 1023), np.full(5, 1023), np.full(5, 0), np.full(5, 0)]
+    loop = ControlLoop(GatoDeployment(AdversarialRunner(outputs), RGB_STACKING.instruction), DATASHEET_MAPPER,
+                       limits=DATASHEET_LIMITS)
+    loop.enable(JointSample(sensors["joint_positions"], sensors["joint_velocities"], 0.04, 0.0))
+    steps, hits = [np.zeros(7)], []
+    for tick in range(len(outputs)):
+        now = 0.05 * (tick + 1)
+        previous = loop.last_command.arm_positions
+        frames = {name: Frame(sensors[name], now) for name in ("front_left", "front_right")}
+        result = loop.tick(now, frames, JointSample(previous, sensors["joint_velocities"], 0.04, now))
+        assert result.state is LoopState.ACTIVE
+        steps.append(result.command.arm_positions - previous)
+        hits.append(result.limits_hit)
+    changes = np.abs(np.diff(np.asarray(steps), axis=0))
+    assert np.all(changes <= DATASHEET_LIMITS.max_step_change + EPS)
+    assert "joint acceleration limit" in hits[2]  # the reversal tick
+    assert np.sign(steps[2][6]) == np.sign(steps[1][6]) != np.sign(steps[4][6])  # it slows, then turns

@@ -114,6 +114,7 @@ class ControlLoop:
         self.watchdog = Watchdog(config.watchdog, policy.inputs.camera_names)
         self.state = LoopState.DISABLED
         self.last_command: JointCommand | None = None
+        self.last_step = np.zeros_like(self.limits.lower)  # rad per tick that led to last_command (zeros: stopped)
         self.stats = LoopStatistics()
         self.estop_reason = ""
         self._needs_fresh_context = True
@@ -148,7 +149,7 @@ class ControlLoop:
         self.last_command = JointCommand(np.clip(positions, self.limits.lower, self.limits.upper),
                                          float(np.clip(measured.gripper_width, 0, self.limits.max_gripper_width_m)))
         self.state, self._needs_fresh_context, self._last_active_s = LoopState.ACTIVE, True, None
-        self._holding_since_s = None
+        self._holding_since_s, self.last_step = None, np.zeros_like(self.limits.lower)
         self.history.clear()
         log.info("enabled at %s", np.round(positions, 4).tolist())
 
@@ -203,6 +204,7 @@ class ControlLoop:
             log.warning("holding (%s): %s", state.value, reason)
         self.stats.last_reason = reason
         self._needs_fresh_context, self._last_active_s = True, None
+        self.last_step = np.zeros_like(self.limits.lower)  # a hold stops: motion resumes from rest
         return self._finish(TickResult(self.last_command, state, reason, stage_seconds=stages), started)
 
     def _finish(self, result: TickResult, started: float) -> TickResult:
@@ -277,7 +279,7 @@ class ControlLoop:
                 raise ValueError(f"policy returned an action of shape {action.shape}, expected ({self.spec.dim},)")
             anchor = self.mapper.anchor(pending.positions, self.last_command.arm_positions)
             proposed = self.mapper(anchor, action, self.step_period(pending.now_s))
-            command, hits = self.limits.filter(proposed, self.last_command)
+            command, hits = self.limits.filter(proposed, self.last_command, self.last_step)
         except Exception as error:
             return self.fail_tick(pending, error)
         pending.stages["action_path"] = time.perf_counter() - mark
@@ -287,6 +289,7 @@ class ControlLoop:
             log.info("resuming: inputs are fit again")
         self.stats.last_reason = ""
         self.stats.active_ticks += 1
+        self.last_step = command.arm_positions - self.last_command.arm_positions
         self.last_command, self._last_active_s, self._holding_since_s = command, pending.now_s, None
         return self._finish(TickResult(command, LoopState.ACTIVE, "ok", action, tuple(hits), pending.stages),
                             pending.started)

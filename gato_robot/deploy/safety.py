@@ -2,7 +2,8 @@
 
 Every joint command passes :meth:`SafetyLimits.filter` before it reaches an arm: joint positions
 are clamped to the URDF limits, the change per control tick to the URDF velocity limits (scaled),
-and the gripper width to [0, max]; a non-finite command is refused (the caller holds).
+with the manufacturer's datasheet the change of that change to its acceleration limits (scaled
+alike), and the gripper width to [0, max]; a non-finite command is refused (the caller holds).
 :class:`Watchdog` decides whether sensor inputs are fit to act on (present, fresh by their stamp
 *and* by when they arrived, not stamped in the future, finite, the right shape and encoding);
 anything else means hold the last safe command and report why. :meth:`Watchdog.frozen_problem`
@@ -29,7 +30,9 @@ class UnsafeCommand(ValueError):
 
 @dataclass(frozen=True)
 class SafetyLimits:
-    """Joint limits in radians (arm joints, URDF order), rad/s, metres."""
+    """Joint limits in radians (arm joints, URDF order), rad/s, rad/s^2, metres. ``acceleration``:
+    None where no datasheet states one (a URDF has none; the simulators, which made the training
+    data, ran without); ``velocity_scale`` scales it as it scales the velocities."""
 
     lower: np.ndarray
     upper: np.ndarray
@@ -37,21 +40,33 @@ class SafetyLimits:
     control_period_s: float = RGB_STACKING.control_period_s
     velocity_scale: float = 0.9
     max_gripper_width_m: float = 0.08
+    acceleration: np.ndarray | None = None
 
     @classmethod
     def from_kinematics(cls, kinematics, control_period_s: float = RGB_STACKING.control_period_s, velocity_scale: float = 0.9,
                         max_gripper_width_m: float = 0.08) -> "SafetyLimits":
+        acceleration = kinematics.acceleration_limit
         return cls(kinematics.lower.copy(), kinematics.upper.copy(), kinematics.velocity_limit.copy(),
-                   control_period_s, velocity_scale, max_gripper_width_m)
+                   control_period_s, velocity_scale, max_gripper_width_m,
+                   acceleration.copy() if np.all(np.isfinite(acceleration)) else None)
 
     @property
     def max_step(self) -> np.ndarray:
         """Largest change of each joint target per tick (rad)."""
         return self.velocity * self.velocity_scale * self.control_period_s
 
-    def filter(self, command: JointCommand, previous: JointCommand) -> tuple[JointCommand, list[str]]:
-        """Clamp ``command`` against the limits and the ``previous`` command; returns the safe command
-        and the list of limits that were hit (empty if none)."""
+    @property
+    def max_step_change(self) -> np.ndarray | None:
+        """Largest change of each joint's per-tick step from one tick to the next (rad), or None."""
+        if self.acceleration is None:
+            return None
+        return self.acceleration * self.velocity_scale * self.control_period_s ** 2
+
+    def filter(self, command: JointCommand, previous: JointCommand,
+               previous_step: np.ndarray | None = None) -> tuple[JointCommand, list[str]]:
+        """Clamp ``command`` against the limits and the ``previous`` command (and, with an
+        acceleration limit, the step that led to ``previous``: zeros after a stop or hold); returns
+        the safe command and the list of limits that were hit (empty if none)."""
         positions = np.asarray(command.arm_positions, dtype=np.float64)
         if positions.shape != self.lower.shape:
             raise UnsafeCommand(f"command has {positions.size} joint targets, the arm has {self.lower.size}")
@@ -68,6 +83,17 @@ class SafetyLimits:
         step = np.clip(clamped - anchor, -self.max_step, self.max_step)
         if np.any(anchor + step != clamped):
             hits.append("joint velocity limit")
+        if previous_step is not None and self.max_step_change is not None:
+            last = np.asarray(previous_step, dtype=np.float64)
+            if last.shape != self.lower.shape or not np.all(np.isfinite(last)):
+                raise UnsafeCommand(f"previous step {last} is not {self.lower.size} finite joint steps: "
+                                    "no acceleration-bounded step can be taken from it")
+            low = np.maximum(-self.max_step, last - self.max_step_change)
+            high = np.minimum(self.max_step, last + self.max_step_change)
+            smooth = np.clip(step, np.minimum(low, high), high)
+            if np.any(smooth != step):
+                hits.append("joint acceleration limit")
+            step = smooth
         width = float(np.clip(command.gripper_width, 0.0, self.max_gripper_width_m))
         if width != command.gripper_width:
             hits.append("gripper width limit")

@@ -87,11 +87,13 @@ class ArmKinematics:
         self.lower = self.model.lowerPositionLimit.copy()
         self.upper = self.model.upperPositionLimit.copy()
         self.velocity_limit = self.model.velocityLimit.copy()
+        self.acceleration_limit = np.full_like(self.velocity_limit, np.inf)  # a URDF states none
         if arm.datasheet:  # never wider than the manufacturer's limits
             sheet = DATASHEETS[arm.datasheet]
             self.lower = np.maximum(self.lower, sheet.lower)
             self.upper = np.minimum(self.upper, sheet.upper)
             self.velocity_limit = np.minimum(self.velocity_limit, sheet.velocity)
+            self.acceleration_limit = np.asarray(sheet.acceleration, dtype=np.float64)
 
     def tcp_transform(self, q: np.ndarray) -> pin.SE3:
         pin.framesForwardKinematics(self.model, self.data, np.asarray(q, dtype=np.float64))

@@ -25,13 +25,16 @@ def default_panda_urdf() -> Path:
 
 @dataclass(frozen=True)
 class DatasheetLimits:
-    """The manufacturer's joint limits (rad, rad/s; arm joints 1-7), from Franka's "Robot and
-    interface specifications" (control_parameters, libfranka docs). A URDF may be looser (the
-    pybullet_data Panda allows +-2.9671 rad on joint 1); the controller takes the tighter of both."""
+    """The manufacturer's joint limits (rad, rad/s, rad/s^2; arm joints 1-7), from Franka's "Robot and
+    interface specifications" (control_parameters, libfranka docs; accelerations: libfranka's
+    ``kMaxJointAcceleration``, rate_limiting.h, the same for Panda and FR3). A URDF may be looser (the
+    pybullet_data Panda allows +-2.9671 rad on joint 1) and has no acceleration limits; the controller
+    takes the tighter of both."""
 
     lower: tuple[float, ...]
     upper: tuple[float, ...]
     velocity: tuple[float, ...]
+    acceleration: tuple[float, ...] = (15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0)
 
 
 DATASHEETS: dict[str, DatasheetLimits] = {

@@ -119,8 +119,9 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
     "robot_description_topic": ParameterSpec("", "std_msgs/String topic with the URDF (transient local, as "
                                                  "robot_state_publisher and franka_ros2 publish it), read once at "
                                                  "configure; empty: urdf_path"),
-    "arm_datasheet": ParameterSpec("panda", "manufacturer joint limits that tighten the URDF's (Franka "
-                                            "datasheet: panda or fr3; empty: the URDF's alone)",
+    "arm_datasheet": ParameterSpec("panda", "manufacturer joint limits that tighten the URDF's and bound "
+                                            "each joint's acceleration (Franka datasheet: panda or fr3; empty: "
+                                            "the URDF's alone, no acceleration bound)",
                                    choices=("panda", "fr3", "")),
     "command_interface": ParameterSpec("forward", "forward: Float64MultiArray position steps to "
                                                   "CONTROLLER/commands (simulators); trajectory: a one-point "
@@ -137,8 +138,9 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
                                                                      "server namespace (action), e.g. fr3_gripper"),
     "gripper_max_effort_n": ParameterSpec(20.0, "action: grasp force (N)", 1.0, 70.0),
     "rate_hz": ParameterSpec(RGB_STACKING.rate_hz, "control rate (Hz)", 1.0, 1000.0),
-    "speed_scale": ParameterSpec(0.25, "fraction of the URDF joint velocity limits the commands may use (0.25 for a "
-                                       "first deployment; simulation evaluates at 0.9)", 0.01, 1.0),
+    "speed_scale": ParameterSpec(0.25, "fraction of the joint velocity limits (and of the datasheet's acceleration "
+                                       "limits) the commands may use (0.25 for a first deployment; simulation "
+                                       "evaluates at 0.9)", 0.01, 1.0),
     "ik_posture_gain": ParameterSpec(0.0, "null-space pull of the IK toward the home joints (1/s; 0: off, as the "
                                           "simulator made the training data; 0.5 keeps the elbow off its limits)",
                                      0.0, 10.0),
