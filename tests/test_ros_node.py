@@ -68,6 +68,14 @@ def context():
     rclpy.shutdown(context=ctx)
 
 
+@pytest.fixture(autouse=True)
+def ros_home(tmp_path, monkeypatch):
+    """Each test's own ROS_HOME: a node's e-stop latch file (default $ROS_HOME/gato_robot/) never
+    reaches the next test, nor the user's ~/.ros."""
+    monkeypatch.setenv("ROS_HOME", str(tmp_path / "ros_home"))
+    return tmp_path / "ros_home"
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
@@ -503,6 +511,68 @@ def test_node_estop_holds_where_the_arm_is_survives_cleanup_and_long_faults_latc
         np.testing.assert_allclose(sim.commands[count][1], sim.observation["joint_positions"], atol=1e-12)
         sim.step(3)
         assert all(np.array_equal(c, sim.commands[count][1]) for _, c in sim.commands[count:])
+
+
+def test_a_latched_estop_survives_a_restart_of_the_process_until_reset(context, checkpoint, sim_inputs, ros_home):
+    """Latched, then the process ends without cleanup (a crash, SIGKILL, a respawn): the next node
+    comes up latched with the reason and refuses to activate; ~/reset_estop deletes the record. A
+    latch the loop sets itself (a fault hold past max_hold_s) is recorded as well."""
+    parameters = [Parameter("model_path", value=str(checkpoint)), Parameter("backend", value="torch"),
+                  Parameter("use_sim_time", value=True), Parameter("max_hold_s", value=0.5), *STILL_SCENE]
+    record = ros_home / "gato_robot" / f"{NODE_NAME}.estop"
+
+    def configured_node():
+        node = GatoStackNode(context=context, parameter_overrides=parameters)
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        return node
+
+    first = configured_node()
+    assert not record.exists() and first.loop.state is LoopState.DISABLED
+    assert first._on_estop(Trigger.Request(), Trigger.Response()).success
+    assert record.read_text().strip() == "e-stop service called"
+    first.destroy_node()  # no deactivate, no cleanup: the process is gone
+
+    second = configured_node()
+    sim = ClockedSensors(context, {**sim_inputs, "joint_positions": sim_inputs["joint_positions"].copy()}, second)
+    with spinning(context, second, sim.node):  # destroys both
+        assert second.loop.state is LoopState.ESTOPPED
+        assert "e-stop service called" in second.loop.estop_reason
+        assert "before the node restarted" in second.loop.estop_reason
+        sim.clock.publish(Clock(clock=sim._time()))
+        assert wait_for(lambda: abs(second._now() - sim.now_ns * 1e-9) < 1e-9), "the node is not on /clock"
+        sim.publish_sensors()
+        assert second.trigger_activate() == TransitionCallbackReturn.FAILURE  # fresh joints, still latched
+        assert second._on_reset_estop(Trigger.Request(), Trigger.Response()).success and not record.exists()
+        assert second.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        sim.step(2)
+        sim.publish_joints = False  # a fault hold past max_hold_s: the loop latches, the node records it
+        sim.step(14)
+        assert second.loop.state is LoopState.ESTOPPED and "held" in record.read_text()
+    third = configured_node()
+    try:
+        assert third.loop.state is LoopState.ESTOPPED and "held" in third.loop.estop_reason
+    finally:
+        third.destroy_node()
+
+
+def test_an_unreadable_or_undeletable_latch_record_keeps_the_estop_latched(tmp_path):
+    from gato_robot.ros.estop_latch import UNREADABLE, EstopLatchFile, default_latch_path
+
+    assert default_latch_path("/arm1/gato_robot_stack").name == "arm1__gato_robot_stack.estop"
+    latch = EstopLatchFile(tmp_path / "latch" / "node.estop")
+    assert latch.read() is None and not latch.latched
+    latch.write("e-stop service called")
+    assert EstopLatchFile(latch.path).read() == "e-stop service called"
+    assert [p.name for p in latch.path.parent.iterdir()] == ["node.estop"]  # no temporary left behind
+    latch.path.write_bytes(b"\xff\xfe\x00")  # damaged: not text
+    damaged = EstopLatchFile(latch.path)
+    assert UNREADABLE in damaged.read() and damaged.latched
+    latch.path.unlink()
+    latch.path.mkdir()  # neither a file nor deletable as one
+    assert UNREADABLE in EstopLatchFile(latch.path).read()
+    with pytest.raises(OSError):
+        latch.clear()
+    assert latch.latched
 
 
 @pytest.mark.skipif(importlib.util.find_spec("control_msgs") is not None,

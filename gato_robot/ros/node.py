@@ -7,7 +7,9 @@
   seeds the loop from the measured position (the first command holds it) and starts acting.
 - deactivate: holds (publishes the last safe command once) and stops acting. Nothing in the node
   activates by itself; an e-stop stays latched through deactivate, cleanup and configure until
-  ``~/reset_estop``. A fault hold longer than ``max_hold_s`` latches one: nothing resumes by itself.
+  ``~/reset_estop``, and through a restart of the process (the reason is kept in
+  ``estop_latch_file`` until ``~/reset_estop`` deletes it). A fault hold longer than ``max_hold_s``
+  latches one: nothing resumes by itself.
 - SIGINT / SIGTERM: publish the hold, deactivate, exit.
 
 Topics: one ``sensor_msgs/Image`` per camera (best effort, depth 1, cached by a callback group of their
@@ -64,6 +66,7 @@ from ..runtime.tensorrt_engine import PRECISIONS, ensure_engines
 from ..deploy.safety import SafetyLimits, WatchdogConfig
 from ..task import RGB_STACKING
 from .convert import MessageError, fit_image, fitted_fovy_deg, image_to_rgb, joint_state_to_sample, stamp_seconds
+from .estop_latch import EstopLatchFile, default_latch_path
 
 NODE_NAME = "gato_robot_stack"
 GRIPPER_GOAL_STEP_M = 0.005
@@ -153,6 +156,9 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
     "max_joint_state_age_s": ParameterSpec(0.1, "oldest joint state the loop acts on (s)", 0.001, 1.0),
     "max_hold_s": ParameterSpec(1.0, "a hold on unfit inputs or a failing policy longer than this latches an "
                                      "e-stop (s): after it, deactivate, ~/reset_estop, activate", 0.05, 10.0),
+    "estop_latch_file": ParameterSpec("", "where a latched e-stop's reason is kept, so a restarted node comes up "
+                                          "latched; ~/reset_estop deletes it (empty: "
+                                          "$ROS_HOME/gato_robot/<node>.estop)"),
     "max_frozen_input_s": ParameterSpec(0.5, "a camera whose pixels (joint state whose values) stay identical this "
                                              "long while the arm (its command) moves 0.05 rad comes from a frozen "
                                              "driver: hold (s; 0 off, for fake sensors that publish one still scene)",
@@ -319,8 +325,16 @@ class GatoStackNode(LifecycleNode):
                                  temperature=float(self._param("action_temperature")),
                                  expectation=str(self._param("action_expectation")))
             self.loop = ControlLoop(policy, mapper, config, limits)
-            if self._latched_estop:  # cleanup -> configure does not clear an e-stop
+            self._latch = EstopLatchFile(Path(str(self._param("estop_latch_file")))
+                                         if self._param("estop_latch_file") else
+                                         default_latch_path(self.get_fully_qualified_name()))
+            recorded = self._latch.read()  # an e-stop latched before this process started
+            if recorded and not self._latched_estop:
+                self._latched_estop = f"{recorded} (latched before the node restarted; {self._latch.path})"
+            if self._latched_estop:  # cleanup -> configure, or a restart, does not clear an e-stop
                 self.loop.estop(self._latched_estop)
+                if not self._latch.latched:  # latched here, never recorded (or the record was deleted)
+                    self._record_estop()
             expected = set(policy.inputs.camera_names)
             if set(names) != expected:
                 raise ValueError(f"camera_names {names} do not match the policy's cameras {sorted(expected)}")
@@ -508,6 +522,8 @@ class GatoStackNode(LifecycleNode):
         with self._lock:
             frames, joints = dict(self._frames), self._joints
         result = self.loop.tick(self._now(), frames, joints)
+        if result.state is LoopState.ESTOPPED and not self._latch.latched:  # the loop latched one itself
+            self._record_estop()
         self._tick_times.append(self._now())
         del self._tick_times[:-100]
         self._publish(result.command, moving=result.state is LoopState.ACTIVE)
@@ -520,6 +536,7 @@ class GatoStackNode(LifecycleNode):
             joints = self._joints
         fresh = joints if self.loop.watchdog.joint_problem(joints, self._now()) is None else None
         self.loop.estop("e-stop service called", measured=fresh if self._active else None)
+        self._record_estop()
         if self._active:
             self._publish(self.loop.last_command, moving=False)
         response.success = True
@@ -531,12 +548,28 @@ class GatoStackNode(LifecycleNode):
         if self._active:
             response.success, response.message = False, "refused: deactivate first (the e-stop stays latched)"
         else:
+            try:
+                self._latch.clear()
+            except OSError as error:
+                response.success = False
+                response.message = (f"refused: the latch file {self._latch.path} could not be deleted ({error}); "
+                                    "the e-stop stays latched")
+                self.get_logger().error(f"reset_estop: {response.message}")
+                return response
             was_latched = self.loop.reset_estop()
             self._latched_estop = ""
             response.success = True
             response.message = ("e-stop reset: activate to resume" if was_latched else "no e-stop was latched")
         self.get_logger().warning(f"reset_estop: {response.message}")
         return response
+
+    def _record_estop(self) -> None:
+        """Keep the loop's latched e-stop on disk (a failure to write is logged: it stays latched here)."""
+        try:
+            self._latch.write(self.loop.estop_reason)
+        except OSError as error:
+            self.get_logger().error(f"e-stop latched but not recorded in {self._latch.path} ({error}): "
+                                    "a restarted node would not come up latched")
 
     def hold_and_deactivate(self) -> None:
         """Shutdown path (SIGINT/SIGTERM): publish the hold once and stop acting."""
