@@ -70,6 +70,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-smooth-seed1) echo "$(flags all-novel-gf-global-query-smooth) --seed 1" ;;  # round 23: and at the second training seed
     all-gf-global-query) echo "$(flags all-gf-global) --action-inputs query" ;;  # round 23: the shipped recipe with the 7 joint velocities, as BC-IMP sees them (round 11 measured them only with autoregressive action inputs)
     all-gf-global-query-seed1) echo "$(flags all-gf-global-query) --seed 1" ;;  # round 23: and at the second training seed
+    all-gf-global-query-smooth) echo "$(flags all-gf-global-query) --continuous-embedding value_mlp --fourier-frequencies 1" ;;  # round 23: joint velocities and all proprioception read through a smooth function of the value, as BC-IMP's MLP reads them
     all-novel-gf-global-query-value) echo "$(flags all-novel-gf-global-query) --continuous-embedding value_mlp" ;;  # round 17: proprioception embedded by an MLP of its value, not one table row per bin
     all-novel-gf-global-query-raw) echo "$(flags all-novel-gf-global-query) --no-standardize-proprio" ;;  # round 18: proprioception mu-law coded in SI units, as BC-IMP reads it unstandardized (bc-imp-std halved BC-IMP, round 12; the later flag wins)
     all-novel-gf-global-query-dropout) echo "$(flags all-novel-gf-global-query) --dropout 0.1" ;;  # round 18: attention and MLP dropout 0.1

@@ -142,6 +142,16 @@ RECIPES = {
                                          "both rounds; the columns count the second 48k",
     "bc-imp-x2": "as bc-imp, trained on twice the episodes (as all-novel-gf-global-query-x2), the same 120k samples",
     "bc-imp-x2-seed1": "as bc-imp-x2, training seed 1",
+    "all-gf-global-query": "as all-novel-gf-global-query, with the 7 joint velocities in the proprioception, as "
+                           "BC-IMP sees them (round 11 measured them only with autoregressive action inputs)",
+    "all-gf-global-query-seed1": "as all-gf-global-query, training seed 1",
+    "all-gf-global-query-smooth": "as all-gf-global-query, every proprioception value embedded by an MLP of "
+                                  "[c, sin pi c, cos pi c], c its bin's companded value, no table row "
+                                  "(`--continuous-embedding value_mlp --fourier-frequencies 1`)",
+    "all-novel-gf-global-query-smooth": "as all-novel-gf-global-query, every proprioception value embedded by an "
+                                        "MLP of [c, sin pi c, cos pi c] (`--continuous-embedding value_mlp "
+                                        "--fourier-frequencies 1`; round 17's value MLP had 8 frequencies)",
+    "all-novel-gf-global-query-smooth-seed1": "as all-novel-gf-global-query-smooth, training seed 1",
 }
 
 
