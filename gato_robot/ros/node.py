@@ -564,12 +564,13 @@ class GatoStackNode(LifecycleNode):
         return response
 
     def _record_estop(self) -> None:
-        """Keep the loop's latched e-stop on disk (a failure to write is logged: it stays latched here)."""
+        """Keep the loop's latched e-stop on disk (a failure to write is logged, and retried on the next
+        tick: it stays latched in this process either way)."""
         try:
             self._latch.write(self.loop.estop_reason)
         except OSError as error:
             self.get_logger().error(f"e-stop latched but not recorded in {self._latch.path} ({error}): "
-                                    "a restarted node would not come up latched")
+                                    "a restarted node would not come up latched", throttle_duration_sec=5.0)
 
     def hold_and_deactivate(self) -> None:
         """Shutdown path (SIGINT/SIGTERM): publish the hold once and stop acting."""
