@@ -48,7 +48,7 @@ class SafetyLimits:
         acceleration = kinematics.acceleration_limit
         return cls(kinematics.lower.copy(), kinematics.upper.copy(), kinematics.velocity_limit.copy(),
                    control_period_s, velocity_scale, max_gripper_width_m,
-                   acceleration.copy() if np.all(np.isfinite(acceleration)) else None)
+                   None if acceleration is None else acceleration.copy())
 
     @property
     def max_step(self) -> np.ndarray:

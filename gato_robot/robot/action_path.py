@@ -87,7 +87,7 @@ class ArmKinematics:
         self.lower = self.model.lowerPositionLimit.copy()
         self.upper = self.model.upperPositionLimit.copy()
         self.velocity_limit = self.model.velocityLimit.copy()
-        self.acceleration_limit = np.full_like(self.velocity_limit, np.inf)  # a URDF states none
+        self.acceleration_limit: np.ndarray | None = None  # rad/s^2; a URDF states none
         if arm.datasheet:  # never wider than the manufacturer's limits
             sheet = DATASHEETS[arm.datasheet]
             self.lower = np.maximum(self.lower, sheet.lower)

@@ -325,8 +325,8 @@ class GatoStackNode(LifecycleNode):
                                  temperature=float(self._param("action_temperature")),
                                  expectation=str(self._param("action_expectation")))
             self.loop = ControlLoop(policy, mapper, config, limits)
-            self._latch = EstopLatchFile(Path(str(self._param("estop_latch_file")))
-                                         if self._param("estop_latch_file") else
+            latch_file = str(self._param("estop_latch_file"))
+            self._latch = EstopLatchFile(Path(latch_file) if latch_file else
                                          default_latch_path(self.get_fully_qualified_name()))
             recorded = self._latch.read()  # an e-stop latched before this process started
             if recorded and not self._latched_estop:
