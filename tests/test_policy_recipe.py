@@ -513,3 +513,59 @@ def test_proprio_dropout_pads_every_proprioception_token_of_some_windows_and_not
     np.testing.assert_array_equal(batch(0.5)["token_ids"], dropped["token_ids"])
     with pytest.raises(ValueError, match=r"proprio_dropout must be in \[0, 1\)"):
         batch(1.0)
+
+
+def test_velocity_dropout_pads_the_joint_velocity_tokens_of_some_windows_and_nothing_else(tmp_path):
+    """Past-motion dropout: in a dropped window every timestep's 7 joint-velocity tokens are padding
+    and every other token (the other proprioception included) is as without it; the same (seed,
+    step) drops the same windows; a policy that never sees the velocities cannot drop them."""
+    from tests.conftest import write_expert_store
+
+    from gato_robot.data.dataset import EpisodeWindows
+    from gato_robot.data.episodes import EpisodeStore
+    from gato_robot.proprio import JOINT_VELOCITIES, proprio_keep_for
+    from gato_robot.tokenizer.ids import PAD_ID
+    from gato_robot.tokenizer.sequence import TimestepSpec
+
+    store = EpisodeStore(write_expert_store(tmp_path / "store", [4]))
+    spec = TimestepSpec()
+
+    def batch(dropout, spec=spec):
+        windows = EpisodeWindows(store, spec, 2, min_return_fraction=0.0, patch_position_jitter=False,
+                                 velocity_dropout=dropout)
+        return windows.batch(seed=0, step=5, batch_size=64)
+
+    clean, dropped = batch(0.0), batch(0.5)
+    first = spec.observation_tokens - spec.proprio_dim - 1  # the first proprio token of the first timestep
+    velocity = np.zeros(clean["token_ids"].shape[1], bool)
+    for timestep in range(2):
+        velocity[timestep * spec.timestep_tokens + first + np.array(JOINT_VELOCITIES)] = True
+    rows = np.flatnonzero(np.any(dropped["token_ids"] != clean["token_ids"], axis=1))
+    assert 10 < len(rows) < 54  # about half of 64 windows
+    assert np.all(dropped["token_ids"][np.ix_(rows, np.flatnonzero(velocity))] == PAD_ID)
+    np.testing.assert_array_equal(dropped["token_ids"][:, ~velocity], clean["token_ids"][:, ~velocity])
+    np.testing.assert_array_equal(batch(0.5)["token_ids"], dropped["token_ids"])
+    with pytest.raises(ValueError, match="needs a policy that sees the joint velocities"):
+        batch(0.5, TimestepSpec(proprio_keep=proprio_keep_for(joint_velocities=False)))
+
+
+def test_velocity_noise_blurs_the_joint_velocities_alone_by_their_own_spread(tmp_path):
+    """``velocity_noise`` x each velocity's std on the 7 velocities, on top of ``proprio_noise`` x
+    every dimension's std; both off: no noise at all."""
+    from tests.conftest import write_expert_store
+
+    from gato_robot.data.dataset import proprio_statistics
+    from gato_robot.data.episodes import EpisodeStore
+    from gato_robot.proprio import JOINT_VELOCITIES
+    from gato_robot.train.trainer import TrainConfig, proprio_noise_std
+
+    episodes = EpisodeStore(write_expert_store(tmp_path / "store", [3])).episodes(0.0)
+    std = proprio_statistics(episodes)[1]
+    assert proprio_noise_std(TrainConfig(), episodes) is None
+    velocities = np.zeros(22, bool)
+    velocities[list(JOINT_VELOCITIES)] = True
+    noise = proprio_noise_std(TrainConfig(velocity_noise=1.0), episodes)
+    np.testing.assert_allclose(noise[velocities], std[velocities])
+    assert np.all(noise[~velocities] == 0) and np.all(noise[velocities] > 0)
+    both = proprio_noise_std(TrainConfig(proprio_noise=0.1, velocity_noise=1.0), episodes)
+    np.testing.assert_allclose(both, 0.1 * std + velocities * std)

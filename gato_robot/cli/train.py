@@ -63,6 +63,13 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                   proprio_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Probability that a training "
                                                         "window's proprioception tokens are all padding, so the "
                                                         "policy learns to act on the images alone (0: off)."),
+                  velocity_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Probability that a training "
+                                                         "window's joint-velocity tokens are all padding, so the "
+                                                         "policy cannot let the previous command stand in for the "
+                                                         "images (0: off)."),
+                  velocity_noise: float = typer.Option(0.0, min=0.0, help="Gaussian noise on the 7 joint velocities "
+                                                       "the policy sees only, as a fraction of their standard "
+                                                       "deviation (added to --proprio-noise; 0: off)."),
                   joint_velocities: bool = typer.Option(True, help="Tokenize the joint velocities (Gato's full "
                                                         "proprioception); off: leave out this copycat shortcut."),
                   planar_position: bool = typer.Option(True, help="Tokenize the joint angles and the TCP's x, y "
@@ -98,7 +105,9 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          action_head=action_head,
                          action_inputs=action_inputs,
                          standardize_proprio=standardize_proprio, random_shift_px=random_shift,
-                         proprio_noise=proprio_noise, proprio_dropout=proprio_dropout, joint_velocities=joint_velocities,
+                         proprio_noise=proprio_noise, proprio_dropout=proprio_dropout, velocity_noise=velocity_noise,
+                         velocity_dropout=velocity_dropout,
+                         joint_velocities=joint_velocities,
                          planar_position=planar_position,
                          gripper_first=gripper_first, heldout_store=str(heldout_store) if heldout_store else None,
                          heldout_windows=heldout_windows, ema_decay=ema_decay, sharding=sharding,

@@ -26,6 +26,11 @@ nothing, and cannot let the joint and TCP values stand in for what the cameras s
 reads depth from the cameras, Gato partly from the TCP values: README round 12). Never at
 deployment, where the proprioception is always read; the token layout is unchanged.
 
+Velocity dropout (``velocity_dropout``, a probability; past-motion dropout, Bansal et al. 2018,
+ChauffeurNet): the same for the 7 joint-velocity tokens alone. The measured joint velocity is the
+previous command (``results/velocity-leak.txt``); a window without it must be acted on from the
+images and the pose, so the velocities cannot become the whole answer a policy copies closed-loop.
+
 Sampling is a pure function of (seed, step, index in batch), so a resumed run sees exactly the
 batches an uninterrupted one would. With ``skip_damaged`` an episode that fails to read (a damaged
 chunk: :class:`DamagedFileError`) is warned about once by name and never drawn again; a window that
@@ -44,6 +49,7 @@ from ..errors import DamagedFileError
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..observation import Observation
+from ..proprio import JOINT_VELOCITIES
 from ..tokenizer.ids import PAD_ID
 from ..tokenizer.sequence import (GatoTokenizer, Modality, TimestepSpec, TokenSequence, concat_sequences,
                                   stack_sequences)
@@ -65,7 +71,7 @@ class EpisodeWindows:
                  min_return_fraction: float = 0.8, action_spec: ActionSpec = RGB_STACKING_ACTIONS,
                  episodes: list[EpisodeMeta] | None = None, patch_position_jitter: bool = True,
                  random_shift_px: int = 0, skip_damaged: bool = False, proprio_noise_std: np.ndarray | None = None,
-                 proprio_dropout: float = 0.0):
+                 proprio_dropout: float = 0.0, velocity_dropout: float = 0.0):
         self.episodes = episodes if episodes is not None else store.episodes(min_return_fraction)
         if not self.episodes:
             raise ValueError(f"no usable episodes in {store.root} (after the {min_return_fraction:.0%} return filter)")
@@ -78,6 +84,13 @@ class EpisodeWindows:
         if not 0.0 <= proprio_dropout < 1.0:
             raise ValueError(f"proprio_dropout must be in [0, 1), got {proprio_dropout}")
         self.proprio_dropout = proprio_dropout
+        if not 0.0 <= velocity_dropout < 1.0:
+            raise ValueError(f"velocity_dropout must be in [0, 1), got {velocity_dropout}")
+        keep = np.arange(spec.proprio_dim) if spec.proprio_keep is None else np.asarray(spec.proprio_keep)
+        self._velocity_tokens = np.isin(keep, JOINT_VELOCITIES)  # which of a timestep's proprio tokens are velocities
+        if velocity_dropout and not self._velocity_tokens.any():
+            raise ValueError("velocity_dropout needs a policy that sees the joint velocities (it leaves them out)")
+        self.velocity_dropout = velocity_dropout
         self.proprio_noise_std = None
         if proprio_noise_std is not None:
             self.proprio_noise_std = np.asarray(proprio_noise_std, dtype=np.float64)
@@ -126,7 +139,15 @@ class EpisodeWindows:
         if self.proprio_dropout and rng.random() < self.proprio_dropout:  # drawn last: other draws unchanged
             proprio = sequence.modality == Modality.CONTINUOUS
             sequence = replace(sequence, token_ids=np.where(proprio, PAD_ID, sequence.token_ids))
+        if self.velocity_dropout and rng.random() < self.velocity_dropout:  # drawn after: other draws unchanged
+            sequence = replace(sequence, token_ids=np.where(self._velocity_mask(sequence), PAD_ID, sequence.token_ids))
         return sequence
+
+    def _velocity_mask(self, sequence: TokenSequence) -> np.ndarray:
+        """Which tokens of ``sequence`` are joint velocities: each timestep's proprio tokens in keep order."""
+        proprio = sequence.modality == Modality.CONTINUOUS
+        slot = (np.cumsum(proprio) - 1) % len(self._velocity_tokens)
+        return proprio & self._velocity_tokens[slot]
 
     def batch(self, seed: int, step: int, batch_size: int, rows: range | None = None) -> dict[str, np.ndarray]:
         """The batch of training step ``step``: a pure function of (seed, step). ``rows`` takes a
