@@ -152,6 +152,10 @@ RECIPES = {
                                         "MLP of [c, sin pi c, cos pi c] (`--continuous-embedding value_mlp "
                                         "--fourier-frequencies 1`; round 17's value MLP had 8 frequencies)",
     "all-novel-gf-global-query-smooth-seed1": "as all-novel-gf-global-query-smooth, training seed 1",
+    "all-gf-global-query-vnoise": "as all-gf-global-query, the joint velocities blurred at training time only by "
+                                  "Gaussian noise of one standard deviation each (`--velocity-noise 1.0`)",
+    "all-gf-global-query-vdrop": "as all-gf-global-query, half the training windows with their joint-velocity "
+                                 "tokens all padding (`--velocity-dropout 0.5`; past-motion dropout, ChauffeurNet)",
 }
 
 

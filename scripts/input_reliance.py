@@ -1,5 +1,7 @@
 """Which input a policy's motion depends on: its actions on a store's expert states, with the
-camera images (or the proprioception) taken from another state of the store.
+camera images (or the proprioception, or the joint velocities alone) taken from another state of
+the store, or the joint velocities set to zero (what a policy that copies its previous command reads
+once it has stopped).
 
 Every ``--every``-th timestep of every episode; each policy acts from a fresh context, decoded as
 deployed (Gato: the physical expectation of the motion bins + argmax gripper; BC-IMP: its head).
@@ -8,6 +10,8 @@ near 1, the policy ignores the swapped input; near 0 or below, it relies on it. 
 reads depth from the cameras loses its x command when the images are swapped.
 
     .venv/bin/python scripts/input_reliance.py --store ../data/heldout --policy bc-imp --policy gato-cpu-small
+    .venv/bin/python scripts/input_reliance.py --store ../data/heldout --policy bc-imp \
+        --policy ../runs/ablation/all-gf-global-query/checkpoint   # round 24: how far each follows the velocities
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ def main() -> None:
                             **{k: v for k, v in s.items() if k in proprio_keys}} for s, j in zip(states, donor)],
         "proprio swapped": [{**{k: v for k, v in s.items() if k not in proprio_keys},
                              **{k: v for k, v in states[j].items() if k in proprio_keys}} for s, j in zip(states, donor)],
+        "joint velocities swapped": [{**s, "joint_velocities": states[j]["joint_velocities"]} for s, j in zip(states, donor)],
+        "joint velocities zero (an arm at rest)": [{**s, "joint_velocities": np.zeros_like(s["joint_velocities"])}
+                                                   for s in states],
     }
     print(f"{len(states)} expert states of {args.store}; R^2 of the swapped actions against the unswapped, "
           f"per motion dimension {MOTION}")
