@@ -104,6 +104,7 @@ baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output a
     bc-imp-x2-seed1) echo "--seed 1" ;;  # round 20: and at the second training seed
     bc-imp-bins) echo "--action-head hl_gauss" ;;  # Gato's mu-law action bins, HL-Gauss, decoded as Gato
     bc-imp-novel) echo "--no-joint-velocities" ;;  # Gato's proprioception (no joint velocities)
+    bc-imp-vnoise) echo "--velocity-noise 1.0" ;;  # round 24: the joint velocities blurred at training time, as all-gf-global-query-vnoise
     bc-imp-bins-novel) echo "--action-head hl_gauss --no-joint-velocities" ;;
     bc-imp-std) echo "--standardize-proprio" ;;  # Gato's per-dimension standardization of proprioception
     bc-imp-noplanar) echo "--no-planar-position" ;;  # round 13: no joint angles, no TCP x, y, as the Gato arm

@@ -154,6 +154,8 @@ RECIPES = {
     "all-novel-gf-global-query-smooth-seed1": "as all-novel-gf-global-query-smooth, training seed 1",
     "all-gf-global-query-vnoise": "as all-gf-global-query, the joint velocities blurred at training time only by "
                                   "Gaussian noise of one standard deviation each (`--velocity-noise 1.0`)",
+    "bc-imp-vnoise": "as bc-imp, the joint velocities blurred at training time only by Gaussian noise of one "
+                     "standard deviation each (`train-baseline --velocity-noise 1.0`), as all-gf-global-query-vnoise",
     "all-gf-global-query-vdrop": "as all-gf-global-query, half the training windows with their joint-velocity "
                                  "tokens all padding (`--velocity-dropout 0.5`; past-motion dropout, ChauffeurNet)",
 }

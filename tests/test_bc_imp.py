@@ -155,3 +155,19 @@ def test_bc_imp_with_gatos_action_bins_and_proprio_learns_and_decodes_as_gato(st
         improve_bc_imp(tmp_path / "bins", [store], tmp_path / "crr")
     report = evaluate(EvalConfig(str(tmp_path / "bins"), triplets="test-3-prism", episodes=1))
     assert report.per_triplet["test-3-prism"].episodes == 1
+
+
+def test_velocity_noise_reaches_only_a_policy_that_sees_the_joint_velocities(store, tmp_path):
+    """``velocity_noise`` changes BC-IMP's training only through the 7 joint velocities: a run that
+    sees them ends elsewhere, a run without them ends bit-identical to its noise-free twin."""
+    from gato_robot.baselines.bc_imp import BCIMPConfig
+    from gato_robot.proprio import proprio_keep_for
+
+    def weights(name, noise, joint_velocities=True):
+        model = BCIMPConfig(proprio_keep=proprio_keep_for(joint_velocities=joint_velocities))
+        train_bc_imp(store, tmp_path / name, BCIMPTrainConfig(steps=2, batch_size=4, velocity_noise=noise, model=model),
+                     progress=False)
+        return torch.cat([p.detach().flatten() for p in load(tmp_path / name).parameters()])
+
+    assert not torch.equal(weights("noisy", 1.0), weights("clean", 0.0))
+    assert torch.equal(weights("novel-noisy", 1.0, joint_velocities=False), weights("novel-clean", 0.0, False))

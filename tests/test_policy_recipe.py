@@ -554,18 +554,17 @@ def test_velocity_noise_blurs_the_joint_velocities_alone_by_their_own_spread(tmp
     every dimension's std; both off: no noise at all."""
     from tests.conftest import write_expert_store
 
-    from gato_robot.data.dataset import proprio_statistics
+    from gato_robot.data.dataset import proprio_noise_std, proprio_statistics
     from gato_robot.data.episodes import EpisodeStore
     from gato_robot.proprio import JOINT_VELOCITIES
-    from gato_robot.train.trainer import TrainConfig, proprio_noise_std
 
     episodes = EpisodeStore(write_expert_store(tmp_path / "store", [3])).episodes(0.0)
     std = proprio_statistics(episodes)[1]
-    assert proprio_noise_std(TrainConfig(), episodes) is None
+    assert proprio_noise_std(episodes) is None
     velocities = np.zeros(22, bool)
     velocities[list(JOINT_VELOCITIES)] = True
-    noise = proprio_noise_std(TrainConfig(velocity_noise=1.0), episodes)
+    noise = proprio_noise_std(episodes, velocity_noise=1.0)
     np.testing.assert_allclose(noise[velocities], std[velocities])
     assert np.all(noise[~velocities] == 0) and np.all(noise[velocities] > 0)
-    both = proprio_noise_std(TrainConfig(proprio_noise=0.1, velocity_noise=1.0), episodes)
+    both = proprio_noise_std(episodes, proprio_noise=0.1, velocity_noise=1.0)
     np.testing.assert_allclose(both, 0.1 * std + velocities * std)

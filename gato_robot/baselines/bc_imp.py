@@ -41,7 +41,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
-from ..data.dataset import proprio_statistics, random_shift
+from ..data.dataset import proprio_noise_std, proprio_statistics, random_shift
 from ..data.episodes import EpisodeReader, EpisodeStore
 from ..errors import DamagedFileError, read_json_object, reading
 from ..model.policy import hl_gauss_cross_entropy
@@ -194,6 +194,7 @@ class BCIMPTrainConfig:
     min_return_fraction: float = 0.8
     random_shift_px: int = 0  # DrQ random shift of each camera image, as for Gato (0: off)
     standardize_proprio: bool = False  # model.proprio_mean/std from the training episodes, as Gato's option
+    velocity_noise: float = 0.0  # Gaussian noise on the joint velocities seen, x their std, at training only (0: off)
     seed: int = 0
     model: BCIMPConfig = field(default_factory=BCIMPConfig)
 
@@ -224,6 +225,7 @@ def _train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Ac
     if config.standardize_proprio:
         mean, std = proprio_statistics(episodes)
         model = replace(model, proprio_mean=tuple(mean.tolist()), proprio_std=tuple(std.tolist()))
+    noise_std = proprio_noise_std(episodes, velocity_noise=config.velocity_noise)
     policy = BCIMPPolicy(model).train()
     loss_of = data_parallel(policy, cluster)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -240,6 +242,9 @@ def _train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Ac
             images = np.stack([np.concatenate([random_shift(camera[None], config.random_shift_px, row_rng)
                                                for camera in cameras]) for cameras, row_rng in zip(images, row_rngs)])
         proprio = np.stack([readers[e].proprio(t, t + 1)[0] for e, t in zip(picks, times)])
+        if noise_std is not None:  # generators of their own: every other draw as without the noise
+            proprio = proprio + noise_std * np.stack([np.random.default_rng([config.seed, step, row, 1]).normal(
+                size=proprio.shape[1]) for row in rows])
         actions = np.stack([spec.normalize(readers[e].actions(t, t + 1)[0]) for e, t in zip(picks, times)])
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))

@@ -140,6 +140,9 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
                            standardize_proprio: bool = typer.Option(False, help="Standardize proprioception per "
                                                                     "dimension (training-store statistics, as Gato's "
                                                                     "option) instead of sign * log1p of SI units."),
+                           velocity_noise: float = typer.Option(0.0, min=0.0, help="Gaussian noise on the 7 joint "
+                                                                "velocities seen at training time, as a fraction of "
+                                                                "their standard deviation (0: off; as Gato's option)."),
                            seed: int = 0) -> None:
     """Train the BC-IMP specialist baseline (conv encoder + MLP, behaviour cloning) on the same store."""
     from ..baselines.bc_imp import BCIMPConfig, BCIMPTrainConfig, train_bc_imp
@@ -149,7 +152,8 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
         model = BCIMPConfig(action_head=action_head, proprio_keep=proprio_keep_for(joint_velocities, planar_position))
         summary = train_bc_imp(store, out, BCIMPTrainConfig(steps=steps, batch_size=batch_size, learning_rate=lr,
                                                             random_shift_px=random_shift, seed=seed, model=model,
-                                                            standardize_proprio=standardize_proprio))
+                                                            standardize_proprio=standardize_proprio,
+                                                            velocity_noise=velocity_noise))
     console.print(f"BC-IMP: {steps} steps, final loss {summary['final_loss']:.4f}, {summary['seconds']:.0f} s -> {out}")
 
 

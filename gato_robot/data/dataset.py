@@ -208,3 +208,23 @@ def proprio_statistics(episodes: list[EpisodeMeta], min_std: float = 1e-2,
             LOGGER.warning("proprio statistics: skipping damaged episode %s", error)
     values = np.concatenate(values).astype(np.float64)
     return values.mean(axis=0), np.maximum(values.std(axis=0), min_std)
+
+
+def proprio_noise_std(episodes: list[EpisodeMeta], proprio_noise: float = 0.0, velocity_noise: float = 0.0,
+                      skip_damaged: bool = False) -> np.ndarray | None:
+    """Per-dimension std (SI units, ``PROPRIO_LAYOUT`` order) of training-time proprioception
+    noise: ``proprio_noise`` x each dimension's std in ``episodes``, plus ``velocity_noise`` x their
+    std on the 7 joint velocities only; None when both are off.
+
+    Velocity noise is the copycat remedy of "the previous command as a prior, not an answer": the
+    measured joint velocity is the previous command (``results/velocity-leak.txt``), which a policy
+    fed clean values copies closed-loop (README rounds 11, 23); blurred at training time only, it
+    stays a hint the images must confirm (past-motion perturbation, Bansal et al. 2018, ChauffeurNet).
+    """
+    if proprio_noise <= 0 and velocity_noise <= 0:
+        return None
+    std = proprio_statistics(episodes, skip_damaged=skip_damaged)[1]
+    noise = proprio_noise * std
+    velocities = np.array(JOINT_VELOCITIES)
+    noise[velocities] += velocity_noise * std[velocities]
+    return noise

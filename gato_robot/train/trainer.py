@@ -32,12 +32,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..action_spec import GRIPPER_FIRST, RGB_STACKING_ACTIONS
-from ..data.dataset import EpisodeWindows, proprio_statistics
+from ..data.dataset import EpisodeWindows, proprio_noise_std, proprio_statistics
 from ..data.episodes import EpisodeStore
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.config import GatoConfig, preset
 from ..model.policy import GatoPolicy, batch_to_torch
-from ..proprio import JOINT_VELOCITIES, proprio_keep_for
+from ..proprio import proprio_keep_for
 from .distributed import (SHARDINGS, Cluster, data_parallel, gather_optimizer_state, gather_weights, join_cluster,
                           leave_cluster, load_optimizer_state, shard_policy)
 from .validation import heldout_batch, heldout_metrics
@@ -166,25 +166,6 @@ def check_resume_matches(saved: dict, config: TrainConfig, step: int, warm_resta
         raise ValueError(f"the run directory holds a run at step {step} made with other settings ({listed}); "
                          "resume it with its own settings, or start a new run (--init-from CHECKPOINT continues "
                          "training from its weights with a schedule of its own)")
-
-
-def proprio_noise_std(config: TrainConfig, episodes) -> np.ndarray | None:
-    """Per-dimension std (SI units, ``PROPRIO_LAYOUT`` order) of the training-time proprioception
-    noise: ``proprio_noise`` x each dimension's std in the training episodes, plus ``velocity_noise``
-    x their std on the 7 joint velocities only; None when both are off.
-
-    Velocity noise is the copycat remedy of "the previous command as a prior, not an answer": the
-    measured joint velocity is the previous command (``results/velocity-leak.txt``), which a policy
-    fed clean values copies closed-loop (README rounds 11, 23); blurred at training time only, it
-    stays a hint the images must confirm (past-motion perturbation, Bansal et al. 2018, ChauffeurNet).
-    """
-    if config.proprio_noise <= 0 and config.velocity_noise <= 0:
-        return None
-    std = proprio_statistics(episodes, skip_damaged=config.skip_damaged)[1]
-    noise = config.proprio_noise * std
-    velocities = np.array(JOINT_VELOCITIES)
-    noise[velocities] += config.velocity_noise * std[velocities]
-    return noise
 
 
 def check_window_fits(config: TrainConfig, model: GatoConfig) -> None:
@@ -325,7 +306,7 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
     model = data_parallel(policy, cluster, sharded)
     if cluster.is_main:
         (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
-    noise_std = proprio_noise_std(config, episodes)
+    noise_std = proprio_noise_std(episodes, config.proprio_noise, config.velocity_noise, config.skip_damaged)
     windows = EpisodeWindows(store, policy.config.timestep, config.window_timesteps, episodes=episodes,
                              patch_position_jitter=config.patch_position_jitter, random_shift_px=config.random_shift_px,
                              skip_damaged=config.skip_damaged, proprio_noise_std=noise_std,
