@@ -678,11 +678,22 @@ def test_node_started_with_params_file_as_the_launch_file_does(context, checkpoi
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(client_node)
 
-    def call(client, request, timeout):
+    def send(client, request, timeout):
+        """The answer, or None: a busy machine can drop it (Fast DDS sends a response only once the
+        server has matched the client's response reader, waiting 100 ms for it; ros2/rmw_fastrtps#467)."""
         future = client.call_async(request)
         executor.spin_until_future_complete(future, timeout_sec=timeout)
-        assert future.done(), f"no answer from {client.srv_name}"
+        if not future.done():
+            client.remove_pending_request(future)
+            return None
         return future.result()
+
+    def call(client, request, timeout, attempts=3):
+        """For queries, which can be asked again."""
+        for _ in range(attempts):
+            if (answer := send(client, request, timeout)) is not None:
+                return answer
+        raise AssertionError(f"no answer from {client.srv_name} in {attempts} tries")
 
     try:
         get = client_node.create_client(GetParameters, f"/arm1/{NODE_NAME}/get_parameters")
@@ -694,11 +705,13 @@ def test_node_started_with_params_file_as_the_launch_file_does(context, checkpoi
         change = client_node.create_client(ChangeState, f"/arm1/{NODE_NAME}/change_state")
         state = client_node.create_client(GetState, f"/arm1/{NODE_NAME}/get_state")
         assert change.wait_for_service(timeout_sec=10) and state.wait_for_service(timeout_sec=10)
+        # A transition is not asked twice; where its answer is lost, the state it left says the outcome.
         request = ChangeState.Request()
         request.transition.id = 1  # configure
-        assert call(change, request, 30).success
+        assert getattr(send(change, request, 30), "success", True)
+        assert call(state, GetState.Request(), 10).current_state.id == StateMsg.PRIMARY_STATE_INACTIVE
         request.transition.id = 3  # activate: refused, nobody publishes joint states
-        assert not call(change, request, 10).success
+        assert not getattr(send(change, request, 10), "success", False)
         assert call(state, GetState.Request(), 10).current_state.id == StateMsg.PRIMARY_STATE_INACTIVE
     finally:
         executor.shutdown()
