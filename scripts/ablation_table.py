@@ -102,6 +102,8 @@ RECIPES = {
                                         "through the proprioception's embedding rows (`--action-head untied`)",
     "all-novel-gf-global-query-tiny": "as all-novel-gf-global-query, the tiny preset: 2 layers, 2 heads, width 64, "
                                       "feed-forward 256 (`--preset tiny`)",
+    "all-novel-gf-global-query-base": "as all-novel-gf-global-query, the cpu-base preset: 6 layers, 8 heads, width 256, "
+                                      "feed-forward 1024 (`--preset cpu-base`, 14.1M parameters)",
     "all-novel-gf-global-query-lr3e4": "as all-novel-gf-global-query, peak learning rate 3e-4 (BC-IMP's; 1e-3 in "
                                        "every other Gato arm), cosine to a tenth (`--lr 3e-4`)",
     "all-novel-gf-global-query-untied-seed1": "as all-novel-gf-global-query-untied, training seed 1 (initialization "
