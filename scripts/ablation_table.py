@@ -104,6 +104,9 @@ RECIPES = {
                                       "feed-forward 256 (`--preset tiny`)",
     "all-novel-gf-global-query-base": "as all-novel-gf-global-query, the cpu-base preset: 6 layers, 8 heads, width 256, "
                                       "feed-forward 1024 (`--preset cpu-base`, 14.1M parameters)",
+    "all-novel-gf-global-query-w2": "as all-novel-gf-global-query, trained on 2-timestep windows (12 per step, the "
+                                    "same 24 timesteps; `--window 2 --batch-size 12`): the previous timestep's image "
+                                    "and proprioception tokens in context",
     "all-novel-gf-global-query-lr3e4": "as all-novel-gf-global-query, peak learning rate 3e-4 (BC-IMP's; 1e-3 in "
                                        "every other Gato arm), cosine to a tenth (`--lr 3e-4`)",
     "all-novel-gf-global-query-untied-seed1": "as all-novel-gf-global-query-untied, training seed 1 (initialization "

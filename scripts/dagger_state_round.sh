@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Round 7 of the recipe ablation (README): one DAgger round with the state-based labeller from the
+# Round 7 of the recipe ablation (results/ablation-history.md): one DAgger round with the state-based labeller from the
 # shipped recipe (all-novel-gf-global), 96 episodes, then 48k samples on the union; evaluated on the
 # round-5 seeds. Paths as run on 2026-12-03 (data and runs outside the work tree).
 set -euo pipefail

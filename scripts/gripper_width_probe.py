@@ -1,5 +1,5 @@
-"""Diagnosis (issue "A Gato policy that stacks", README round 8): is the closed-gripper width of the
-held-out objects, never seen in training, what breaks a policy on the test triplets?
+"""Diagnosis (issue "A Gato policy that stacks", results/ablation-history.md round 8): is the closed-gripper
+width of the held-out objects, never seen in training, what breaks a policy on the test triplets?
 
 Runs every held-out test triplet twice on the same seeds: with the measured gripper width as it
 is, and with closed widths mapped into the range the training episodes cover (0.05-0.072 m ->

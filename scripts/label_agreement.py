@@ -1,4 +1,4 @@
-"""Diagnosis (issue "A Gato policy that stacks", README round 22): do DAgger's labels say what the
+"""Diagnosis (issue "A Gato policy that stacks", results/ablation-history.md round 22): do DAgger's labels say what the
 demonstrations say in the same state?
 
 The training demonstrations are labelled by the scripted expert's phase machine (its clean action

@@ -1,4 +1,4 @@
-"""Diagnosis (issue "A Gato policy that stacks", README round 21): which proprioception tokens of
+"""Diagnosis (issue "A Gato policy that stacks", results/ablation-history.md round 21): which proprioception tokens of
 held-out states did training never show the policy?
 
 Gato embeds each proprioception value as one table row per mu-law bin (Reed et al. 2022, Sec. 2.1:

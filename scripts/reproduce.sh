@@ -5,7 +5,7 @@
 #       MuJoCo, plus cross-engine (trained in MuJoCo, evaluated in PyBullet);
 #   (b) few-shot fine-tuning curves on two held-out triplets, pretrained vs from scratch;
 #   (c) one Gato over two data sources: trained on MuJoCo and PyBullet expert episodes, evaluated in both.
-# The recipe is the ablation's winner (results/ablation-2026-12-05.md, README "Round 13"):
+# The recipe is the ablation's winner (results/ablation-2026-12-05.md, results/ablation-history.md, "Round 13"):
 # conv_stem_global encoder, HL-Gauss ordinal loss, action dimensions predicted from the observation
 # alone (query action inputs), standardized proprioception, random shift, no joint velocities,
 # gripper token first; 120k samples; BC-IMP the same 120k samples (and 240k, the same wall time). Evaluations decode as shipped
@@ -28,7 +28,7 @@ STEPS=${STEPS:-5000}                     # Gato steps of 24 one-timestep windows
 BC_STEPS=${BC_STEPS:-3750}               # BC-IMP steps of 32 timesteps: the same 120k samples
 DAGGER=${DAGGER:-0}                      # 1: one DAgger round on top (200 episodes driven by the policy,
                                          # labelled by the expert), then STEPS more samples on the union;
-                                         # measured 25/50 -> 1/50 (README round 6), so off for the shipped policy
+                                         # measured 25/50 -> 1/50 (results/ablation-history.md round 6), so off for the shipped policy
 DEVICE=${DEVICE:-cpu}
 TRAIN_EPISODES=${TRAIN_EPISODES:-100}    # training-distribution evaluation, seeds from TRAIN_SEED
 TRAIN_SEED=${TRAIN_SEED:-8000000}        # no training, DAgger or ablation run used these

@@ -1,4 +1,4 @@
-"""Diagnosis (issue "A Gato policy that stacks", README round 17): how often does a state of the
+"""Diagnosis (issue "A Gato policy that stacks", results/ablation-history.md round 17): how often does a state of the
 held-out test triplets put a proprioceptive value into a mu-law bin that no training state reached?
 
 Gato embeds each continuous token by its own table row (Reed et al. 2022, Sec. 2.2), so a bin no

@@ -11,7 +11,7 @@ Two options bridge it to Gato, one change at a time (the recipe ablation of the 
 policy that stacks"): ``action_head="hl_gauss"`` replaces the tanh regression by Gato's action
 tokenizer (mu-law, 1024 uniform bins, Reed et al. 2022 Sec. 2.1) with HL-Gauss soft targets, decoded
 by Gato's :func:`gato_robot.runtime.base.choose_bin` (motion by the expectation asked for, default the
-shipped Gato's physical one; gripper by argmax; README round 12: the physical one stacks, the
+shipped Gato's physical one; gripper by argmax; results/ablation-history.md round 12: the physical one stacks, the
 companded one does not); ``proprio_keep`` leaves proprioception out as Gato's
 ``TimestepSpec.proprio_keep`` does (``JOINT_VELOCITY_FREE``: no joint velocities); ``proprio_mean``
 and ``proprio_std`` standardize proprioception per dimension with the training episodes' statistics,

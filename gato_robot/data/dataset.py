@@ -23,14 +23,14 @@ Proprioception dropout (``proprio_dropout``, a probability; modality dropout): e
 proprioception tokens are all replaced by the padding id with that probability, their observation
 positions kept, so the policy learns to act on the images alone where the proprioception says
 nothing, and cannot let the joint and TCP values stand in for what the cameras show (BC-IMP
-reads depth from the cameras, Gato partly from the TCP values: README round 12). Never at
+reads depth from the cameras, Gato partly from the TCP values: results/ablation-history.md round 12). Never at
 deployment, where the proprioception is always read; the token layout is unchanged.
 
 Velocity dropout (``velocity_dropout``, a probability; past-motion dropout, Bansal et al. 2018,
 ChauffeurNet): the same for the 7 joint-velocity tokens alone. The measured joint velocity is the
 previous command (``results/velocity-leak.txt``); a window without it must be acted on from the
 images and the pose, so the velocities cannot become the whole answer a policy copies closed-loop.
-Measured in README round 24 (25/50, 31/150 against 19/50, 39/150 without it): not shipped.
+Measured in results/ablation-history.md round 24 (25/50, 31/150 against 19/50, 39/150 without it): not shipped.
 
 Sampling is a pure function of (seed, step, index in batch), so a resumed run sees exactly the
 batches an uninterrupted one would. With ``skip_damaged`` an episode that fails to read (a damaged
@@ -219,9 +219,9 @@ def proprio_noise_std(episodes: list[EpisodeMeta], proprio_noise: float = 0.0, v
 
     Velocity noise is the copycat remedy of "the previous command as a prior, not an answer": the
     measured joint velocity is the previous command (``results/velocity-leak.txt``), which a policy
-    fed clean values copies closed-loop (README rounds 11, 23); blurred at training time only, it
+    fed clean values copies closed-loop (results/ablation-history.md rounds 11, 23); blurred at training time only, it
     stays a hint the images must confirm (past-motion perturbation, Bansal et al. 2018, ChauffeurNet).
-    Measured in README round 24: Gato then all but ignores the velocities and stacks less; BC-IMP
+    Measured in results/ablation-history.md round 24: Gato then all but ignores the velocities and stacks less; BC-IMP
     stacks far less. Not part of either shipped recipe.
     """
     if proprio_noise <= 0 and velocity_noise <= 0:

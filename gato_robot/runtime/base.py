@@ -14,7 +14,7 @@ spread: an even mix of 0 and +1 is +0.09 in companded space (the companding crow
 and +0.5 in physical space. "median" is the bin where the cumulative distribution reaches one
 half: unlike either mean it does not depend on the space (the companding is monotone), and an
 uneven mix of two modes decodes to the heavier one instead of a value between them (measured
-worse than the companded mean: README round 9). Non-finite logits (an fp16 overflow, a damaged
+worse than the companded mean: results/ablation-history.md round 9). Non-finite logits (an fp16 overflow, a damaged
 export) raise instead of decoding to bin 0, so the control loop holds.
 """
 
