@@ -104,6 +104,8 @@ RECIPES = {
                                       "feed-forward 256 (`--preset tiny`)",
     "all-novel-gf-global-query-base": "as all-novel-gf-global-query, the cpu-base preset: 6 layers, 8 heads, width 256, "
                                       "feed-forward 1024 (`--preset cpu-base`, 14.1M parameters)",
+    "all-novel-gf-global-query-s8": "as all-novel-gf-global-query, HL-Gauss targets of standard deviation 8 bins "
+                                    "(2 in every other arm; `--hl-gauss-sigma 8`)",
     "all-novel-gf-global-query-w2": "as all-novel-gf-global-query, trained on 2-timestep windows (12 per step, the "
                                     "same 24 timesteps; `--window 2 --batch-size 12`): the previous timestep's image "
                                     "and proprioception tokens in context",
