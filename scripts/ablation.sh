@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ablation of the policy recipe (issue "A Gato policy that stacks"): every arm trains on the same
-# episode store (the arms named *-wide: on the wide-grid store, same seeds; *-x2: on twice the episodes) for the same number of samples (STEPS x 24 one-timestep windows, the arms named *-240k twice that; BC-IMP the same
+# episode store (the arms named *-wide: on the wide-grid store, same seeds; *-x2: on twice the episodes) for the same number of samples (STEPS x 24 timesteps: one-timestep windows, 12 two-timestep ones in *-w2; the arms named *-240k twice that; BC-IMP the same
 # samples in batches of 32), and is evaluated on the same EVAL_EPISODES training-distribution
 # seeds starting at EVAL_SEED, which no training run ever used (training data: seeds 1000000+).
 # Resumable: a finished run or report is kept; run it again after an interruption.
