@@ -84,6 +84,8 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-untied-b48) echo "$(flags all-novel-gf-global-query-untied) --batch-size 48" ;;  # round 19: the same on the untied head
     all-novel-gf-global-query-w2) echo "$(flags all-novel-gf-global-query) --window 2 --batch-size 12" ;;  # round 26: 2-timestep windows, as the paper's multi-timestep context (12 windows x 2 = the same 24 timesteps per step; action inputs are queries, so no past action token is read)
     all-novel-gf-global-query-s8) echo "$(flags all-novel-gf-global-query) --hl-gauss-sigma 8" ;;  # round 26: HL-Gauss targets 8 bins wide (2 elsewhere): smoother targets over the same bins
+    all-novel-gf-global-query-kp) echo "$(flags all-novel-gf-global-query) --image-encoder conv_stem_keypoints" ;;  # round 27: each camera's code plus its spatial-softmax keypoints (the later --image-encoder wins): positions as coordinates between grid cells
+    all-novel-gf-global-query-kp-seed1) echo "$(flags all-novel-gf-global-query-kp) --seed 1" ;;  # round 27: and at the second training seed
     all-novel-gf-global-query-base) echo "$(flags all-novel-gf-global-query) --preset cpu-base" ;;  # round 25: a larger model (6 layers, width 256, 8 heads; the later --preset wins)
     all-novel-gf-global-query-tiny) echo "$(flags all-novel-gf-global-query) --preset tiny" ;;  # round 18: a smaller model (2 layers, width 64; the later --preset wins)
     all-novel-gf-global-query-wd1) echo "$(flags all-novel-gf-global-query) --weight-decay 1.0" ;;  # round 17: ten times the weight decay (0.1 elsewhere)

@@ -104,6 +104,9 @@ RECIPES = {
                                       "feed-forward 256 (`--preset tiny`)",
     "all-novel-gf-global-query-base": "as all-novel-gf-global-query, the cpu-base preset: 6 layers, 8 heads, width 256, "
                                       "feed-forward 1024 (`--preset cpu-base`, 14.1M parameters)",
+    "all-novel-gf-global-query-kp": "as all-novel-gf-global-query, each camera's code with its 32 spatial-softmax "
+                                    "keypoints added (`--image-encoder conv_stem_keypoints`, Levine et al. 2016)",
+    "all-novel-gf-global-query-kp-seed1": "as all-novel-gf-global-query-kp, training seed 1",
     "all-novel-gf-global-query-s8": "as all-novel-gf-global-query, HL-Gauss targets of standard deviation 8 bins "
                                     "(2 in every other arm; `--hl-gauss-sigma 8`)",
     "all-novel-gf-global-query-w2": "as all-novel-gf-global-query, trained on 2-timestep windows (12 per step, the "

@@ -12,6 +12,7 @@ from gato_robot.bench.policy_latency import random_observation
 from gato_robot.data.dataset import random_shift
 from gato_robot.model.checkpoint import save_checkpoint
 from gato_robot.model.config import GatoConfig, preset
+from gato_robot.model.embedding import spatial_soft_argmax
 from gato_robot.model.policy import GatoPolicy, batch_to_torch, greedy, hl_gauss_targets
 from gato_robot.runtime.base import MOTION_DIMS, choose_bin
 from gato_robot.runtime.export import export_checkpoint
@@ -59,6 +60,31 @@ def test_whole_image_tokens_are_one_code_per_camera():
     torch.testing.assert_close(tokens[:64], tokens[:1].expand(64, -1))  # one code for all of camera 0
     torch.testing.assert_close(tokens[64:], tokens[64:65].expand(64, -1))
     assert not torch.allclose(tokens[0], tokens[64])  # the cameras' codes differ
+
+
+def test_spatial_soft_argmax_finds_the_peak_cell_and_interpolates_between_cells():
+    logits = torch.full((1, 2, 8, 8), -1e4)
+    logits[0, 0, 0, 7] = 0.0  # channel 0 peaks in the top-right cell
+    logits[0, 1, 3, 2] = logits[0, 1, 4, 2] = 0.0  # channel 1 between two cells of column 2
+    points = spatial_soft_argmax(logits, torch.tensor(1.0))[0]
+    cell = torch.linspace(-1.0, 1.0, 8)
+    torch.testing.assert_close(points, torch.stack([cell[0], (cell[3] + cell[4]) / 2, cell[7], cell[2]]))
+
+
+def test_keypoints_follow_a_bright_square_across_the_image():
+    torch.manual_seed(0)
+    encoder = GatoPolicy(preset("tiny", image_encoder="conv_stem_keypoints")).embed.patch_encoder
+    def keypoints(top: int, left: int) -> torch.Tensor:
+        image = np.zeros((128, 128, 3), dtype=np.uint8)
+        image[top:top + 24, left:left + 24] = 255
+        with torch.no_grad():
+            features = encoder.features(torch.from_numpy(image_to_patches(image))[None])
+            return spatial_soft_argmax(encoder.keypoint_logits(features), encoder.log_temperature.exp())[0]
+
+    left, right = keypoints(52, 8), keypoints(52, 96)
+    columns = right[32:] - left[32:]  # the second half are column coordinates
+    assert (columns.abs() > 1e-3).float().mean() > 0.5  # most keypoints move with the square...
+    assert torch.allclose(keypoints(52, 8), left)  # ...and only because it moved
 
 
 def test_the_whole_image_code_reaches_every_token_of_its_own_image_only():
@@ -320,7 +346,8 @@ def test_fourier_frequencies_reach_the_policy_and_one_frequency_embeds_neighbour
 @pytest.mark.parametrize("options", [
     {"image_encoder": "conv_stem"}, {"image_encoder": "conv_stem", "continuous_embedding": "table_fourier"},
     {"image_encoder": "conv_stem_global"}, {"image_encoder": "conv_stem_global", "continuous_embedding": "value_mlp"},
-    {"image_encoder": "conv_stem_whole"}, {"image_encoder": "conv_stem_global", "action_head": "untied"},
+    {"image_encoder": "conv_stem_whole"}, {"image_encoder": "conv_stem_keypoints", "action_inputs": "query"},
+    {"image_encoder": "conv_stem_global", "action_head": "untied"},
     {"image_encoder": "conv_stem_global", "action_inputs": "query"}], ids=lambda o: "-".join(o.values()))
 def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng, options):
     config = preset("tiny", action_loss="hl_gauss", **options)

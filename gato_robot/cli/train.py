@@ -30,7 +30,8 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                   image_encoder: str = typer.Option("patch_resnet", help="patch_resnet (Gato: one ResNet v2 block "
                                                     "per patch), conv_stem (convolutions across patch borders), "
                                                     "conv_stem_global (+ a whole-image code per camera, as BC-IMP's "
-                                                    "head) or conv_stem_whole (that code alone)."),
+                                                    "head), conv_stem_whole (that code alone) or conv_stem_keypoints "
+                                                    "(the code + spatial-softmax keypoints)."),
                   action_loss: str = typer.Option("vocab_ce", help="vocab_ce (Gato Eq. 2: one-hot over the vocabulary, "
                                                   "text + actions) or hl_gauss (ordinal, over the 1024 action bins)."),
                   hl_gauss_sigma: float = typer.Option(2.0, help="HL-Gauss standard deviation, in bins."),

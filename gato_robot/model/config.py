@@ -14,7 +14,7 @@ from ..tokenizer.ids import VOCAB_SIZE
 from ..tokenizer.image import NUM_POSITION_BINS, PATCH_SIZE
 from ..tokenizer.sequence import TimestepSpec
 
-IMAGE_ENCODERS = ("patch_resnet", "conv_stem", "conv_stem_global", "conv_stem_whole")
+IMAGE_ENCODERS = ("patch_resnet", "conv_stem", "conv_stem_global", "conv_stem_whole", "conv_stem_keypoints")
 ACTION_LOSSES = ("vocab_ce", "hl_gauss")
 CONTINUOUS_EMBEDDINGS = ("table", "table_fourier", "value_mlp")
 ACTION_HEADS = ("tied", "untied")
@@ -34,7 +34,9 @@ class GatoConfig:
         stride-16 output grid maps 1:1 onto the patch grid (receptive field 31 px, across patch
         borders); or "conv_stem_global", the conv stem plus one whole-image code (flatten + linear, as
         BC-IMP's encoder) added to each of the image's tokens; or "conv_stem_whole", that code alone as
-        every token of the image (BC-IMP's visual pathway, no per-patch appearance); tokens, positions and the exported
+        every token of the image (BC-IMP's visual pathway, no per-patch appearance); or
+        "conv_stem_keypoints", "conv_stem_global" with the image's spatial-softmax keypoints (32
+        soft-argmax coordinates, Levine et al. 2016) mapped into its code; tokens, positions and the exported
         graphs keep their shapes every way.
     conv_stem_channels: widths of the four stride-2 convolutions of "conv_stem" and "conv_stem_global".
     action_loss: "vocab_ce", Gato's one-hot cross-entropy over the whole vocabulary on text and

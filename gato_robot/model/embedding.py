@@ -17,6 +17,8 @@
   and a linear map over the flattened feature grid (the BC-IMP encoder's head), so where things are
   reaches the model as weights on grid cells, not only through attention over position embeddings.
   ``"conv_stem_whole"`` keeps the whole-image code only (every token of an image carries it).
+  ``"conv_stem_keypoints"`` adds to that code the image's spatial-softmax keypoints (Levine et al.
+  2016): where each of 32 learned feature channels peaks, as coordinates with sub-cell precision.
 - Learned local observation position embeddings, added to observation tokens only (index 0 of
   the table is a fixed zero vector for tokens without a position: actions and padding).
 - Action tokens (continuous ids without an observation position) embed their bin, Gato's
@@ -90,17 +92,20 @@ class ConvStemEncoder(nn.Module):
         self.rows, self.cols = spec.image_height // config.patch_size, spec.image_width // config.patch_size
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        batch, num_patches, channels, height, width = patches.shape
-        per_image = self.rows * self.cols
-        if num_patches % per_image:
+        batch, num_patches = patches.shape[:2]
+        return self.tokens(self.features(patches)).reshape(batch, num_patches, -1)
+
+    def features(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, P, 3, 16, 16) patches -> feature grids (B * P / (rows * cols), C, rows, cols), one per image."""
+        num_patches, channels, height, width = patches.shape[1:]
+        if num_patches % (self.rows * self.cols):
             raise ValueError(f"conv_stem encoder: {num_patches} patches is not a whole number of "
                              f"{self.rows}x{self.cols}-patch images")
         images = (patches.reshape(-1, self.rows, self.cols, channels, height, width)
                   .permute(0, 3, 1, 4, 2, 5).reshape(-1, channels, self.rows * height, self.cols * width))
         half = height // 2
         centred = F.pad(images[..., half:, half:] * PIXEL_SCALE, (0, half, 0, half))  # [-1, 1] pixels, 0 outside
-        features = self.body(centred)  # (N, C, rows, cols)
-        return self.tokens(features).reshape(batch, num_patches, -1)
+        return self.body(centred)
 
     def tokens(self, features: torch.Tensor) -> torch.Tensor:
         """Feature grids (N, C, rows, cols) -> one token per cell (N, rows * cols, n_embd)."""
@@ -123,6 +128,35 @@ class GlobalConvStemEncoder(ConvStemEncoder):
     def whole_image(self, features: torch.Tensor) -> torch.Tensor:
         """Feature grids (N, C, rows, cols) -> one code per image (N, 1, n_embd)."""
         return self.whole(self.squeeze(features).flatten(1)).unsqueeze(1)
+
+
+def spatial_soft_argmax(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """Feature grids (N, K, rows, cols) -> (N, 2K) keypoints: per channel the softmax-weighted mean
+    row and column over the grid, each in [-1, 1] (cell centres evenly spaced, -1 the top / left
+    cell). The spatial soft-argmax of Levine et al. 2016 (Sec. 4.1)."""
+    rows, cols = logits.shape[-2:]
+    weights = (logits.flatten(2) / temperature).softmax(-1).view_as(logits)
+    row_grid = torch.linspace(-1.0, 1.0, rows, dtype=logits.dtype, device=logits.device)
+    col_grid = torch.linspace(-1.0, 1.0, cols, dtype=logits.dtype, device=logits.device)
+    return torch.cat([(weights.sum(-1) * row_grid).sum(-1), (weights.sum(-2) * col_grid).sum(-1)], dim=-1)
+
+
+class KeypointConvStemEncoder(GlobalConvStemEncoder):
+    """The conv stem and whole-image code, plus the image's spatial-softmax keypoints (a 1x1 conv to
+    ``KEYPOINT_CHANNELS`` logit maps, :func:`spatial_soft_argmax` with a learned temperature, a
+    linear map to the model width) added to that code: where the objects and the gripper are reach
+    the policy as coordinates that interpolate between grid cells, as in the visuomotor policies of
+    Levine et al. 2016 and robomimic's image encoder, not only as weights on 8x8 cells."""
+
+    def __init__(self, config: GatoConfig):
+        super().__init__(config)
+        self.keypoint_logits = nn.Conv2d(config.conv_stem_channels[-1], KEYPOINT_CHANNELS, 1)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.keypoints = nn.Linear(2 * KEYPOINT_CHANNELS, config.n_embd)
+
+    def whole_image(self, features: torch.Tensor) -> torch.Tensor:
+        points = spatial_soft_argmax(self.keypoint_logits(features), self.log_temperature.exp())
+        return super().whole_image(features) + self.keypoints(points).unsqueeze(1)
 
 
 class WholeImageConvStemEncoder(GlobalConvStemEncoder):
@@ -165,7 +199,8 @@ class GatoEmbedding(nn.Module):
         self.value = None if hidden is None else ContinuousValueEmbedding(config.n_embd, config.fourier_frequencies, hidden)
         self.value_only = config.continuous_embedding == "value_mlp"  # continuous ids: no table row
         encoders = {"patch_resnet": PatchResNetV2Block, "conv_stem": ConvStemEncoder,
-                    "conv_stem_global": GlobalConvStemEncoder, "conv_stem_whole": WholeImageConvStemEncoder}
+                    "conv_stem_global": GlobalConvStemEncoder, "conv_stem_whole": WholeImageConvStemEncoder,
+                    "conv_stem_keypoints": KeypointConvStemEncoder}
         self.patch_encoder = encoders[config.image_encoder](config)
         self.patch_row = nn.Embedding(config.num_position_bins, config.n_embd)
         self.patch_col = nn.Embedding(config.num_position_bins, config.n_embd)

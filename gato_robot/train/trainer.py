@@ -59,7 +59,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     min_return_fraction: float = 0.8
     patch_position_jitter: bool = True  # Gato App. C.3; off = interval means, as at evaluation
-    image_encoder: str = "patch_resnet"  # GatoConfig.image_encoder: "patch_resnet" (Gato), "conv_stem", "conv_stem_global", "conv_stem_whole"
+    image_encoder: str = "patch_resnet"  # GatoConfig.image_encoder: "patch_resnet" (Gato), "conv_stem", "conv_stem_global", "conv_stem_whole", "conv_stem_keypoints"
     action_loss: str = "vocab_ce"  # GatoConfig.action_loss: "vocab_ce" (Gato Eq. 2) or "hl_gauss"
     hl_gauss_sigma_bins: float = 2.0
     expectation_mse_weight: float = 0.0  # GatoConfig.expectation_mse_weight (hl_gauss only; 0: off)

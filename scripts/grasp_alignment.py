@@ -1,0 +1,109 @@
+"""Where each policy closes its gripper on the red object: the tool centre point's offset from red's
+centre in red's own frame (m), the yaw error to red's nearest face pair (deg, wrapped to +-45), the
+TCP height above red's bottom (m), and whether red was then lifted level or tipped.
+
+A diagnostic of the flat triplet (#12): the flat red block is 7 x 6 x 2.5 cm against training
+objects of 4-5.5 cm, so the fingers keep 0.5-1 cm on each side where training objects leave 1-2 cm,
+and an off-centre close lifts it on its edge (`results/shipped/test-4-flat-seed0-failure-frames.jpg`).
+The policies drive through the environment's Cartesian action path (as `sim dagger` does), decoded
+as deployed; `sim eval` scores them through the deployment loop, so success rates here are a
+reading, not the policy's score.
+
+    MUJOCO_GL=egl .venv/bin/python scripts/grasp_alignment.py --triplet test-4-flat --episodes 16 \
+        --policy gato-cpu-small --policy bc-imp
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from gato_robot.sim.env_base import ObjectPose
+from gato_robot.sim.evaluate import triplet_names
+from gato_robot.sim.rollout import PolicyAgent, make_env, run_episodes_batched
+
+CLOSE = 0.0  # gripper command above this closes the fingers (the action spec's sign convention)
+LIFTED_M = 0.02  # red counts as lifted once its centre is this far above where it rested
+
+
+class RecordingAgent:
+    """Delegates to a :class:`PolicyAgent` and keeps, per row and tick, the TCP pose, red's pose
+    and the command it returned."""
+
+    def __init__(self, agent: PolicyAgent):
+        self.agent, self.ticks = agent, []
+
+    def reset_batch(self, envs, seeds) -> None:
+        self.ticks = [[] for _ in envs]
+        self.agent.reset_batch(envs, seeds)
+
+    def act_batch(self, observations: list[dict], infos: list[dict]) -> np.ndarray:
+        actions = self.agent.act_batch(observations, infos)
+        for row, (observation, info, action) in enumerate(zip(observations, infos, actions)):
+            red = info["objects"]["red"]
+            tcp = observation["tcp_pose"]
+            self.ticks[row].append((tcp[:3].copy(), ObjectPose(np.zeros(3), tcp[3:]).yaw(), red, float(action[4])))
+        return actions
+
+
+def _tilt_deg(pose: ObjectPose) -> float:
+    """Angle between the object's z axis and the world's (deg)."""
+    return float(np.degrees(np.arccos(np.clip(pose.rotation()[2, 2], -1.0, 1.0))))
+
+
+def first_close(ticks: list, red_height: float) -> dict | None:
+    """The first tick the command turns to closed; what followed within 40 ticks (2 s)."""
+    for t in range(1, len(ticks)):
+        if ticks[t][3] > CLOSE >= ticks[t - 1][3]:
+            tcp, tcp_yaw, red, _ = ticks[t]
+            offset, red_yaw = tcp - red.position, red.yaw()
+            c, s = np.cos(-red_yaw), np.sin(-red_yaw)
+            along, across = c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]
+            yaw_error = (tcp_yaw - red_yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
+            lifted = [k[2] for k in ticks[t:t + 40] if k[2].position[2] > red.position[2] + LIFTED_M]
+            return {"tick": t, "along_m": along, "across_m": across, "yaw_deg": float(np.degrees(yaw_error)),
+                    "above_bottom_m": float(tcp[2] - (red.position[2] - red_height / 2)),
+                    "lifted": bool(lifted), "tilt_deg": _tilt_deg(lifted[-1]) if lifted else float("nan")}
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policy", action="append", required=True)
+    parser.add_argument("--triplet", default="test-4-flat")
+    parser.add_argument("--episodes", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=8)
+    args = parser.parse_args()
+    name = triplet_names(args.triplet)[0]
+    envs = [make_env("mujoco", name) for _ in range(args.batch)]
+    print(f"{name}: per policy, {args.episodes} episodes from seed {args.seed}; "
+          "at the first close: |offset| along/across red's axes (mm), |yaw error| (deg), TCP above red's bottom (mm); "
+          "medians [quartiles]")
+    for path in args.policy:
+        agent = RecordingAgent(PolicyAgent(path, batch_size=args.batch))
+        closes, successes = [], 0
+        for start in range(args.seed, args.seed + args.episodes, args.batch):
+            seeds = list(range(start, min(start + args.batch, args.seed + args.episodes)))
+            seeds += [seeds[-1]] * (args.batch - len(seeds))
+            results = run_episodes_batched(envs, agent, seeds)
+            for row in range(len(set(seeds))):
+                successes += results[row].success
+                closes.append(first_close(agent.ticks[row], envs[row].triplet.red.size[2]))
+        found = [c for c in closes if c is not None]
+
+        def quartiles(key: str, scale: float = 1.0, absolute: bool = True) -> str:
+            values = np.array([abs(c[key]) if absolute else c[key] for c in found]) * scale
+            q1, q2, q3 = np.percentile(values, [25, 50, 75])
+            return f"{q2:.1f} [{q1:.1f}, {q3:.1f}]"
+
+        lifted = [c for c in found if c["lifted"]]
+        tilts = np.array([c["tilt_deg"] for c in lifted])
+        print(f"{path}: stacked {successes}/{args.episodes}; closed {len(found)}; along {quartiles('along_m', 1e3)} "
+              f"across {quartiles('across_m', 1e3)} yaw {quartiles('yaw_deg')} height "
+              f"{quartiles('above_bottom_m', 1e3, absolute=False)}; lifted after the first close {len(lifted)}, "
+              f"of them tilted > 20 deg {int((tilts > 20).sum())}")
+
+
+if __name__ == "__main__":
+    main()
