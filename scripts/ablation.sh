@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 STORE=${STORE:-../data/mujoco-dart-g}    # sim generate --episodes 700 --seed 1000000 --noise 0.2 --gripper-noise 0.01
 RUNS=${RUNS:-../runs/ablation}       # outside the work tree
-OUT=${OUT:-results/ablation-2026-12-07-r26}  # the latest round's reports; an earlier round's arms: OUT= the folder its round in results/ablation-history.md names
+OUT=${OUT:-results/ablation-2026-12-07-r27}  # the latest round's reports; an earlier round's arms: OUT= the folder its round in results/ablation-history.md names
 WIDE_STORE=${WIDE_STORE:-../data/mujoco-wide-dart-g}  # the same with --triplets train-wide: the arms named *-wide
 MORE_STORE=${MORE_STORE:-../data/mujoco-dart-g-b}     # the same command's next 700 seeds (1000700+)
 X2_STORE=${X2_STORE:-../data/mujoco-dart-g-x2}        # STORE and MORE_STORE together (links): the arms named *-x2, *-x2-*
@@ -26,7 +26,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-query-w2 all-novel-gf-global-query-s8"}   # round 26; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
+ARMS=${ARMS:-"all-novel-gf-global-query-smooth all-novel-gf-global-query-kp"}   # round 27; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -66,7 +66,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-x2-240k) flags all-novel-gf-global-query ;;  # round 20: twice the episodes and twice the samples
     all-novel-gf-global-query-pdrop) echo "$(flags all-novel-gf-global-query) --proprio-dropout 0.25" ;;  # round 21: a quarter of the windows without proprioception (modality dropout)
     all-novel-gf-global-query-pdrop-seed1) echo "$(flags all-novel-gf-global-query-pdrop) --seed 1" ;;  # round 21: and at the second training seed
-    all-novel-gf-global-query-smooth) echo "$(flags all-novel-gf-global-query) --continuous-embedding value_mlp --fourier-frequencies 1" ;;  # round 23: proprioception embedded by a smooth function of its value (features c, sin pi c, cos pi c), as BC-IMP's MLP reads it
+    all-novel-gf-global-query-smooth) echo "$(flags all-novel-gf-global-query) --continuous-embedding value_mlp --fourier-frequencies 1" ;;  # round 27 (defined in round 23): proprioception embedded by a smooth function of its value (features c, sin pi c, cos pi c), as BC-IMP's MLP reads it
     all-novel-gf-global-query-smooth-seed1) echo "$(flags all-novel-gf-global-query-smooth) --seed 1" ;;  # round 23: and at the second training seed
     all-gf-global-query) echo "$(flags all-gf-global) --action-inputs query" ;;  # round 23: the shipped recipe with the 7 joint velocities, as BC-IMP sees them (round 11 measured them only with autoregressive action inputs)
     all-gf-global-query-seed1) echo "$(flags all-gf-global-query) --seed 1" ;;  # round 23: and at the second training seed

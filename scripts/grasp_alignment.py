@@ -7,7 +7,8 @@ objects of 4-5.5 cm, so the fingers keep 0.5-1 cm on each side where training ob
 and an off-centre close lifts it on its edge (`results/shipped/test-4-flat-seed0-failure-frames.jpg`).
 The policies drive through the environment's Cartesian action path (as `sim dagger` does), decoded
 as deployed; `sim eval` scores them through the deployment loop, so success rates here are a
-reading, not the policy's score.
+reading, not the policy's score. ``--gripper-hold N`` latches a closed gripper until the policy has
+asked for open N ticks running: whether a grasp the policy commits to would stack the flat block.
 
     MUJOCO_GL=egl .venv/bin/python scripts/grasp_alignment.py --triplet test-4-flat --episodes 16 \
         --policy gato-cpu-small --policy bc-imp
@@ -30,19 +31,28 @@ class RecordingAgent:
     """Delegates to a :class:`PolicyAgent` and keeps, per row and tick, the TCP pose, red's pose
     and the command it returned."""
 
-    def __init__(self, agent: PolicyAgent):
-        self.agent, self.ticks = agent, []
+    def __init__(self, agent: PolicyAgent, hold_ticks: int = 0):
+        self.agent, self.ticks, self.hold_ticks = agent, [], hold_ticks
+        self.closed, self.opening = np.zeros(0, bool), np.zeros(0, int)
 
     def reset_batch(self, envs, seeds) -> None:
         self.ticks = [[] for _ in envs]
+        self.closed, self.opening = np.zeros(len(envs), bool), np.zeros(len(envs), int)
         self.agent.reset_batch(envs, seeds)
 
     def act_batch(self, observations: list[dict], infos: list[dict]) -> np.ndarray:
         actions = self.agent.act_batch(observations, infos)
+        if self.hold_ticks:  # a closed gripper opens only after the policy asked for it hold_ticks ticks running
+            wants_open = actions[:, 4] <= CLOSE
+            self.opening = np.where(self.closed & wants_open, self.opening + 1, 0)
+            keep = self.closed & wants_open & (self.opening < self.hold_ticks)
+            actions[keep, 4] = 1.0
+            self.closed = actions[:, 4] > CLOSE
         for row, (observation, info, action) in enumerate(zip(observations, infos, actions)):
             red = info["objects"]["red"]
             tcp = observation["tcp_pose"]
-            self.ticks[row].append((tcp[:3].copy(), ObjectPose(np.zeros(3), tcp[3:]).yaw(), red, float(action[4])))
+            self.ticks[row].append((tcp[:3].copy(), ObjectPose(np.zeros(3), tcp[3:]).yaw(), red, float(action[4]),
+                                    float(observation["gripper_width"][0])))
         return actions
 
 
@@ -55,15 +65,17 @@ def first_close(ticks: list, red_height: float) -> dict | None:
     """The first tick the command turns to closed; what followed within 40 ticks (2 s)."""
     for t in range(1, len(ticks)):
         if ticks[t][3] > CLOSE >= ticks[t - 1][3]:
-            tcp, tcp_yaw, red, _ = ticks[t]
+            tcp, tcp_yaw, red = ticks[t][:3]
             offset, red_yaw = tcp - red.position, red.yaw()
             c, s = np.cos(-red_yaw), np.sin(-red_yaw)
             along, across = c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]
             yaw_error = (tcp_yaw - red_yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
             lifted = [k[2] for k in ticks[t:t + 40] if k[2].position[2] > red.position[2] + LIFTED_M]
+            held = next((k for k in range(t, len(ticks)) if ticks[k][3] <= CLOSE), len(ticks)) - t
             return {"tick": t, "along_m": along, "across_m": across, "yaw_deg": float(np.degrees(yaw_error)),
                     "above_bottom_m": float(tcp[2] - (red.position[2] - red_height / 2)),
-                    "lifted": bool(lifted), "tilt_deg": _tilt_deg(lifted[-1]) if lifted else float("nan")}
+                    "lifted": bool(lifted), "tilt_deg": _tilt_deg(lifted[-1]) if lifted else float("nan"),
+                    "held_ticks": held, "width_m": ticks[min(t + 10, len(ticks) - 1)][4]}
     return None
 
 
@@ -74,14 +86,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--gripper-hold", type=int, default=0,
+                        help="ticks the policy must ask for open before a closed gripper opens (0: as deployed)")
     args = parser.parse_args()
     name = triplet_names(args.triplet)[0]
     envs = [make_env("mujoco", name) for _ in range(args.batch)]
     print(f"{name}: per policy, {args.episodes} episodes from seed {args.seed}; "
           "at the first close: |offset| along/across red's axes (mm), |yaw error| (deg), TCP above red's bottom (mm); "
-          "medians [quartiles]")
+          "then ticks until the command opens again and the finger width; medians [quartiles]")
     for path in args.policy:
-        agent = RecordingAgent(PolicyAgent(path, batch_size=args.batch))
+        agent = RecordingAgent(PolicyAgent(path, batch_size=args.batch), args.gripper_hold)
         closes, successes = [], 0
         for start in range(args.seed, args.seed + args.episodes, args.batch):
             seeds = list(range(start, min(start + args.batch, args.seed + args.episodes)))
@@ -102,7 +116,8 @@ def main() -> None:
         print(f"{path}: stacked {successes}/{args.episodes}; closed {len(found)}; along {quartiles('along_m', 1e3)} "
               f"across {quartiles('across_m', 1e3)} yaw {quartiles('yaw_deg')} height "
               f"{quartiles('above_bottom_m', 1e3, absolute=False)}; lifted after the first close {len(lifted)}, "
-              f"of them tilted > 20 deg {int((tilts > 20).sum())}")
+              f"of them tilted > 20 deg {int((tilts > 20).sum())}; closed for {quartiles('held_ticks')} ticks before "
+              f"the first re-open; finger width 10 ticks after the close {quartiles('width_m', 1e3)} mm")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from gato_robot.model.checkpoint import load_checkpoint, save_checkpoint
 from gato_robot.model.config import preset
 from gato_robot.model.policy import GatoPolicy
 from gato_robot.deploy.replay import ReplayTopics, replay_bag
+from gato_robot.ros.convert import MessageError
 from gato_robot.robot.description import PANDA
 from gato_robot.runtime.export import export_onnx
 from gato_robot.runtime.onnx_runner import OnnxRunner
@@ -198,7 +199,22 @@ def test_damaged_bag(valid, tmp_path, how, which):
     which = which if which == "metadata.yaml" else next(p.name for p in bag.iterdir() if p.suffix == ".db3")
     damage(valid["bag"] / which, bag / which, how)
     loop = ControlLoop(load_policy(valid["checkpoint"]), CartesianActionMapper())
-    expect_damage_named(lambda: replay_bag(bag, loop, ReplayTopics(cameras={})), bag, how)
+    # a flip inside a message (a joint's name, an image's encoding) leaves a readable bag whose message
+    # the stack cannot use: named with the bag, topic and time
+    expect_damage_named(lambda: replay_bag(bag, loop, ReplayTopics(cameras={})), bag, how, also=(MessageError,))
+
+
+def test_a_bag_message_the_stack_cannot_use_is_named_with_its_bag_topic_and_time(valid, tmp_path):
+    """Found by the bit flips above: a flip turned 'panda_joint7' into 'panda^joint7'."""
+    bag = copy_dir(valid["bag"], tmp_path / "bag")
+    database = next(p for p in bag.iterdir() if p.suffix == ".db3")
+    data = database.read_bytes()
+    assert data.count(b"panda_joint7") >= 1
+    database.write_bytes(data.replace(b"panda_joint7", b"panda^joint7"))
+    loop = ControlLoop(load_policy(valid["checkpoint"]), CartesianActionMapper())
+    with pytest.raises(MessageError, match=r"topic /joint_states at [0-9.]+ s: joint state lacks joint\(s\) \['panda_joint7'\]") as error:
+        replay_bag(bag, loop, ReplayTopics(cameras={}))
+    assert str(bag) in str(error.value)
 
 
 @pytest.mark.parametrize("field", ["duration", "starting_time"])

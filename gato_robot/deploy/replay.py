@@ -18,7 +18,7 @@ import numpy as np
 from .control import ControlLoop
 from ..robot.description import PANDA
 from ..ros.bag import open_bag
-from ..ros.convert import image_to_rgb, joint_state_to_sample, stamp_seconds
+from ..ros.convert import MessageError, image_to_rgb, joint_state_to_sample, stamp_seconds
 from ..observation import Frame, JointSample, newest
 
 
@@ -75,14 +75,17 @@ def replay_bag(bag: str | Path, loop: ControlLoop, topics: ReplayTopics) -> Repl
             while next_tick is not None and stamp > next_tick + 1e-9:
                 tick(next_tick)
                 next_tick = ticks[0][0] + len(ticks) * period
-            if connection.topic == topics.joint_states:  # the node's bookkeeping: out-of-order samples dropped
-                joints = newest(joint_state_to_sample(message, topics.arm_joints, topics.finger_joints, stamp),
-                                joints) or joints
-                if next_tick is None:
-                    next_tick = stamp
-            else:
-                name = by_topic[connection.topic]
-                frames[name] = newest(Frame(image_to_rgb(message), stamp), frames.get(name)) or frames[name]
+            try:
+                if connection.topic == topics.joint_states:  # the node's bookkeeping: out-of-order samples dropped
+                    joints = newest(joint_state_to_sample(message, topics.arm_joints, topics.finger_joints, stamp),
+                                    joints) or joints
+                    if next_tick is None:
+                        next_tick = stamp
+                else:
+                    name = by_topic[connection.topic]
+                    frames[name] = newest(Frame(image_to_rgb(message), stamp), frames.get(name)) or frames[name]
+            except MessageError as error:  # as `data import-bag`: which bag, topic and time, not only the field
+                raise MessageError(f"bag {bag}: topic {connection.topic} at {stamp:.3f} s: {error}") from error
         if next_tick is not None:
             tick(next_tick)
     held = np.full(len(loop.limits.lower), np.nan)
