@@ -1,14 +1,16 @@
-"""Where each policy closes its gripper on the red object: the tool centre point's offset from red's
-centre in red's own frame (m), the yaw error to red's nearest face pair (deg, wrapped to +-45), the
-TCP height above red's bottom (m), and whether red was then lifted level or tipped.
+"""Where each policy closes its gripper on the red object and what follows: the tool centre point's
+offset from red's centre in red's own frame, the yaw error to red's nearest face pair (wrapped to
++-45 deg), the TCP height above red's bottom, how many ticks the command stays closed, the finger
+width once closed, and whether red was then lifted level or tipped.
 
-A diagnostic of the flat triplet (#12): the flat red block is 7 x 6 x 2.5 cm against training
-objects of 4-5.5 cm, so the fingers keep 0.5-1 cm on each side where training objects leave 1-2 cm,
-and an off-centre close lifts it on its edge (`results/shipped/test-4-flat-seed0-failure-frames.jpg`).
-The policies drive through the environment's Cartesian action path (as `sim dagger` does), decoded
-as deployed; `sim eval` scores them through the deployment loop, so success rates here are a
-reading, not the policy's score. ``--gripper-hold N`` latches a closed gripper until the policy has
-asked for open N ticks running: whether a grasp the policy commits to would stack the flat block.
+A diagnostic of the flat triplet (#12; results/ablation-history.md, "Round 27"): the flat red block
+is 7 x 6 x 2.5 cm, 6 cm across the fingers against training objects' 4-5.5 cm. The policies drive
+through the environment's Cartesian action path (as `sim dagger` does), decoded as deployed;
+`sim eval` scores them through the deployment loop, so success rates here are a reading, not the
+policy's score. ``--gripper-hold N`` latches a closed gripper until the policy has asked for open
+N ticks running: whether a grasp held for the policy would let it lift. ``--closed-width-scale S``
+shows the policy the finger width times S while its gripper is commanded closed (a probe of what the
+width reading causes; the fingers themselves are untouched).
 
     MUJOCO_GL=egl .venv/bin/python scripts/grasp_alignment.py --triplet test-4-flat --episodes 16 \
         --policy gato-cpu-small --policy bc-imp
@@ -31,8 +33,8 @@ class RecordingAgent:
     """Delegates to a :class:`PolicyAgent` and keeps, per row and tick, the TCP pose, red's pose
     and the command it returned."""
 
-    def __init__(self, agent: PolicyAgent, hold_ticks: int = 0):
-        self.agent, self.ticks, self.hold_ticks = agent, [], hold_ticks
+    def __init__(self, agent: PolicyAgent, hold_ticks: int = 0, closed_width_scale: float = 1.0):
+        self.agent, self.ticks, self.hold_ticks, self.closed_width_scale = agent, [], hold_ticks, closed_width_scale
         self.closed, self.opening = np.zeros(0, bool), np.zeros(0, int)
 
     def reset_batch(self, envs, seeds) -> None:
@@ -41,13 +43,15 @@ class RecordingAgent:
         self.agent.reset_batch(envs, seeds)
 
     def act_batch(self, observations: list[dict], infos: list[dict]) -> np.ndarray:
-        actions = self.agent.act_batch(observations, infos)
+        seen = [{**o, "gripper_width": o["gripper_width"] * self.closed_width_scale} if closed else o
+                for o, closed in zip(observations, self.closed)]  # the counterfactual width, while closed
+        actions = self.agent.act_batch(seen, infos)
         if self.hold_ticks:  # a closed gripper opens only after the policy asked for it hold_ticks ticks running
             wants_open = actions[:, 4] <= CLOSE
             self.opening = np.where(self.closed & wants_open, self.opening + 1, 0)
             keep = self.closed & wants_open & (self.opening < self.hold_ticks)
             actions[keep, 4] = 1.0
-            self.closed = actions[:, 4] > CLOSE
+        self.closed = actions[:, 4] > CLOSE
         for row, (observation, info, action) in enumerate(zip(observations, infos, actions)):
             red = info["objects"]["red"]
             tcp = observation["tcp_pose"]
@@ -88,6 +92,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--gripper-hold", type=int, default=0,
                         help="ticks the policy must ask for open before a closed gripper opens (0: as deployed)")
+    parser.add_argument("--closed-width-scale", type=float, default=1.0,
+                        help="while the gripper is commanded closed the policy reads the finger width times this "
+                             "(1: as deployed; a counterfactual probe, never a deployment option)")
     args = parser.parse_args()
     name = triplet_names(args.triplet)[0]
     envs = [make_env("mujoco", name) for _ in range(args.batch)]
@@ -95,7 +102,8 @@ def main() -> None:
           "at the first close: |offset| along/across red's axes (mm), |yaw error| (deg), TCP above red's bottom (mm); "
           "then ticks until the command opens again and the finger width; medians [quartiles]")
     for path in args.policy:
-        agent = RecordingAgent(PolicyAgent(path, batch_size=args.batch), args.gripper_hold)
+        agent = RecordingAgent(PolicyAgent(path, batch_size=args.batch), args.gripper_hold,
+                               args.closed_width_scale)
         closes, successes = [], 0
         for start in range(args.seed, args.seed + args.episodes, args.batch):
             seeds = list(range(start, min(start + args.batch, args.seed + args.episodes)))
