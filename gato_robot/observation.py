@@ -8,7 +8,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .proprio import proprio_vector
+from .proprio import GRASP_SENSOR, proprio_vector
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class Observation:
         laid out as the environment's ``proprio_layout`` says (joint angles, joint velocities,
         gripper width, TCP position and quaternion for RGB stacking).
     instruction: task text, e.g. "stack the red object on the blue object".
+    extras: sensor values beyond the proprioception layout, by name: ``gripper_grasp`` (1,), the
+        grasp flag (:func:`gato_robot.proprio.grasp_detected`).
     """
 
     images: Mapping[str, np.ndarray]
@@ -32,11 +34,13 @@ class Observation:
                      instruction: str) -> "Observation":
         """The one way a live observation is built (simulators, the control loop, the node): a
         sensors dict holding each camera's image by name and the proprioception parts of
-        :data:`gato_robot.proprio.PROPRIO_LAYOUT`. A missing camera raises KeyError naming it."""
+        :data:`gato_robot.proprio.PROPRIO_LAYOUT`, and the grasp flag (``gripper_grasp``) where the
+        robot gives one (it goes to ``extras``). A missing camera raises KeyError naming it."""
         missing = [name for name in camera_names if name not in sensors]
         if missing:
             raise KeyError(f"no image from camera(s) {missing}; the policy's cameras are {list(camera_names)}")
-        return cls({name: sensors[name] for name in camera_names}, proprio_vector(sensors), instruction)
+        extras = {GRASP_SENSOR: np.asarray(sensors[GRASP_SENSOR], np.float64).reshape(-1)} if GRASP_SENSOR in sensors else {}
+        return cls({name: sensors[name] for name in camera_names}, proprio_vector(sensors), instruction, extras)
 
 
 @dataclass(frozen=True)

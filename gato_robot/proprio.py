@@ -58,3 +58,33 @@ def proprio_vector(observation: Mapping[str, np.ndarray]) -> np.ndarray:
             raise ValueError(f"proprio '{key}': expected {size} values, got shape {value.shape}")
         parts.append(value)
     return np.concatenate(parts)
+
+
+GRASP_SENSOR = "gripper_grasp"
+"""Sensor name of the grasp flag (:func:`grasp_detected`) in a sensors dict and ``Observation.extras``."""
+GRASP_MIN_WIDTH_M = 0.005
+"""Fingers commanded closed but held further apart than this (m) are closed on something."""
+
+
+def grasp_detected(commanded_width_m, measured_width_m, max_width_m: float):
+    """1.0 where the gripper holds something, else 0.0 (floats; numpy arrays broadcast).
+
+    Holding: commanded closed (the finger target, m, below half the opening ``max_width_m``) and the
+    fingers measured more than :data:`GRASP_MIN_WIDTH_M` apart, so something stops them. The
+    RGB-stacking benchmark's robot reports such a flag (``gripper/grasp``, the Robotiq's object
+    detection; Lee et al. 2021), libfranka as ``GripperState::is_grasped``. Unlike the width, it
+    reads the same on a block of any size, so a closed grasp on an object wider than any training
+    object reads as one (results/ablation-history.md round 28)."""
+    closed = np.asarray(commanded_width_m) < 0.5 * max_width_m
+    return (closed & (np.asarray(measured_width_m) > GRASP_MIN_WIDTH_M)).astype(np.float64)
+
+
+def grasp_flags(widths_m: np.ndarray, gripper_actions: np.ndarray, max_width_m: float) -> np.ndarray:
+    """The grasp flag of each timestep of a recorded episode: (T,) finger widths (m) and (T,)
+    gripper actions in [-1, 1] (+1 closes; the width target is ``max * (1 - a) / 2``, as the action
+    path maps it). The command in force at timestep t is the action of t - 1; the episode starts
+    commanded open (0.0 at t = 0). A store records the expert's labels, not the executed actions
+    (DART): where the executed gripper was flipped, the flag reads the label's command."""
+    widths_m, gripper_actions = np.asarray(widths_m, np.float64), np.asarray(gripper_actions, np.float64)
+    commanded = np.concatenate([[max_width_m], max_width_m * (1.0 - gripper_actions[:-1]) / 2.0])
+    return grasp_detected(commanded, widths_m, max_width_m)

@@ -17,6 +17,7 @@ import numpy as np
 from gymnasium import spaces
 
 from gato_robot.action_spec import RGB_STACKING_ACTIONS
+from gato_robot.proprio import GRASP_SENSOR, grasp_detected
 from gato_robot.robot.action_path import CartesianActionMapper, JointCommand
 from gato_robot.task import RGB_STACKING
 
@@ -80,6 +81,7 @@ class RGBStackingEnv(gym.Env):
             "joint_velocities": spaces.Box(-np.inf, np.inf, (7,), np.float64),
             "gripper_width": spaces.Box(0.0, scene.arm.max_gripper_width_m, (1,), np.float64),
             "tcp_pose": spaces.Box(-np.inf, np.inf, (7,), np.float64),
+            GRASP_SENSOR: spaces.Box(0.0, 1.0, (1,), np.float64),
         })
         self.triplet: Triplet | None = None
         self._steps = 0
@@ -207,7 +209,9 @@ class RGBStackingEnv(gym.Env):
     def _observation(self) -> dict[str, np.ndarray]:
         q, dq, width = self._arm_state()
         observation = {"joint_positions": q, "joint_velocities": dq, "gripper_width": np.array([width]),
-                       "tcp_pose": self.mapper.tcp_pose(q)}
+                       "tcp_pose": self.mapper.tcp_pose(q),
+                       GRASP_SENSOR: np.atleast_1d(grasp_detected(self._gripper_target, width,
+                                                                  self.scene.arm.max_gripper_width_m))}
         if self.render_cameras:
             observation.update({c.name: self.render_camera(c.name) for c in self.scene.cameras})
         return observation

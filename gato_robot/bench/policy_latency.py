@@ -17,6 +17,7 @@ from tqdm import tqdm
 from ..model.config import preset
 from ..model.policy import GatoPolicy, batch_to_torch
 from ..observation import Observation
+from ..proprio import GRASP_SENSOR
 from ..task import RGB_STACKING
 from ..tokenizer.ids import CONTINUOUS_OFFSET
 from ..tokenizer.sequence import GatoTokenizer, Modality, TokenSequence, concat_sequences, stack_sequences
@@ -38,7 +39,7 @@ def random_observation(tokenizer: GatoTokenizer, rng: np.random.Generator) -> Ob
     images = {name: rng.integers(0, 256, (spec.image_height, spec.image_width, 3), dtype=np.uint8)
               for name in spec.camera_names}
     return Observation(images=images, proprio=rng.normal(size=spec.proprio_dim),
-                       instruction=RGB_STACKING.instruction)
+                       instruction=RGB_STACKING.instruction, extras={GRASP_SENSOR: np.zeros(1)})
 
 
 def bench_policy(preset_name: str, steps: int = 50, seed: int = 0, threads: int | None = None) -> PolicyLatencyReport:

@@ -78,6 +78,10 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                                                        "gripper's horizontal offset from the blocks in the images."),
                   gripper_first: bool = typer.Option(False, help="Decode the gripper token before the motion tokens "
                                                      "(Gato's order is the action vector's: motion, then gripper)."),
+                  grasp_sensor: bool = typer.Option(False, help="Give the policy the grasp flag as one more token "
+                                                    "(1 while the gripper is commanded closed and something holds the "
+                                                    "fingers apart), as the benchmark's robot reports it; off: "
+                                                    "Gato's 22 proprioception values."),
                   sharding: str = typer.Option("ddp", help="Under torchrun: ddp replicates the policy on every "
                                                "process, fsdp shards weights, gradients and optimizer state across "
                                                "them (FSDP2; for the gato-364m and gato-1.18b presets)."),
@@ -110,7 +114,7 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          velocity_dropout=velocity_dropout,
                          joint_velocities=joint_velocities,
                          planar_position=planar_position,
-                         gripper_first=gripper_first, heldout_store=str(heldout_store) if heldout_store else None,
+                         gripper_first=gripper_first, grasp_sensor=grasp_sensor, heldout_store=str(heldout_store) if heldout_store else None,
                          heldout_windows=heldout_windows, ema_decay=ema_decay, sharding=sharding,
                          skip_damaged=skip_damaged)
     with _clear_errors():

@@ -50,7 +50,8 @@ from ..errors import DamagedFileError
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..observation import Observation
-from ..proprio import JOINT_VELOCITIES
+from ..proprio import GRASP_SENSOR, JOINT_VELOCITIES, PROPRIO_OFFSETS, grasp_flags
+from ..robot.description import ArmDescription
 from ..tokenizer.ids import PAD_ID
 from ..tokenizer.sequence import (GatoTokenizer, Modality, TimestepSpec, TokenSequence, concat_sequences,
                                   stack_sequences)
@@ -59,6 +60,8 @@ from .episodes import EpisodeMeta, EpisodeReader, EpisodeStore
 
 LOGGER = logging.getLogger(__name__)
 REPLACEMENT_STRIDE = 7919  # windows; a prime, so the replacements of one damaged episode spread over the store
+RECORDING_ARM = ArmDescription()
+"""The arm the stores were recorded with (the simulators' Panda): its opening maps gripper actions to widths."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,8 @@ class EpisodeWindows:
         if not 0.0 <= velocity_dropout < 1.0:
             raise ValueError(f"velocity_dropout must be in [0, 1), got {velocity_dropout}")
         keep = np.arange(spec.proprio_dim) if spec.proprio_keep is None else np.asarray(spec.proprio_keep)
-        self._velocity_tokens = np.isin(keep, JOINT_VELOCITIES)  # which of a timestep's proprio tokens are velocities
+        # which of a timestep's proprio tokens are velocities (the grasp flag's token, last, is not)
+        self._velocity_tokens = np.concatenate([np.isin(keep, JOINT_VELOCITIES), np.zeros(int(spec.grasp_sensor), bool)])
         if velocity_dropout and not self._velocity_tokens.any():
             raise ValueError("velocity_dropout needs a policy that sees the joint velocities (it leaves them out)")
         self.velocity_dropout = velocity_dropout
@@ -130,10 +134,11 @@ class EpisodeWindows:
         proprio, actions = reader.proprio(window.start, stop).astype(np.float64), reader.actions(window.start, stop)
         if self.proprio_noise_std is not None:
             proprio = proprio + rng.normal(0.0, 1.0, proprio.shape) * self.proprio_noise_std
+        grasp = self._grasp_flags(reader, window.start, stop) if self.tokenizer.spec.grasp_sensor else None
         parts, position_rng = [], rng if self.patch_position_jitter else None
         for t in range(stop - window.start):
             observation = Observation({name: images[name][t] for name in self.tokenizer.spec.camera_names},
-                                      proprio[t], meta.instruction)
+                                      proprio[t], meta.instruction, {} if grasp is None else {GRASP_SENSOR: grasp[t:t + 1]})
             parts.append(self.tokenizer.encode_timestep(observation, self.action_spec.normalize(actions[t]),
                                                         position_rng))
         sequence = concat_sequences(parts)
@@ -143,6 +148,16 @@ class EpisodeWindows:
         if self.velocity_dropout and rng.random() < self.velocity_dropout:  # drawn after: other draws unchanged
             sequence = replace(sequence, token_ids=np.where(self._velocity_mask(sequence), PAD_ID, sequence.token_ids))
         return sequence
+
+    @staticmethod
+    def _grasp_flags(reader: EpisodeReader, start: int, stop: int) -> np.ndarray:
+        """The grasp flag of timesteps [start, stop) (:func:`gato_robot.proprio.grasp_flags`: the
+        width measured then, the gripper action of the timestep before), from the recorded values
+        (not the noisy proprioception the policy may be shown)."""
+        first = max(start - 1, 0)
+        widths = reader.proprio(first, stop)[:, PROPRIO_OFFSETS["gripper_width"]]
+        flags = grasp_flags(widths, reader.actions(first, stop)[:, -1], RECORDING_ARM.max_gripper_width_m)
+        return flags[start - first:]
 
     def _velocity_mask(self, sequence: TokenSequence) -> np.ndarray:
         """Which tokens of ``sequence`` are joint velocities: each timestep's proprio tokens in keep order."""

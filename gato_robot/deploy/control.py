@@ -29,6 +29,7 @@ import numpy as np
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..robot.action_path import CartesianActionMapper
 from ..observation import Frame, JointCommand, JointSample, Observation
+from ..proprio import GRASP_SENSOR, grasp_detected
 from .policy import DeployedPolicy
 from .safety import MotionHistory, SafetyLimits, UnsafeCommand, Watchdog, WatchdogConfig
 from ..task import RGB_STACKING
@@ -257,7 +258,9 @@ class ControlLoop:
         try:
             sensors = {**{name: frame.image for name, frame in frames.items()},
                        "joint_positions": q, "joint_velocities": joints.velocities,
-                       "gripper_width": joints.gripper_width, "tcp_pose": self.mapper.tcp_pose(q)}
+                       "gripper_width": joints.gripper_width, "tcp_pose": self.mapper.tcp_pose(q),
+                       GRASP_SENSOR: grasp_detected(self.last_command.gripper_width, joints.gripper_width,
+                                                    self.limits.max_gripper_width_m)}
             observation = Observation.from_sensors(sensors, self.policy.inputs.camera_names, self.config.instruction)
             encoded = self.policy.encode(observation)
         except Exception as error:

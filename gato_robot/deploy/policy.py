@@ -26,6 +26,7 @@ import numpy as np
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
 from ..errors import DamagedFileError, read_json_object
 from ..observation import Observation
+from ..proprio import GRASP_SENSOR
 from ..runtime.base import PolicyRunner
 from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE, check_expectation
 
@@ -113,7 +114,7 @@ class GatoDeployment:
         restored, so the actions that follow are those of a policy that never warmed up."""
         spec = self.tokenizer.spec
         images = {name: np.full((spec.image_height, spec.image_width, 3), 127, np.uint8) for name in spec.camera_names}
-        tokens = self.encode(Observation(images, np.zeros(spec.proprio_dim), self.instruction))
+        tokens = self.encode(Observation(images, np.zeros(spec.proprio_dim), self.instruction, {GRASP_SENSOR: np.zeros(1)}))
         generators, elapsed = copy.deepcopy(self.runner.rngs), 0.0
         for _ in range(iterations):
             self.runner.reset()

@@ -26,7 +26,7 @@ from enum import IntEnum
 import numpy as np
 
 from ..observation import Observation
-from ..proprio import check_proprio_keep, proprio_keep_for
+from ..proprio import GRASP_SENSOR, check_proprio_keep, proprio_keep_for
 from ..task import RGB_STACKING
 from .errors import TokenizationError
 from .ids import IMAGE_PLACEHOLDER_ID, PAD_ID, SEPARATOR_ID
@@ -71,6 +71,9 @@ class TimestepSpec:
     decoded after the motion, it learns to read the decision off the motion tokens instead (the
     expert's grasp is the one state where all four are exactly zero), a cue the policy's own
     decoded motion never reproduces (``results/policy-diagnosis.md``).
+    grasp_sensor: one more continuous token after the proprioception, the grasp flag (0 or 1:
+    :func:`gato_robot.proprio.grasp_detected`, ``Observation.extras["gripper_grasp"]``), as the
+    benchmark's robots report one; False (Gato's 22 values) leaves it out.
     """
 
     camera_names: tuple[str, ...] = RGB_STACKING.camera_names
@@ -84,6 +87,7 @@ class TimestepSpec:
     proprio_std: tuple[float, ...] | None = None
     proprio_keep: tuple[int, ...] | None = None
     action_order: tuple[int, ...] | None = None
+    grasp_sensor: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "text_model", portable_text_model(self.text_model))
@@ -113,7 +117,8 @@ class TimestepSpec:
 
     @property
     def proprio_tokens(self) -> int:
-        return self.proprio_dim if self.proprio_keep is None else len(self.proprio_keep)
+        kept = self.proprio_dim if self.proprio_keep is None else len(self.proprio_keep)
+        return kept + int(self.grasp_sensor)
 
     @property
     def patches_per_image(self) -> int:
@@ -248,6 +253,16 @@ class GatoTokenizer:
                 [ids, np.full(self.spec.text_tokens - len(ids), PAD_ID, np.int64)])
         return self._text_cache[instruction]
 
+    def _grasp_flag(self, observation: Observation) -> np.ndarray:
+        """The observation's grasp flag as a (1,) array, checked (a spec with ``grasp_sensor``)."""
+        if GRASP_SENSOR not in observation.extras:
+            raise TokenizationError(f"observation has no '{GRASP_SENSOR}' value; this policy reads the grasp flag "
+                                    "(gato_robot.proprio.grasp_detected)")
+        flag = np.asarray(observation.extras[GRASP_SENSOR], dtype=np.float64).reshape(-1)
+        if flag.shape != (1,) or not 0.0 <= flag[0] <= 1.0:
+            raise TokenizationError(f"{GRASP_SENSOR}: expected one value in [0, 1], got {flag.tolist()}")
+        return flag
+
     def _validate(self, observation: Observation) -> np.ndarray:
         spec = self.spec
         missing = [name for name in spec.camera_names if name not in observation.images]
@@ -279,7 +294,10 @@ class GatoTokenizer:
         for camera_index, name in enumerate(spec.camera_names):
             parts.append(self._image_tokens(observation.images[name], name, position, rng))
             position += spec.patches_per_image
-        parts.append(TokenSequence.of_tokens(self.proprio_token_ids(proprio), Modality.CONTINUOUS, position))
+        proprio_ids = self.proprio_token_ids(proprio)
+        if spec.grasp_sensor:
+            proprio_ids = np.concatenate([proprio_ids, tokenize_continuous(self._grasp_flag(observation))])
+        parts.append(TokenSequence.of_tokens(proprio_ids, Modality.CONTINUOUS, position))
         position += spec.proprio_tokens
         parts.append(TokenSequence.of_tokens(np.array([SEPARATOR_ID]), Modality.SEPARATOR, position))
         return concat_sequences(parts)

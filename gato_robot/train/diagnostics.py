@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
-from ..data.dataset import EpisodeWindows
+from ..data.dataset import RECORDING_ARM, EpisodeWindows
 from ..data.episodes import EpisodeReader
 from ..model.policy import INPUT_NAMES, GatoPolicy, batch_to_torch
 from ..observation import Observation
-from ..proprio import PROPRIO_OFFSETS
+from ..proprio import GRASP_SENSOR, PROPRIO_OFFSETS, grasp_flags
 from ..runtime.base import MOTION_DIMS, choose_bin
 from ..tokenizer.ids import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
 from ..tokenizer.sequence import GatoTokenizer, stack_sequences
@@ -94,9 +94,11 @@ def grasp_decision(policy: GatoPolicy, episodes: list, spec: ActionSpec = RGB_ST
             actions, proprio = reader.actions(0, meta.steps), reader.proprio(0, meta.steps)
             width = proprio[:, PROPRIO_OFFSETS["gripper_width"]]
             triggers = np.flatnonzero((actions[:, -1] > 0) & (width > width.max() - 0.002))
+            grasp = grasp_flags(width, actions[:, -1], RECORDING_ARM.max_gripper_width_m)
             for t in triggers:
                 images = {name: frames[0] for name, frames in reader.images(int(t), int(t) + 1).items()}
-                observation = Observation(images, proprio[t].astype(np.float64), meta.instruction)
+                observation = Observation(images, proprio[t].astype(np.float64), meta.instruction,
+                                          {GRASP_SENSOR: grasp[t:t + 1]})
                 tokens = batch_to_torch(stack_sequences([tokenizer.encode_observation(observation)]))
                 expert_bins = tokenizer.encode_action(spec.normalize(actions[t])).token_ids - CONTINUOUS_OFFSET
                 for forced, out in ((True, teacher), (False, own)):

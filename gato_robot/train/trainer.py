@@ -77,6 +77,7 @@ class TrainConfig:
     joint_velocities: bool = True  # False: leave them out of the tokens (a copycat shortcut, TimestepSpec)
     planar_position: bool = True  # False: leave out the joint angles and TCP x, y (proprio.PLANAR_POSITION)
     gripper_first: bool = False  # decode the gripper token before the motion (TimestepSpec.action_order)
+    grasp_sensor: bool = False  # one more token: the grasp flag (TimestepSpec.grasp_sensor; proprio.grasp_detected)
     max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
     heldout_store: str | None = None  # episode store never trained on: metrics at every checkpoint
     heldout_windows: int = 96
@@ -198,6 +199,8 @@ def model_config(config: TrainConfig, episodes: list | None = None) -> GatoConfi
         timestep = replace(timestep, proprio_keep=keep)
     if config.gripper_first:
         timestep = replace(timestep, action_order=GRIPPER_FIRST)
+    if config.grasp_sensor:
+        timestep = replace(timestep, grasp_sensor=True)
     return replace(base, context_tokens=config.window_timesteps * timestep.timestep_tokens, timestep=timestep)
 
 

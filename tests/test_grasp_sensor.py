@@ -1,0 +1,118 @@
+"""The grasp flag (``TimestepSpec.grasp_sensor``): one rule in the simulators, the recorded stores
+and the control loop, and one more token only for policies that read it."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from gato_robot.deploy.control import ControlLoop
+from gato_robot.deploy.policy import GatoDeployment
+from gato_robot.model.config import preset
+from gato_robot.model.policy import GatoPolicy
+from gato_robot.observation import Frame, JointCommand, JointSample, Observation
+from gato_robot.proprio import GRASP_SENSOR, PROPRIO_OFFSETS, grasp_detected, grasp_flags
+from gato_robot.robot.action_path import CartesianActionMapper
+from gato_robot.runtime.torch_runner import TorchRunner
+from gato_robot.task import RGB_STACKING
+from gato_robot.tokenizer.errors import TokenizationError
+from gato_robot.tokenizer.mulaw import tokenize_continuous
+from gato_robot.tokenizer.sequence import GatoTokenizer, Modality
+from tests.conftest import make_observation
+
+FLAG_TOKEN = {flag: int(tokenize_continuous(np.array([float(flag)]))[0]) for flag in (0, 1)}
+
+
+def test_holding_means_commanded_closed_with_the_fingers_held_apart():
+    assert grasp_detected(0.0, 0.045, 0.08) == 1.0  # closed on a 4.5 cm block
+    assert grasp_detected(0.0, 0.062, 0.08) == 1.0  # a block wider than any training object reads the same
+    assert grasp_detected(0.0, 0.001, 0.08) == 0.0  # closed on nothing
+    assert grasp_detected(0.08, 0.045, 0.08) == 0.0  # commanded open
+    # A recorded episode: the command in force is the previous timestep's action; it starts open.
+    widths = np.array([0.08, 0.08, 0.032, 0.045, 0.045, 0.07, 0.08])
+    actions = np.array([-1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
+    np.testing.assert_array_equal(grasp_flags(widths, actions, 0.08), [0, 0, 1, 1, 1, 0, 0])
+
+
+def test_a_grasp_sensing_policy_reads_one_more_token_and_refuses_an_observation_without_it(spec, rng):
+    sensing = replace(spec, grasp_sensor=True)
+    assert sensing.observation_tokens == spec.observation_tokens + 1
+    observation = make_observation(spec, rng)
+    plain = GatoTokenizer(spec).encode_observation(observation)
+    with pytest.raises(TokenizationError, match="no 'gripper_grasp' value"):
+        GatoTokenizer(sensing).encode_observation(observation)
+    for flag in (0, 1):
+        tokens = GatoTokenizer(sensing).encode_observation(replace(observation, extras={GRASP_SENSOR: np.array([flag])}))
+        assert tokens.token_ids[-2] == FLAG_TOKEN[flag] and tokens.modality[-2] == Modality.CONTINUOUS
+        np.testing.assert_array_equal(np.delete(tokens.token_ids, -2), plain.token_ids)  # everything else as before
+    with pytest.raises(TokenizationError, match=r"one value in \[0, 1\]"):
+        GatoTokenizer(sensing).encode_observation(replace(observation, extras={GRASP_SENSOR: np.array([2.0])}))
+    assert np.array_equal(GatoTokenizer(spec).encode_observation(  # a policy without it ignores the value
+        replace(observation, extras={GRASP_SENSOR: np.array([1.0])})).token_ids, plain.token_ids)
+
+
+def test_the_simulator_the_store_and_training_windows_give_the_same_flags(tmp_path):
+    """The scripted expert (no noise) grasps, carries and releases red in MuJoCo: the flag the
+    simulator reports each tick is the one training windows compute from the recorded widths and
+    actions, 1 while red is carried and 0 before the grasp."""
+    from gato_robot.data.dataset import EpisodeWindows
+    from gato_robot.data.episodes import EpisodeReader, EpisodeStore
+    from gato_robot.sim.rollout import ExpertAgent, make_env, run_episode
+    from gato_robot.tokenizer.sequence import TimestepSpec
+
+    class FlagRecordingExpert(ExpertAgent):
+        live: list[float] = []
+
+        def act(self, observation, info):
+            self.live.append(float(observation[GRASP_SENSOR][0]))
+            return super().act(observation, info)
+
+    env, agent, seed = make_env("mujoco", "train"), FlagRecordingExpert(), 3
+    store = EpisodeStore(tmp_path / "store", create=True)
+    writer = store.writer("mujoco", "train", seed, RGB_STACKING.instruction)
+    result = run_episode(env, agent, seed, writer=writer)
+    writer.commit(result.success)
+    env.close()
+    live = agent.live
+    assert result.success and live[0] == 0.0 and sum(live) > 20  # carried red for over a second
+    meta = store.episodes(0.0)[0]
+    with EpisodeReader(meta.path) as reader:
+        widths = reader.proprio(0, meta.steps)[:, PROPRIO_OFFSETS["gripper_width"]]
+        recorded = grasp_flags(widths, reader.actions(0, meta.steps)[:, -1], env.scene.arm.max_gripper_width_m)
+    np.testing.assert_array_equal(recorded, live)
+    windows = EpisodeWindows(store, TimestepSpec(grasp_sensor=True), 4, min_return_fraction=0.0,
+                             patch_position_jitter=False)
+    for start in (0, int(np.argmax(recorded)) - 1, meta.steps - 4):  # windows across the grasp
+        tokens = windows.sample(windows.locate(start), np.random.default_rng(0))
+        flag_tokens = tokens.token_ids[tokens.modality == Modality.CONTINUOUS].reshape(4, -1)[:, -1]
+        assert flag_tokens.tolist() == [FLAG_TOKEN[int(f)] for f in recorded[start:start + 4]]
+
+
+def test_the_control_loop_reads_the_flag_off_its_own_gripper_command_and_the_measured_width(rng):
+    torch.manual_seed(0)
+    config = preset("tiny")
+    config = replace(config, timestep=replace(config.timestep, grasp_sensor=True),
+                     context_tokens=config.timestep.timestep_tokens + 1)
+    loop = ControlLoop(GatoDeployment(TorchRunner(GatoPolicy(config)), RGB_STACKING.instruction),
+                       CartesianActionMapper())
+    home = np.asarray(loop.mapper.arm.home_joint_positions)
+    loop.enable(JointSample(home, np.zeros(7), 0.08, 0.0))
+
+    def flag_token(now: float, width: float) -> int:
+        frames = {name: Frame(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), now)
+                  for name in RGB_STACKING.camera_names}
+        pending = loop.begin_tick(now, frames, JointSample(home, np.zeros(7), width, now))
+        tokens = pending.encoded
+        return int(tokens.token_ids[tokens.modality == Modality.CONTINUOUS][-1])
+
+    assert flag_token(0.05, 0.08) == FLAG_TOKEN[0]  # enabled open
+    loop.last_command = JointCommand(home, 0.0)  # the policy closed the gripper
+    assert flag_token(0.10, 0.045) == FLAG_TOKEN[1]  # on a block
+    assert flag_token(0.15, 0.0005) == FLAG_TOKEN[0]  # on nothing
+    loop.last_command = JointCommand(home, 0.08)  # and opened it
+    assert flag_token(0.20, 0.045) == FLAG_TOKEN[0]
+    assert isinstance(Observation.from_sensors({**{n: np.zeros((2, 2, 3)) for n in ("a",)}, "joint_positions": home,
+                                                "joint_velocities": np.zeros(7), "gripper_width": 0.04,
+                                                "tcp_pose": np.zeros(7), GRASP_SENSOR: 1.0}, ("a",), "").extras[
+        GRASP_SENSOR], np.ndarray)
