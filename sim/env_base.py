@@ -3,7 +3,8 @@
 Action: the 5-D RGB-stacking action in physical units (TCP velocity m/s, wrist yaw rate rad/s,
 gripper command in [-1, 1]); it goes through :class:`gato_robot.robot.action_path.CartesianActionMapper`,
 so the engines receive joint position targets exactly as the real arm does.
-Observation: both cameras (uint8 HxWx3) and proprioception (see :mod:`gato_robot.proprio`).
+Observation: both cameras (uint8 HxWx3), proprioception (see :mod:`gato_robot.proprio`) and the
+grasp flag ``gripper_grasp`` (:func:`gato_robot.proprio.grasp_detected` of the finger target and width).
 Reward: the benchmark's sparse stacking reward (1 while red sits on blue, else 0).
 """
 

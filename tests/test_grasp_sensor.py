@@ -116,3 +116,56 @@ def test_the_control_loop_reads_the_flag_off_its_own_gripper_command_and_the_mea
                                                 "joint_velocities": np.zeros(7), "gripper_width": 0.04,
                                                 "tcp_pose": np.zeros(7), GRASP_SENSOR: 1.0}, ("a",), "").extras[
         GRASP_SENSOR], np.ndarray)
+
+
+def test_grasps_and_releases_weigh_more_in_the_loss_and_nothing_else_changes(tmp_path):
+    """Gripper keyframes: the gripper target of the expert's grasp and release timesteps (its label
+    changing sign) carries the weight; every other token of every window stays as without it, and
+    the policy's loss is the weighted mean of its targets."""
+    from tests.conftest import write_expert_store
+
+    from gato_robot.data.dataset import EpisodeWindows
+    from gato_robot.data.episodes import EpisodeReader, EpisodeStore
+    from gato_robot.model.policy import batch_to_torch
+    from gato_robot.tokenizer.sequence import TimestepSpec, stack_sequences
+
+    store = EpisodeStore(write_expert_store(tmp_path / "store", [3]))
+    meta = store.episodes(0.0)[0]
+    with EpisodeReader(meta.path) as reader:
+        gripper = np.sign(reader.actions(0, meta.steps)[:, -1])
+    expected = np.flatnonzero(gripper != np.concatenate([[-1.0], gripper[:-1]]))
+    assert len(expected) >= 2  # a grasp and a release
+    spec = TimestepSpec(grasp_sensor=True, action_order=(4, 0, 1, 2, 3))
+
+    def window(weight, start):
+        windows = EpisodeWindows(store, spec, 4, min_return_fraction=0.0, patch_position_jitter=False,
+                                 gripper_keyframe_weight=weight)
+        return windows.sample(windows.locate(start), np.random.default_rng(0))
+
+    weighted_at = []
+    for start in range(0, meta.steps - 3, 4):
+        plain, weighted = window(1.0, start), window(20.0, start)
+        np.testing.assert_array_equal(plain.token_ids, weighted.token_ids)
+        changed = np.flatnonzero(plain.loss_mask != weighted.loss_mask)
+        assert np.all(weighted.loss_mask[changed] == 20.0) and np.all(plain.loss_mask[changed] == 1.0)
+        actions = np.flatnonzero(weighted.modality == Modality.ACTION).reshape(4, 5)
+        assert set(changed) <= set(actions[:, 0])  # the gripper token, decoded first here
+        weighted_at += [start + int(np.flatnonzero(actions[:, 0] == i)[0]) for i in changed]
+    assert weighted_at == [t for t in expected if t < (meta.steps - 3) // 4 * 4]
+    with pytest.raises(ValueError, match="gripper_keyframe_weight must be >= 1"):
+        EpisodeWindows(store, spec, 1, min_return_fraction=0.0, gripper_keyframe_weight=0.5)
+
+    torch.manual_seed(0)
+    config = replace(preset("tiny", action_loss="hl_gauss"), timestep=spec)
+    policy = GatoPolicy(replace(config, context_tokens=4 * spec.timestep_tokens))
+    start = int(expected[1]) - 1  # a window holding the grasp
+    plain, weighted = (batch_to_torch(stack_sequences([window(w, start)])) for w in (1.0, 20.0))
+    with torch.no_grad():
+        loss_plain, loss_weighted = float(policy.loss(plain)), float(policy.loss(weighted))
+        targets = (plain["modality"][:, 1:] == Modality.ACTION).sum().item()
+        flipped = plain.copy()  # every target but the keyframe's at weight 0 + epsilon: its own loss
+        keyframe = torch.nonzero(weighted["loss_mask"] == 20.0)[0, 1].item()
+        flipped["loss_mask"] = torch.where(plain["modality"] == Modality.ACTION, 1e-9, plain["loss_mask"])
+        flipped["loss_mask"][0, keyframe] = 1.0
+        keyframe_loss = float(policy.loss(flipped))
+    assert loss_weighted == pytest.approx((loss_plain * targets + 19 * keyframe_loss) / (targets + 19), rel=1e-4)

@@ -82,6 +82,9 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                                                     "(1 while the gripper is commanded closed and something holds the "
                                                     "fingers apart), as the benchmark's robot reports it; off: "
                                                     "Gato's 22 proprioception values."),
+                  gripper_keyframe_weight: float = typer.Option(1.0, min=1.0, help="Loss weight of the gripper "
+                                                                "target where the expert grasps or releases "
+                                                                "(keyframes, Wen et al. 2021); 1: every target alike."),
                   sharding: str = typer.Option("ddp", help="Under torchrun: ddp replicates the policy on every "
                                                "process, fsdp shards weights, gradients and optimizer state across "
                                                "them (FSDP2; for the gato-364m and gato-1.18b presets)."),
@@ -114,7 +117,8 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          velocity_dropout=velocity_dropout,
                          joint_velocities=joint_velocities,
                          planar_position=planar_position,
-                         gripper_first=gripper_first, grasp_sensor=grasp_sensor, heldout_store=str(heldout_store) if heldout_store else None,
+                         gripper_first=gripper_first, grasp_sensor=grasp_sensor,
+                         gripper_keyframe_weight=gripper_keyframe_weight, heldout_store=str(heldout_store) if heldout_store else None,
                          heldout_windows=heldout_windows, ema_decay=ema_decay, sharding=sharding,
                          skip_damaged=skip_damaged)
     with _clear_errors():

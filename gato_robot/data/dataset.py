@@ -32,6 +32,13 @@ previous command (``results/velocity-leak.txt``); a window without it must be ac
 images and the pose, so the velocities cannot become the whole answer a policy copies closed-loop.
 Measured in results/ablation-history.md round 24 (25/50, 31/150 against 19/50, 39/150 without it): not shipped.
 
+Gripper keyframes (``gripper_keyframe_weight`` > 1; keyframe-focused imitation, Wen et al. 2021):
+the gripper action token of a timestep whose gripper label differs in sign from the timestep
+before (a grasp or a release; the first timestep compares with an open gripper) weighs that much
+in the loss (``loss_mask``), every other target 1. A policy that reads the grasp flag can take
+"hold while holding" from it for all but these few targets (the copycat shortcut); weighted, the
+releases and grasps that must come from the images count as they matter closed loop.
+
 Sampling is a pure function of (seed, step, index in batch), so a resumed run sees exactly the
 batches an uninterrupted one would. With ``skip_damaged`` an episode that fails to read (a damaged
 chunk: :class:`DamagedFileError`) is warned about once by name and never drawn again; a window that
@@ -75,7 +82,7 @@ class EpisodeWindows:
                  min_return_fraction: float = 0.8, action_spec: ActionSpec = RGB_STACKING_ACTIONS,
                  episodes: list[EpisodeMeta] | None = None, patch_position_jitter: bool = True,
                  random_shift_px: int = 0, skip_damaged: bool = False, proprio_noise_std: np.ndarray | None = None,
-                 proprio_dropout: float = 0.0, velocity_dropout: float = 0.0):
+                 proprio_dropout: float = 0.0, velocity_dropout: float = 0.0, gripper_keyframe_weight: float = 1.0):
         self.episodes = episodes if episodes is not None else store.episodes(min_return_fraction)
         if not self.episodes:
             raise ValueError(f"no usable episodes in {store.root} (after the {min_return_fraction:.0%} return filter)")
@@ -96,6 +103,10 @@ class EpisodeWindows:
         if velocity_dropout and not self._velocity_tokens.any():
             raise ValueError("velocity_dropout needs a policy that sees the joint velocities (it leaves them out)")
         self.velocity_dropout = velocity_dropout
+        if not gripper_keyframe_weight >= 1.0:
+            raise ValueError(f"gripper_keyframe_weight must be >= 1, got {gripper_keyframe_weight}")
+        self.gripper_keyframe_weight = gripper_keyframe_weight
+        self._gripper_token = spec.action_token_order.index(action_spec.names.index("gripper"))
         self.proprio_noise_std = None
         if proprio_noise_std is not None:
             self.proprio_noise_std = np.asarray(proprio_noise_std, dtype=np.float64)
@@ -142,6 +153,8 @@ class EpisodeWindows:
             parts.append(self.tokenizer.encode_timestep(observation, self.action_spec.normalize(actions[t]),
                                                         position_rng))
         sequence = concat_sequences(parts)
+        if self.gripper_keyframe_weight != 1.0:
+            sequence = self._weigh_gripper_keyframes(sequence, reader, window.start, stop)
         if self.proprio_dropout and rng.random() < self.proprio_dropout:  # drawn last: other draws unchanged
             proprio = sequence.modality == Modality.CONTINUOUS
             sequence = replace(sequence, token_ids=np.where(proprio, PAD_ID, sequence.token_ids))
@@ -158,6 +171,18 @@ class EpisodeWindows:
         widths = reader.proprio(first, stop)[:, PROPRIO_OFFSETS["gripper_width"]]
         flags = grasp_flags(widths, reader.actions(first, stop)[:, -1], RECORDING_ARM.max_gripper_width_m)
         return flags[start - first:]
+
+    def _weigh_gripper_keyframes(self, sequence: TokenSequence, reader: EpisodeReader, start: int,
+                                 stop: int) -> TokenSequence:
+        """``sequence`` with the loss weight of each grasp or release's gripper target raised."""
+        first = max(start - 1, 0)
+        gripper = np.sign(reader.actions(first, stop)[:, self.action_spec.names.index("gripper")])
+        before = np.concatenate([[-1.0], gripper[:-1]])[start - first:]  # the label one timestep earlier
+        keyframes = np.flatnonzero(gripper[start - first:] != before)
+        actions = np.flatnonzero(sequence.modality == Modality.ACTION).reshape(stop - start, -1)
+        loss_mask = sequence.loss_mask.copy()
+        loss_mask[actions[keyframes, self._gripper_token]] = self.gripper_keyframe_weight
+        return replace(sequence, loss_mask=loss_mask)
 
     def _velocity_mask(self, sequence: TokenSequence) -> np.ndarray:
         """Which tokens of ``sequence`` are joint velocities: each timestep's proprio tokens in keep order."""

@@ -132,7 +132,7 @@ class GatoPolicy(nn.Module):
         """The training loss of ``config.action_loss``.
 
         "vocab_ce": masked next-token cross-entropy (Gato Eq. 2), target l counts iff
-        loss_mask[l] == 1, over the whole vocabulary. "hl_gauss": action targets only, logits over
+        loss_mask[l] > 0 (weighted by it: 1 except on keyframes, ``EpisodeWindows``), over the whole vocabulary. "hl_gauss": action targets only, logits over
         the 1024 bins, HL-Gauss soft targets, plus ``expectation_mse_weight`` x the squared error of
         the distribution's physical expectation (normalized action units). Logits are only computed
         where a target counts, which saves the output projection on the ~90% of positions that are
@@ -145,11 +145,13 @@ class GatoPolicy(nn.Module):
             mask = mask & (batch["modality"][:, 1:] == int(Modality.ACTION))
         if not mask.any():
             raise ValueError("batch has no text or action targets: the masked loss is undefined")
+        weights = batch["loss_mask"][:, 1:][mask].float()
         if self.config.action_loss == "vocab_ce":
-            return F.cross_entropy(self.logits(hidden[mask]), targets[mask])
+            per_target = F.cross_entropy(self.logits(hidden[mask]), targets[mask], reduction="none")
+            return (weights * per_target).sum() / weights.sum()
         bins = targets[mask] - CONTINUOUS_OFFSET
         log_p = F.log_softmax(self.action_logits(hidden[mask]).float(), dim=-1)
-        loss = hl_gauss_cross_entropy(log_p, bins, self.config.hl_gauss_sigma_bins)
+        loss = hl_gauss_cross_entropy(log_p, bins, self.config.hl_gauss_sigma_bins, weights)
         if self.config.expectation_mse_weight:
             values = torch.as_tensor(BIN_VALUES, dtype=log_p.dtype, device=log_p.device)
             expected = log_p.exp() @ values
@@ -231,10 +233,12 @@ def hl_gauss_targets(bins: torch.Tensor, num_bins: int, sigma_bins: float) -> to
     return mass / mass.sum(dim=-1, keepdim=True)
 
 
-def hl_gauss_cross_entropy(log_p: torch.Tensor, bins: torch.Tensor, sigma_bins: float) -> torch.Tensor:
+def hl_gauss_cross_entropy(log_p: torch.Tensor, bins: torch.Tensor, sigma_bins: float,
+                           weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy of log-probabilities (N, 1024) over the continuous bins against the
-    HL-Gauss targets of the target bins (N,)."""
-    return -(hl_gauss_targets(bins, log_p.shape[-1], sigma_bins) * log_p).sum(-1).mean()
+    HL-Gauss targets of the target bins (N,); weighted by ``weights`` (N,) when given."""
+    per_target = -(hl_gauss_targets(bins, log_p.shape[-1], sigma_bins) * log_p).sum(-1)
+    return per_target.mean() if weights is None else (weights * per_target).sum() / weights.sum()
 
 
 def batch_to_torch(arrays: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
