@@ -107,6 +107,11 @@ RECIPES = {
     "all-novel-gf-global-query-kp": "as all-novel-gf-global-query, each camera's code with its 32 spatial-softmax "
                                     "keypoints added (`--image-encoder conv_stem_keypoints`, Levine et al. 2016)",
     "all-novel-gf-global-query-kp-seed1": "as all-novel-gf-global-query-kp, training seed 1",
+    "all-novel-gf-global-query-grasp": "as all-novel-gf-global-query, the grasp flag as one more token "
+                                       "(`--grasp-sensor`: commanded closed and the fingers held apart)",
+    "all-novel-gf-global-query-grasp-seed1": "as all-novel-gf-global-query-grasp, training seed 1",
+    "all-novel-gf-global-query-grasp-kf": "as all-novel-gf-global-query-grasp, each grasp's and release's gripper "
+                                          "target weighing 20 in the loss (`--gripper-keyframe-weight 20`)",
     "all-novel-gf-global-query-s8": "as all-novel-gf-global-query, HL-Gauss targets of standard deviation 8 bins "
                                     "(2 in every other arm; `--hl-gauss-sigma 8`)",
     "all-novel-gf-global-query-w2": "as all-novel-gf-global-query, trained on 2-timestep windows (12 per step, the "

@@ -118,7 +118,8 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          joint_velocities=joint_velocities,
                          planar_position=planar_position,
                          gripper_first=gripper_first, grasp_sensor=grasp_sensor,
-                         gripper_keyframe_weight=gripper_keyframe_weight, heldout_store=str(heldout_store) if heldout_store else None,
+                         gripper_keyframe_weight=gripper_keyframe_weight,
+                         heldout_store=str(heldout_store) if heldout_store else None,
                          heldout_windows=heldout_windows, ema_decay=ema_decay, sharding=sharding,
                          skip_damaged=skip_damaged)
     with _clear_errors():

@@ -132,11 +132,12 @@ class GatoPolicy(nn.Module):
         """The training loss of ``config.action_loss``.
 
         "vocab_ce": masked next-token cross-entropy (Gato Eq. 2), target l counts iff
-        loss_mask[l] > 0 (weighted by it: 1 except on keyframes, ``EpisodeWindows``), over the whole vocabulary. "hl_gauss": action targets only, logits over
+        loss_mask[l] > 0, over the whole vocabulary. "hl_gauss": action targets only, logits over
         the 1024 bins, HL-Gauss soft targets, plus ``expectation_mse_weight`` x the squared error of
         the distribution's physical expectation (normalized action units). Logits are only computed
         where a target counts, which saves the output projection on the ~90% of positions that are
-        image or proprio tokens.
+        image or proprio tokens. Both are means weighted by ``loss_mask`` (1 on every target but the
+        gripper keyframes of :class:`~gato_robot.data.dataset.EpisodeWindows`).
         """
         hidden = self.hidden(*(batch[name] for name in INPUT_NAMES))[:, :-1]
         targets = batch["token_ids"][:, 1:]
