@@ -79,12 +79,12 @@ def grasp_detected(commanded_width_m, measured_width_m, max_width_m: float):
     return (closed & (np.asarray(measured_width_m) > GRASP_MIN_WIDTH_M)).astype(np.float64)
 
 
-def grasp_flags(widths_m: np.ndarray, gripper_actions: np.ndarray, max_width_m: float) -> np.ndarray:
-    """The grasp flag of each timestep of a recorded episode: (T,) finger widths (m) and (T,)
+def grasp_flags(widths_m: np.ndarray, gripper_actions: np.ndarray, max_width_m: float,
+                previous_action: float = -1.0) -> np.ndarray:
+    """The grasp flag of each timestep of a recorded stretch: (T,) finger widths (m) and (T,)
     gripper actions in [-1, 1] (+1 closes; the width target is ``max * (1 - a) / 2``, as the action
-    path maps it). The command in force at timestep t is the action of t - 1; the episode starts
-    commanded open (0.0 at t = 0). A store records the expert's labels, not the executed actions
-    (DART): where the executed gripper was flipped, the flag reads the label's command."""
-    widths_m, gripper_actions = np.asarray(widths_m, np.float64), np.asarray(gripper_actions, np.float64)
-    commanded = np.concatenate([[max_width_m], max_width_m * (1.0 - gripper_actions[:-1]) / 2.0])
-    return grasp_detected(commanded, widths_m, max_width_m)
+    path maps it). The command in force at timestep t is the action of t - 1; before the first,
+    ``previous_action`` (-1, open, at an episode's start). A store records the expert's labels, not
+    the executed actions (DART): where the executed gripper was flipped, the flag reads the label's."""
+    before = np.concatenate([[previous_action], np.asarray(gripper_actions, np.float64)[:-1]])
+    return grasp_detected(max_width_m * (1.0 - before) / 2.0, np.asarray(widths_m, np.float64), max_width_m)

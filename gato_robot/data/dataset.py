@@ -106,7 +106,8 @@ class EpisodeWindows:
         if not gripper_keyframe_weight >= 1.0:
             raise ValueError(f"gripper_keyframe_weight must be >= 1, got {gripper_keyframe_weight}")
         self.gripper_keyframe_weight = gripper_keyframe_weight
-        self._gripper_token = spec.action_token_order.index(action_spec.names.index("gripper"))
+        self._gripper = action_spec.names.index("gripper")  # in the action vector
+        self._gripper_token = spec.action_token_order.index(self._gripper)  # among a timestep's action tokens
         self.proprio_noise_std = None
         if proprio_noise_std is not None:
             self.proprio_noise_std = np.asarray(proprio_noise_std, dtype=np.float64)
@@ -143,9 +144,14 @@ class EpisodeWindows:
         if self.random_shift_px:
             images = {name: random_shift(frames, self.random_shift_px, rng) for name, frames in images.items()}
         proprio, actions = reader.proprio(window.start, stop).astype(np.float64), reader.actions(window.start, stop)
+        gripper, gripper_before, grasp = actions[:, self._gripper], -1.0, None  # -1: open, before an episode
+        if window.start and (self.tokenizer.spec.grasp_sensor or self.gripper_keyframe_weight != 1.0):
+            gripper_before = float(reader.actions(window.start - 1, window.start)[0, self._gripper])
+        if self.tokenizer.spec.grasp_sensor:  # from the recorded widths, not the noisy ones the policy may be shown
+            grasp = grasp_flags(proprio[:, PROPRIO_OFFSETS["gripper_width"]], gripper, RECORDING_ARM.max_gripper_width_m,
+                                gripper_before)
         if self.proprio_noise_std is not None:
             proprio = proprio + rng.normal(0.0, 1.0, proprio.shape) * self.proprio_noise_std
-        grasp = self._grasp_flags(reader, window.start, stop) if self.tokenizer.spec.grasp_sensor else None
         parts, position_rng = [], rng if self.patch_position_jitter else None
         for t in range(stop - window.start):
             observation = Observation({name: images[name][t] for name in self.tokenizer.spec.camera_names},
@@ -154,7 +160,7 @@ class EpisodeWindows:
                                                         position_rng))
         sequence = concat_sequences(parts)
         if self.gripper_keyframe_weight != 1.0:
-            sequence = self._weigh_gripper_keyframes(sequence, reader, window.start, stop)
+            sequence = self._weigh_gripper_keyframes(sequence, gripper, gripper_before)
         if self.proprio_dropout and rng.random() < self.proprio_dropout:  # drawn last: other draws unchanged
             proprio = sequence.modality == Modality.CONTINUOUS
             sequence = replace(sequence, token_ids=np.where(proprio, PAD_ID, sequence.token_ids))
@@ -162,24 +168,13 @@ class EpisodeWindows:
             sequence = replace(sequence, token_ids=np.where(self._velocity_mask(sequence), PAD_ID, sequence.token_ids))
         return sequence
 
-    @staticmethod
-    def _grasp_flags(reader: EpisodeReader, start: int, stop: int) -> np.ndarray:
-        """The grasp flag of timesteps [start, stop) (:func:`gato_robot.proprio.grasp_flags`: the
-        width measured then, the gripper action of the timestep before), from the recorded values
-        (not the noisy proprioception the policy may be shown)."""
-        first = max(start - 1, 0)
-        widths = reader.proprio(first, stop)[:, PROPRIO_OFFSETS["gripper_width"]]
-        flags = grasp_flags(widths, reader.actions(first, stop)[:, -1], RECORDING_ARM.max_gripper_width_m)
-        return flags[start - first:]
-
-    def _weigh_gripper_keyframes(self, sequence: TokenSequence, reader: EpisodeReader, start: int,
-                                 stop: int) -> TokenSequence:
-        """``sequence`` with the loss weight of each grasp or release's gripper target raised."""
-        first = max(start - 1, 0)
-        gripper = np.sign(reader.actions(first, stop)[:, self.action_spec.names.index("gripper")])
-        before = np.concatenate([[-1.0], gripper[:-1]])[start - first:]  # the label one timestep earlier
-        keyframes = np.flatnonzero(gripper[start - first:] != before)
-        actions = np.flatnonzero(sequence.modality == Modality.ACTION).reshape(stop - start, -1)
+    def _weigh_gripper_keyframes(self, sequence: TokenSequence, gripper: np.ndarray, gripper_before: float) -> TokenSequence:
+        """``sequence`` with the loss weight of each grasp's or release's gripper target raised: the
+        timesteps whose gripper label (``gripper``, one per timestep) differs in sign from the one
+        before (``gripper_before`` ahead of the first)."""
+        signs = np.sign(np.concatenate([[gripper_before], gripper]))
+        keyframes = np.flatnonzero(signs[1:] != signs[:-1])
+        actions = np.flatnonzero(sequence.modality == Modality.ACTION).reshape(len(gripper), -1)
         loss_mask = sequence.loss_mask.copy()
         loss_mask[actions[keyframes, self._gripper_token]] = self.gripper_keyframe_weight
         return replace(sequence, loss_mask=loss_mask)
