@@ -169,3 +169,30 @@ def test_grasps_and_releases_weigh_more_in_the_loss_and_nothing_else_changes(tmp
         flipped["loss_mask"][0, keyframe] = 1.0
         keyframe_loss = float(policy.loss(flipped))
     assert loss_weighted == pytest.approx((loss_plain * targets + 19 * keyframe_loss) / (targets + 19), rel=1e-4)
+
+
+def test_a_grasp_sensing_policy_exports_and_onnx_runtime_agrees_with_torch(tmp_path, rng):
+    """The deployed path of a flag-reading policy: its one more token reaches the exported graph."""
+    from gato_robot.model.checkpoint import save_checkpoint
+    from gato_robot.runtime.export import export_checkpoint
+    from gato_robot.runtime.factory import load_runner
+
+    torch.manual_seed(0)
+    config = preset("tiny", action_loss="hl_gauss", image_encoder="conv_stem_global", action_inputs="query")
+    config = replace(config, timestep=replace(config.timestep, grasp_sensor=True),
+                     context_tokens=config.timestep.timestep_tokens + 1)
+    policy = GatoPolicy(config)
+    with torch.no_grad():
+        for name, weight in policy.named_parameters():
+            if weight.dim() > 1:
+                weight.normal_(0.0, 1.0 if "token" in name else 3.0 / weight.shape[-1] ** 0.5)
+    checkpoint = save_checkpoint(policy.eval(), tmp_path / "checkpoint")
+    export = export_checkpoint(checkpoint, tmp_path / "onnx")
+    torch_runner = load_runner("torch", checkpoint, expectation="physical")
+    onnx_runner = load_runner("onnxruntime", export.directory, expectation="physical")
+    tokenizer = GatoTokenizer(torch_runner.config.timestep)
+    observation = make_observation(tokenizer.spec, rng)
+    for flag in (0.0, 1.0, 0.0):
+        tokens = tokenizer.encode_observation(replace(observation, extras={GRASP_SENSOR: np.array([flag])}))
+        assert len(tokens) == tokenizer.spec.observation_tokens
+        np.testing.assert_array_equal(torch_runner.act(tokens), onnx_runner.act(tokens))
