@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from gato_robot.observation import Observation
 from gato_robot.tokenizer.sequence import GatoTokenizer, TimestepSpec
@@ -40,3 +41,19 @@ def write_expert_store(root, seeds, triplet: str = "train"):
         writer.commit(run_episode(env, ExpertAgent(), seed, writer=writer).success)
     env.close()
     return root
+
+
+def decisive_policy(config=None, seed: int = 0):
+    """A Gato policy (``config``; default the tiny preset) with random weights scaled up so attention
+    is sharp and the greedy action depends on the input (the default init gives near-uniform
+    attention and one constant action), in eval mode."""
+    from gato_robot.model.config import preset
+    from gato_robot.model.policy import GatoPolicy
+
+    torch.manual_seed(seed)
+    policy = GatoPolicy(config if config is not None else preset("tiny"))
+    with torch.no_grad():
+        for name, weight in policy.named_parameters():
+            if weight.dim() > 1:
+                weight.normal_(0.0, 1.0 if "token" in name else 3.0 / weight.shape[-1] ** 0.5)
+    return policy.eval()

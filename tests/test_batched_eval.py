@@ -17,7 +17,7 @@ from gato_robot.runtime.factory import load_runner
 from gato_robot.sim.evaluate import Job, chunk_jobs
 from gato_robot.sim.rollout import PolicyAgent, make_env, run_episode, run_episodes_batched
 from gato_robot.sim.scene import DEFAULT_SCENE
-from tests.test_runtime import decisive_policy
+from tests.conftest import decisive_policy
 
 SHORT = replace(DEFAULT_SCENE, episode_steps=12)
 

@@ -12,7 +12,7 @@ from gato_robot.sim.env_base import INSTRUCTION
 from gato_robot.sim.relabel import DemonstrationLabelsAgent, RelabellingAgent
 from gato_robot.sim.rollout import ExpertAgent, PolicyAgent, make_env, run_episode
 from gato_robot.sim.scene import DEFAULT_SCENE
-from tests.test_runtime import decisive_policy
+from tests.conftest import decisive_policy
 
 
 def test_relabelled_episodes_store_expert_labels_and_bypass_the_return_filter(tmp_path):

@@ -19,7 +19,7 @@ from gato_robot.task import RGB_STACKING
 from gato_robot.tokenizer.errors import TokenizationError
 from gato_robot.tokenizer.mulaw import tokenize_continuous
 from gato_robot.tokenizer.sequence import GatoTokenizer, Modality
-from tests.conftest import make_observation
+from tests.conftest import decisive_policy, make_observation
 
 FLAG_TOKEN = {flag: int(tokenize_continuous(np.array([float(flag)]))[0]) for flag in (0, 1)}
 
@@ -177,16 +177,10 @@ def test_a_grasp_sensing_policy_exports_and_onnx_runtime_agrees_with_torch(tmp_p
     from gato_robot.runtime.export import export_checkpoint
     from gato_robot.runtime.factory import load_runner
 
-    torch.manual_seed(0)
     config = preset("tiny", action_loss="hl_gauss", image_encoder="conv_stem_global", action_inputs="query")
     config = replace(config, timestep=replace(config.timestep, grasp_sensor=True),
                      context_tokens=config.timestep.timestep_tokens + 1)
-    policy = GatoPolicy(config)
-    with torch.no_grad():
-        for name, weight in policy.named_parameters():
-            if weight.dim() > 1:
-                weight.normal_(0.0, 1.0 if "token" in name else 3.0 / weight.shape[-1] ** 0.5)
-    checkpoint = save_checkpoint(policy.eval(), tmp_path / "checkpoint")
+    checkpoint = save_checkpoint(decisive_policy(config), tmp_path / "checkpoint")
     export = export_checkpoint(checkpoint, tmp_path / "onnx")
     torch_runner = load_runner("torch", checkpoint, expectation="physical")
     onnx_runner = load_runner("onnxruntime", export.directory, expectation="physical")

@@ -20,6 +20,7 @@ from gato_robot.runtime.factory import load_runner
 from gato_robot.tokenizer.image import image_to_patches
 from gato_robot.tokenizer.mulaw import bins_to_continuous, continuous_to_bins
 from gato_robot.tokenizer.sequence import GatoTokenizer, Modality, stack_sequences
+from tests.conftest import decisive_policy
 
 
 def encoder_and_two_images(encoder_name: str, seed: int):
@@ -350,14 +351,8 @@ def test_fourier_frequencies_reach_the_policy_and_one_frequency_embeds_neighbour
     {"image_encoder": "conv_stem_global", "action_head": "untied"},
     {"image_encoder": "conv_stem_global", "action_inputs": "query"}], ids=lambda o: "-".join(o.values()))
 def test_conv_stem_hl_gauss_policy_exports_and_the_backends_agree(tmp_path, rng, options):
-    config = preset("tiny", action_loss="hl_gauss", **options)
-    torch.manual_seed(3)
-    policy = GatoPolicy(config)
-    with torch.no_grad():
-        for name, weight in policy.named_parameters():
-            if weight.dim() > 1:
-                weight.normal_(0.0, 1.0 if "token" in name else 3.0 / weight.shape[-1] ** 0.5)
-    checkpoint = save_checkpoint(policy.eval(), tmp_path / "checkpoint")
+    policy = decisive_policy(preset("tiny", action_loss="hl_gauss", **options), seed=3)
+    checkpoint = save_checkpoint(policy, tmp_path / "checkpoint")
     export = export_checkpoint(checkpoint, tmp_path / "onnx")
     for expectation in ("off", "companded", "physical", "median"):
         torch_runner = load_runner("torch", checkpoint, expectation=expectation)

@@ -14,7 +14,6 @@ from gato_robot.bench.policy_latency import random_observation
 from gato_robot.cli import app
 from gato_robot.model.checkpoint import save_checkpoint
 from gato_robot.model.config import preset
-from gato_robot.model.policy import GatoPolicy
 from gato_robot.runtime.export import OPSET, export_checkpoint, file_digest
 from gato_robot.runtime.factory import load_runner
 from gato_robot.runtime.graphs import DECODE_INPUTS, OUTPUTS, PREFILL_INPUTS
@@ -23,20 +22,9 @@ from gato_robot.runtime.tensorrt_engine import (ENGINE_MANIFEST, build_engines, 
                                                 prefill_profiles, require_tensorrt)
 from gato_robot.runtime.verify import verify_export
 from gato_robot.tokenizer.sequence import GatoTokenizer
+from tests.conftest import decisive_policy
 
 NO_GPU = not torch.cuda.is_available()
-
-
-def decisive_policy(seed: int = 0) -> GatoPolicy:
-    """Random weights scaled up so attention is sharp and the greedy action depends on the input
-    (the default init gives near-uniform attention and one constant action)."""
-    torch.manual_seed(seed)
-    policy = GatoPolicy(preset("tiny"))
-    with torch.no_grad():
-        for name, weight in policy.named_parameters():
-            if weight.dim() > 1:
-                weight.normal_(0.0, 1.0 if "token" in name else 3.0 / weight.shape[-1] ** 0.5)
-    return policy.eval()
 
 
 @pytest.fixture(scope="module")
