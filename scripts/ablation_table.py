@@ -112,6 +112,10 @@ RECIPES = {
     "all-novel-gf-global-query-grasp-seed1": "as all-novel-gf-global-query-grasp, training seed 1",
     "all-novel-gf-global-query-grasp-kf": "as all-novel-gf-global-query-grasp, each grasp's and release's gripper "
                                           "target weighing 20 in the loss (`--gripper-keyframe-weight 20`)",
+    "all-novel-gf-global-query-grasp-kf-drop": "as all-novel-gf-global-query-grasp-kf, half the training windows with "
+                                               "their grasp-flag tokens all padding (`--grasp-dropout 0.5`)",
+    "all-novel-gf-global-query-kf": "as all-novel-gf-global-query, each grasp's and release's gripper target "
+                                    "weighing 20 (`--gripper-keyframe-weight 20`), no grasp flag",
     "all-novel-gf-global-query-s8": "as all-novel-gf-global-query, HL-Gauss targets of standard deviation 8 bins "
                                     "(2 in every other arm; `--hl-gauss-sigma 8`)",
     "all-novel-gf-global-query-w2": "as all-novel-gf-global-query, trained on 2-timestep windows (12 per step, the "

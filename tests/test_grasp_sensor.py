@@ -171,6 +171,38 @@ def test_grasps_and_releases_weigh_more_in_the_loss_and_nothing_else_changes(tmp
     assert loss_weighted == pytest.approx((loss_plain * targets + 19 * keyframe_loss) / (targets + 19), rel=1e-4)
 
 
+def test_grasp_dropout_pads_the_flag_of_some_windows_and_nothing_else(tmp_path):
+    """Grasp-flag dropout: in a dropped window every timestep's flag token is padding and every other
+    token (the velocities, dropped or not on their own draw, included) is as without it; the same
+    (seed, step) drops the same windows; a policy without the flag cannot drop it."""
+    from tests.conftest import write_expert_store
+
+    from gato_robot.data.dataset import EpisodeWindows
+    from gato_robot.data.episodes import EpisodeStore
+    from gato_robot.tokenizer.ids import PAD_ID
+    from gato_robot.tokenizer.sequence import TimestepSpec
+
+    store = EpisodeStore(write_expert_store(tmp_path / "store", [4]))
+    spec = TimestepSpec(grasp_sensor=True)
+
+    def batch(dropout, spec=spec):
+        windows = EpisodeWindows(store, spec, 2, min_return_fraction=0.0, patch_position_jitter=False,
+                                 velocity_dropout=0.5, grasp_dropout=dropout)
+        return windows.batch(seed=0, step=5, batch_size=64)
+
+    clean, dropped = batch(0.0), batch(0.5)
+    flag = np.zeros(clean["token_ids"].shape[1], bool)
+    flag[[t * spec.timestep_tokens + spec.observation_tokens - 2 for t in range(2)]] = True  # before the separator
+    assert np.isin(clean["token_ids"][:, flag], list(FLAG_TOKEN.values())).all()
+    rows = np.flatnonzero(np.any(dropped["token_ids"] != clean["token_ids"], axis=1))
+    assert 10 < len(rows) < 54  # about half of 64 windows
+    assert np.all(dropped["token_ids"][np.ix_(rows, np.flatnonzero(flag))] == PAD_ID)
+    np.testing.assert_array_equal(dropped["token_ids"][:, ~flag], clean["token_ids"][:, ~flag])
+    np.testing.assert_array_equal(batch(0.5)["token_ids"], dropped["token_ids"])
+    with pytest.raises(ValueError, match="needs a policy that reads the grasp flag"):
+        batch(0.5, TimestepSpec())
+
+
 def test_a_grasp_sensing_policy_exports_and_onnx_runtime_agrees_with_torch(tmp_path, rng):
     """The deployed path of a flag-reading policy: its one more token reaches the exported graph."""
     from gato_robot.model.checkpoint import save_checkpoint

@@ -39,6 +39,12 @@ in the loss (``loss_mask``), every other target 1. A policy that reads the grasp
 "hold while holding" from it for all but these few targets (the copycat shortcut); weighted, the
 releases and grasps that must come from the images count as they matter closed loop.
 
+Grasp-flag dropout (``grasp_dropout``, a probability; the same past-action dropout as the
+velocities'): each window's grasp-flag tokens are all padding with that probability. The flag is
+1 exactly while the last command was "close" and a block holds the fingers apart, so a policy that
+always has it can copy "still closed" and never release (round 28); without it in some windows
+the release must be read off the images. Never at deployment, where the flag is always sensed.
+
 Sampling is a pure function of (seed, step, index in batch), so a resumed run sees exactly the
 batches an uninterrupted one would. With ``skip_damaged`` an episode that fails to read (a damaged
 chunk: :class:`DamagedFileError`) is warned about once by name and never drawn again; a window that
@@ -82,7 +88,8 @@ class EpisodeWindows:
                  min_return_fraction: float = 0.8, action_spec: ActionSpec = RGB_STACKING_ACTIONS,
                  episodes: list[EpisodeMeta] | None = None, patch_position_jitter: bool = True,
                  random_shift_px: int = 0, skip_damaged: bool = False, proprio_noise_std: np.ndarray | None = None,
-                 proprio_dropout: float = 0.0, velocity_dropout: float = 0.0, gripper_keyframe_weight: float = 1.0):
+                 proprio_dropout: float = 0.0, velocity_dropout: float = 0.0, gripper_keyframe_weight: float = 1.0,
+                 grasp_dropout: float = 0.0):
         self.episodes = episodes if episodes is not None else store.episodes(min_return_fraction)
         if not self.episodes:
             raise ValueError(f"no usable episodes in {store.root} (after the {min_return_fraction:.0%} return filter)")
@@ -103,6 +110,13 @@ class EpisodeWindows:
         if velocity_dropout and not self._velocity_tokens.any():
             raise ValueError("velocity_dropout needs a policy that sees the joint velocities (it leaves them out)")
         self.velocity_dropout = velocity_dropout
+        if not 0.0 <= grasp_dropout < 1.0:
+            raise ValueError(f"grasp_dropout must be in [0, 1), got {grasp_dropout}")
+        if grasp_dropout and not spec.grasp_sensor:
+            raise ValueError("grasp_dropout needs a policy that reads the grasp flag (TimestepSpec.grasp_sensor)")
+        self.grasp_dropout = grasp_dropout
+        self._grasp_tokens = np.zeros(len(self._velocity_tokens), bool)  # the flag's token, last of a timestep's
+        self._grasp_tokens[-1:] = spec.grasp_sensor
         if not gripper_keyframe_weight >= 1.0:
             raise ValueError(f"gripper_keyframe_weight must be >= 1, got {gripper_keyframe_weight}")
         self.gripper_keyframe_weight = gripper_keyframe_weight
@@ -165,7 +179,9 @@ class EpisodeWindows:
             proprio = sequence.modality == Modality.CONTINUOUS
             sequence = replace(sequence, token_ids=np.where(proprio, PAD_ID, sequence.token_ids))
         if self.velocity_dropout and rng.random() < self.velocity_dropout:  # drawn after: other draws unchanged
-            sequence = replace(sequence, token_ids=np.where(self._velocity_mask(sequence), PAD_ID, sequence.token_ids))
+            sequence = self._pad_proprio_slots(sequence, self._velocity_tokens)
+        if self.grasp_dropout and rng.random() < self.grasp_dropout:  # drawn after: other draws unchanged
+            sequence = self._pad_proprio_slots(sequence, self._grasp_tokens)
         return sequence
 
     def _weigh_gripper_keyframes(self, sequence: TokenSequence, gripper: np.ndarray, gripper_before: float) -> TokenSequence:
@@ -179,11 +195,12 @@ class EpisodeWindows:
         loss_mask[actions[keyframes, self._gripper_token]] = self.gripper_keyframe_weight
         return replace(sequence, loss_mask=loss_mask)
 
-    def _velocity_mask(self, sequence: TokenSequence) -> np.ndarray:
-        """Which tokens of ``sequence`` are joint velocities: each timestep's proprio tokens in keep order."""
+    def _pad_proprio_slots(self, sequence: TokenSequence, slots: np.ndarray) -> TokenSequence:
+        """``sequence`` with the proprio tokens at ``slots`` (a mask over one timestep's proprio
+        tokens, in keep order, the grasp flag last) replaced by the padding id in every timestep."""
         proprio = sequence.modality == Modality.CONTINUOUS
-        slot = (np.cumsum(proprio) - 1) % len(self._velocity_tokens)
-        return proprio & self._velocity_tokens[slot]
+        slot = (np.cumsum(proprio) - 1) % len(slots)
+        return replace(sequence, token_ids=np.where(proprio & slots[slot], PAD_ID, sequence.token_ids))
 
     def batch(self, seed: int, step: int, batch_size: int, rows: range | None = None) -> dict[str, np.ndarray]:
         """The batch of training step ``step``: a pure function of (seed, step). ``rows`` takes a

@@ -79,6 +79,7 @@ class TrainConfig:
     gripper_first: bool = False  # decode the gripper token before the motion (TimestepSpec.action_order)
     grasp_sensor: bool = False  # one more token: the grasp flag (TimestepSpec.grasp_sensor; proprio.grasp_detected)
     gripper_keyframe_weight: float = 1.0  # loss weight of a grasp's or release's gripper target (EpisodeWindows; 1: off)
+    grasp_dropout: float = 0.0  # probability that a window's grasp-flag tokens are all padding (0: off)
     max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
     heldout_store: str | None = None  # episode store never trained on: metrics at every checkpoint
     heldout_windows: int = 96
@@ -315,7 +316,8 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
                              patch_position_jitter=config.patch_position_jitter, random_shift_px=config.random_shift_px,
                              skip_damaged=config.skip_damaged, proprio_noise_std=noise_std,
                              proprio_dropout=config.proprio_dropout, velocity_dropout=config.velocity_dropout,
-                             gripper_keyframe_weight=config.gripper_keyframe_weight)
+                             gripper_keyframe_weight=config.gripper_keyframe_weight,
+                             grasp_dropout=config.grasp_dropout)
     if progress:
         tqdm.write(f"training on {len(windows.episodes)} of {len(store)} episodes in {store_dir} "
                    f"({windows.timesteps} timesteps) after the return filter"
