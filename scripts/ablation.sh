@@ -26,7 +26,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-query-grasp-kf-drop all-novel-gf-global-query-kf"}   # round 29; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
+ARMS=${ARMS:-"all-novel-gf-global-query-grasp-kf-drop all-novel-gf-global-query-kf all-novel-gf-global-query-grasp-kf50"}   # round 29; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -90,6 +90,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-grasp-seed1) echo "$(flags all-novel-gf-global-query-grasp) --seed 1" ;;  # round 28: and at the second training seed
     all-novel-gf-global-query-grasp-kf) echo "$(flags all-novel-gf-global-query-grasp) --gripper-keyframe-weight 20" ;;  # round 28: + each grasp's and release's gripper target weighs 20 (keyframes, Wen et al. 2021)
     all-novel-gf-global-query-grasp-kf-drop) echo "$(flags all-novel-gf-global-query-grasp-kf) --grasp-dropout 0.5" ;;  # round 29: + half the windows without the flag, so the release comes from the images
+    all-novel-gf-global-query-grasp-kf50) echo "$(flags all-novel-gf-global-query-grasp) --gripper-keyframe-weight 50" ;;  # round 29: the flag, grasps and releases weighing 50 (1 held 341 ticks, 20 held 221)
     all-novel-gf-global-query-kf) echo "$(flags all-novel-gf-global-query) --gripper-keyframe-weight 20" ;;  # round 29: the keyframe weight without the flag
     all-novel-gf-global-query-base) echo "$(flags all-novel-gf-global-query) --preset cpu-base" ;;  # round 25: a larger model (6 layers, width 256, 8 heads; the later --preset wins)
     all-novel-gf-global-query-tiny) echo "$(flags all-novel-gf-global-query) --preset tiny" ;;  # round 18: a smaller model (2 layers, width 64; the later --preset wins)
