@@ -57,3 +57,15 @@ def decisive_policy(config=None, seed: int = 0):
             if weight.dim() > 1:
                 weight.normal_(0.0, 1.0 if "token" in name else 3.0 / weight.shape[-1] ** 0.5)
     return policy.eval()
+
+
+def assert_window_dropout(clean: dict, dropped: dict, padded: np.ndarray) -> None:
+    """Window dropout at probability 0.5 over a batch of 64: about half the windows have every
+    token at the ``padded`` positions (a mask over a window's tokens) padding, and every other
+    token is as in ``clean``, the same batch without the dropout."""
+    from gato_robot.tokenizer.ids import PAD_ID
+
+    rows = np.flatnonzero(np.any(dropped["token_ids"] != clean["token_ids"], axis=1))
+    assert 10 < len(rows) < 54  # about half of 64 windows
+    assert np.all(dropped["token_ids"][np.ix_(rows, np.flatnonzero(padded))] == PAD_ID)
+    np.testing.assert_array_equal(dropped["token_ids"][:, ~padded], clean["token_ids"][:, ~padded])
