@@ -44,6 +44,8 @@ velocities'): each window's grasp-flag tokens are all padding with that probabil
 1 exactly while the last command was "close" and a block holds the fingers apart, so a policy that
 always has it can copy "still closed" and never release (round 28); without it in some windows
 the release must be read off the images. Never at deployment, where the flag is always sensed.
+Measured in results/ablation-history.md round 29 (26/50, 53/150, 3/30 on the flat block, against
+20/50, 50/150, 12/30 without it): not shipped.
 
 Sampling is a pure function of (seed, step, index in batch), so a resumed run sees exactly the
 batches an uninterrupted one would. With ``skip_damaged`` an episode that fails to read (a damaged
