@@ -178,8 +178,7 @@ class EpisodeWindows:
         if self.gripper_keyframe_weight != 1.0:
             sequence = self._weigh_gripper_keyframes(sequence, gripper, gripper_before)
         if self.proprio_dropout and rng.random() < self.proprio_dropout:  # drawn last: other draws unchanged
-            proprio = sequence.modality == Modality.CONTINUOUS
-            sequence = replace(sequence, token_ids=np.where(proprio, PAD_ID, sequence.token_ids))
+            sequence = self._pad_proprio_slots(sequence, np.ones(len(self._velocity_tokens), bool))
         if self.velocity_dropout and rng.random() < self.velocity_dropout:  # drawn after: other draws unchanged
             sequence = self._pad_proprio_slots(sequence, self._velocity_tokens)
         if self.grasp_dropout and rng.random() < self.grasp_dropout:  # drawn after: other draws unchanged
