@@ -126,7 +126,7 @@ def test_bc_imp_acts_on_a_batch_as_on_single_observations():
                for seed in (1, 2, 3)]
     np.testing.assert_allclose(policy.act_batch(encoded), np.concatenate([policy.act_batch([e]) for e in encoded]),
                                atol=1e-5)
-    images, proprio = encoded[0]
+    images, proprio, _ = encoded[0]
     with pytest.raises(ValueError, match="camera 'front_left'"):  # the loop holds on it
         policy.encode(Observation({"front_left": images[0][:64], "front_right": images[1]}, proprio.astype(float)))
     with pytest.raises(ValueError, match="22 finite values"):

@@ -171,3 +171,51 @@ def test_velocity_noise_reaches_only_a_policy_that_sees_the_joint_velocities(sto
 
     assert not torch.equal(weights("noisy", 1.0), weights("clean", 0.0))
     assert torch.equal(weights("novel-noisy", 1.0, joint_velocities=False), weights("novel-clean", 0.0, False))
+
+
+def test_bc_imp_reads_the_grasp_flag_as_gatos_training_windows_do(store, tmp_path):
+    """``--grasp-sensor``: every recorded timestep's flag is the one Gato's windows read
+    (:func:`grasp_flags` over the episode); the trained policy's action depends on it; without it the
+    network and the deployment refuse (the loop holds); `sim eval` feeds it through the ControlLoop."""
+    from typer.testing import CliRunner
+
+    from gato_robot.action_spec import RGB_STACKING_ACTIONS
+    from gato_robot.baselines.bc_imp import recorded_grasp_flag
+    from gato_robot.baselines.crr import improve_bc_imp
+    from gato_robot.cli import app
+    from gato_robot.data.dataset import RECORDING_ARM
+    from gato_robot.data.episodes import EpisodeReader
+    from gato_robot.deploy.policy import load_policy
+    from gato_robot.observation import Observation
+    from gato_robot.proprio import GRASP_SENSOR, PROPRIO_OFFSETS, grasp_flags
+
+    meta = EpisodeStore(store).episodes()[0]
+    reader = EpisodeReader(meta.path)
+    proprio, actions = reader.proprio(0, meta.steps), reader.actions(0, meta.steps)
+    expected = grasp_flags(proprio[:, PROPRIO_OFFSETS["gripper_width"]], actions[:, -1], RECORDING_ARM.max_gripper_width_m)
+    flags = np.concatenate([recorded_grasp_flag(reader, t, proprio[t], RGB_STACKING_ACTIONS) for t in range(meta.steps)])
+    reader.close()
+    np.testing.assert_array_equal(flags, expected)
+    assert 0 < expected.sum() < meta.steps  # held while carried only
+
+    result = CliRunner().invoke(app, ["train-baseline", "--store", str(store), "--out", str(tmp_path / "bc"), "--steps",
+                                      "20", "--batch-size", "8", "--lr", "1e-3", "--grasp-sensor"])
+    assert result.exit_code == 0, result.output
+    loaded = load(tmp_path / "bc")
+    assert loaded.config.grasp_sensor
+    images = torch.randint(0, 256, (2, 2, 128, 128, 3), dtype=torch.uint8)
+    state = torch.randn(2, 22)
+    with torch.no_grad():
+        assert not torch.allclose(loaded(images, state, torch.zeros(2, 1)), loaded(images, state, torch.ones(2, 1)))
+        with pytest.raises(ValueError, match="reads the grasp flag"):
+            loaded(images, state)
+    deployed = load_policy(tmp_path / "bc")
+    camera_images = {name: images[0, i].numpy() for i, name in enumerate(deployed.inputs.camera_names)}
+    with pytest.raises(ValueError, match="no 'gripper_grasp' value"):
+        deployed.encode(Observation(camera_images, state[0].double().numpy()))
+    with pytest.raises(ValueError, match="0 or 1"):
+        deployed.encode(Observation(camera_images, state[0].double().numpy(), extras={GRASP_SENSOR: np.array([0.5])}))
+    with pytest.raises(ValueError, match="grasp flag to its critic"):
+        improve_bc_imp(tmp_path / "bc", [store], tmp_path / "crr")
+    report = evaluate(EvalConfig(str(tmp_path / "bc"), triplets="test-3-prism", episodes=1))
+    assert report.per_triplet["test-3-prism"].episodes == 1

@@ -15,7 +15,10 @@ shipped Gato's physical one; gripper by argmax; results/ablation-history.md roun
 companded one does not); ``proprio_keep`` leaves proprioception out as Gato's
 ``TimestepSpec.proprio_keep`` does (``JOINT_VELOCITY_FREE``: no joint velocities); ``proprio_mean``
 and ``proprio_std`` standardize proprioception per dimension with the training episodes' statistics,
-as Gato's ``--standardize-proprio`` does, instead of BC-IMP's sign * log1p of SI units.
+as Gato's ``--standardize-proprio`` does, instead of BC-IMP's sign * log1p of SI units;
+``grasp_sensor`` appends the grasp flag (0 or 1, :func:`gato_robot.proprio.grasp_detected`) to the
+proprioception MLP's input, as Gato's ``TimestepSpec.grasp_sensor`` adds its token, so the two compare
+input for input (the benchmark's robot reports the flag; Lee et al. 2021).
 
 Where it simplifies: Lee et al.'s BC-IMP adds an offline policy-improvement step (CRR with a
 learned critic, then data collection with the improved policy) and uses a ResNet encoder with an
@@ -41,11 +44,11 @@ from torch import nn
 from tqdm import tqdm
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
-from ..data.dataset import proprio_noise_std, proprio_statistics, random_shift
+from ..data.dataset import RECORDING_ARM, proprio_noise_std, proprio_statistics, random_shift
 from ..data.episodes import EpisodeReader, EpisodeStore
 from ..errors import DamagedFileError, read_json_object, reading
 from ..model.policy import hl_gauss_cross_entropy
-from ..proprio import PROPRIO_DIM, check_proprio_keep
+from ..proprio import PROPRIO_DIM, PROPRIO_OFFSETS, check_proprio_keep, grasp_flags
 from ..runtime.base import MOTION_DIMS, choose_bin
 from ..runtime.decoding import DEPLOYED_EXPECTATION, DEPLOYED_TEMPERATURE
 from ..tokenizer.ids import NUM_CONTINUOUS_BINS
@@ -71,6 +74,7 @@ class BCIMPConfig:
     proprio_keep: tuple[int, ...] | None = None  # indices of the 22 proprio values seen (None: all)
     proprio_mean: tuple[float, ...] | None = None  # per-dimension statistics of the training episodes (SI units):
     proprio_std: tuple[float, ...] | None = None  # standardized as Gato's tokenizer does (None: sign * log1p|x|)
+    grasp_sensor: bool = False  # also read the grasp flag (0/1; Observation.extras["gripper_grasp"]), as Gato's option
     kind: str = KIND
 
     def __post_init__(self):
@@ -113,7 +117,7 @@ class BCIMPPolicy(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = ConvEncoder(config)
-        self.proprio = nn.Sequential(nn.Linear(config.proprio_seen, 64), nn.GELU())
+        self.proprio = nn.Sequential(nn.Linear(config.proprio_seen + int(config.grasp_sensor), 64), nn.GELU())
         features = config.image_embedding * len(config.camera_names) + 64
         outputs = config.action_dim * (NUM_CONTINUOUS_BINS if config.action_head == "hl_gauss" else 1)
         self.head = nn.Sequential(nn.Linear(features, config.hidden), nn.GELU(), nn.Linear(config.hidden, config.hidden),
@@ -124,9 +128,13 @@ class BCIMPPolicy(nn.Module):
             self.register_buffer("proprio_mean", torch.tensor(config.proprio_mean), persistent=False)
             self.register_buffer("proprio_std", torch.tensor(config.proprio_std), persistent=False)
 
-    def forward(self, images: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        """images uint8 (B, cameras, H, W, 3), proprio (B, 22) SI units -> normalized action (B, 5) in [-1, 1]
-        ("tanh" head), or action-bin logits (B, 5, 1024) ("hl_gauss" head)."""
+    def forward(self, images: torch.Tensor, proprio: torch.Tensor, grasp: torch.Tensor | None = None) -> torch.Tensor:
+        """images uint8 (B, cameras, H, W, 3), proprio (B, 22) SI units, grasp (B, 1) flags (0/1; only
+        for a ``grasp_sensor`` policy) -> normalized action (B, 5) in [-1, 1] ("tanh" head), or
+        action-bin logits (B, 5, 1024) ("hl_gauss" head)."""
+        if (grasp is not None) != self.config.grasp_sensor:
+            raise ValueError("this BC-IMP policy reads the grasp flag: pass grasp (B, 1)" if self.config.grasp_sensor
+                             else "this BC-IMP policy does not read the grasp flag: grasp must be None")
         batch, cameras = images.shape[:2]
         encoded = self.encoder(images.flatten(0, 1)).view(batch, -1)
         if self.config.proprio_mean is not None:
@@ -135,13 +143,16 @@ class BCIMPPolicy(nn.Module):
             scaled = torch.sign(proprio) * torch.log1p(proprio.abs())  # proprio spans rad, m and rad/s
         if self.config.proprio_keep is not None:
             scaled = scaled[:, self.keep]
+        if grasp is not None:
+            scaled = torch.cat([scaled, grasp.to(scaled.dtype)], dim=1)
         out = self.head(torch.cat([encoded, self.proprio(scaled.float())], dim=1))
         return torch.tanh(out) if self.config.action_head == "tanh" else out.view(batch, self.config.action_dim, -1)
 
-    def loss(self, images: torch.Tensor, proprio: torch.Tensor, actions: np.ndarray) -> torch.Tensor:
+    def loss(self, images: torch.Tensor, proprio: torch.Tensor, actions: np.ndarray,
+             grasp: torch.Tensor | None = None) -> torch.Tensor:
         """Behaviour-cloning loss against normalized actions (B, 5): MSE ("tanh"), or cross-entropy
         against HL-Gauss targets centred on each action's mu-law bin ("hl_gauss")."""
-        prediction = self(images, proprio)
+        prediction = self(images, proprio, grasp)
         if self.config.action_head == "tanh":
             return F.mse_loss(prediction, torch.from_numpy(actions).float())
         bins = torch.from_numpy(continuous_to_bins(actions)).reshape(-1)
@@ -149,10 +160,11 @@ class BCIMPPolicy(nn.Module):
         return hl_gauss_cross_entropy(log_p, bins, self.config.hl_gauss_sigma_bins)
 
     @torch.inference_mode()
-    def act(self, images: torch.Tensor, proprio: torch.Tensor, expectation: str = DEPLOYED_EXPECTATION) -> np.ndarray:
+    def act(self, images: torch.Tensor, proprio: torch.Tensor, expectation: str = DEPLOYED_EXPECTATION,
+            grasp: torch.Tensor | None = None) -> np.ndarray:
         """Deterministic normalized actions (B, 5) float64: the tanh output, or the bins decoded as
         Gato's runners decode (motion by ``expectation``, default the shipped Gato's; gripper by argmax)."""
-        out = self(images, proprio).numpy().astype(np.float64)
+        out = self(images, proprio, grasp).numpy().astype(np.float64)
         if self.config.action_head == "tanh":
             return out
         rng = np.random.default_rng(0)  # unused: every decoding here is deterministic
@@ -199,6 +211,16 @@ class BCIMPTrainConfig:
     model: BCIMPConfig = field(default_factory=BCIMPConfig)
 
 
+def recorded_grasp_flag(reader: EpisodeReader, t: int, proprio: np.ndarray, spec: ActionSpec) -> np.ndarray:
+    """The grasp flag (1,) of recorded timestep ``t`` whose proprioception is ``proprio`` (22,): its
+    finger width against the gripper command of ``t - 1`` (open before the first), the rule of
+    Gato's training windows (:func:`gato_robot.proprio.grasp_flags`)."""
+    gripper = spec.names.index("gripper")
+    before = float(reader.actions(t - 1, t)[0, gripper]) if t else -1.0
+    return grasp_flags(proprio[PROPRIO_OFFSETS["gripper_width"]:][:1], np.zeros(1), RECORDING_ARM.max_gripper_width_m,
+                       previous_action=before)
+
+
 def train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: ActionSpec = RGB_STACKING_ACTIONS,
                  progress: bool = True) -> dict:
     """Behaviour cloning (:meth:`BCIMPPolicy.loss`) on the filtered episodes; cosine learning rate.
@@ -242,13 +264,16 @@ def _train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Ac
             images = np.stack([np.concatenate([random_shift(camera[None], config.random_shift_px, row_rng)
                                                for camera in cameras]) for cameras, row_rng in zip(images, row_rngs)])
         proprio = np.stack([readers[e].proprio(t, t + 1)[0] for e, t in zip(picks, times)])
+        grasp = (torch.from_numpy(np.stack([recorded_grasp_flag(readers[e], t, proprio[i], spec)
+                                            for i, (e, t) in enumerate(zip(picks, times))])).float()
+                 if model.grasp_sensor else None)  # from the recorded widths, before any noise, as Gato's windows
         if noise_std is not None:  # generators of their own: every other draw as without the noise
             proprio = proprio + noise_std * np.stack([np.random.default_rng([config.seed, step, row, 1]).normal(
                 size=proprio.shape[1]) for row in rows])
         actions = np.stack([spec.normalize(readers[e].actions(t, t + 1)[0]) for e, t in zip(picks, times)])
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-        loss = loss_of(torch.from_numpy(images), torch.from_numpy(proprio).float(), actions)
+        loss = loss_of(torch.from_numpy(images), torch.from_numpy(proprio).float(), actions, grasp)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)

@@ -159,6 +159,9 @@ def improve_bc_imp(bc_policy: Path, stores: list[Path], out: Path, config: CRRCo
     if policy.config.action_head != "tanh":
         raise ValueError(f"{bc_policy}: CRR needs BC-IMP's tanh action head (a Gaussian policy around its mean), "
                          f"got action_head {policy.config.action_head!r}")
+    if policy.config.grasp_sensor:
+        raise ValueError(f"{bc_policy}: CRR does not feed the grasp flag to its critic and policy yet; improve a BC "
+                         "checkpoint trained without --grasp-sensor")
     critic = Critic(policy.config).train()
     target_policy, target_critic = copy.deepcopy(policy).eval(), copy.deepcopy(critic).eval()
     policy_optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=1e-4)

@@ -157,13 +157,17 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
                            velocity_noise: float = typer.Option(0.0, min=0.0, help="Gaussian noise on the 7 joint "
                                                                 "velocities seen at training time, as a fraction of "
                                                                 "their standard deviation (0: off; as Gato's option)."),
+                           grasp_sensor: bool = typer.Option(False, help="Give the policy the grasp flag (1 while "
+                                                             "the closed fingers hold something), as Gato's "
+                                                             "--grasp-sensor."),
                            seed: int = 0) -> None:
     """Train the BC-IMP specialist baseline (conv encoder + MLP, behaviour cloning) on the same store."""
     from ..baselines.bc_imp import BCIMPConfig, BCIMPTrainConfig, train_bc_imp
     from ..proprio import proprio_keep_for
 
     with _clear_errors():
-        model = BCIMPConfig(action_head=action_head, proprio_keep=proprio_keep_for(joint_velocities, planar_position))
+        model = BCIMPConfig(action_head=action_head, proprio_keep=proprio_keep_for(joint_velocities, planar_position),
+                            grasp_sensor=grasp_sensor)
         summary = train_bc_imp(store, out, BCIMPTrainConfig(steps=steps, batch_size=batch_size, learning_rate=lr,
                                                             random_shift_px=random_shift, seed=seed, model=model,
                                                             standardize_proprio=standardize_proprio,

@@ -144,8 +144,9 @@ class BCIMPDeployment:
     def seed(self, *seeds: int) -> None:
         """Nothing is sampled."""
 
-    def encode(self, observation: Observation) -> tuple[np.ndarray, np.ndarray]:
-        """-> (images (cameras, H, W, 3) uint8, proprio (22,) float32), checked."""
+    def encode(self, observation: Observation) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """-> (images (cameras, H, W, 3) uint8, proprio (22,) float32, grasp flag (1,) float32 for a
+        policy that reads it, else None), checked."""
         shape = (self.inputs.image_height, self.inputs.image_width, 3)
         images = []
         for name in self.inputs.camera_names:
@@ -156,22 +157,32 @@ class BCIMPDeployment:
         proprio = np.asarray(observation.proprio, dtype=np.float64)
         if proprio.shape != (self.policy.config.proprio_dim,) or not np.all(np.isfinite(proprio)):
             raise ValueError(f"proprioception must be {self.policy.config.proprio_dim} finite values, got {proprio}")
-        return np.stack(images), proprio.astype(np.float32)
+        grasp = None
+        if self.policy.config.grasp_sensor:
+            if GRASP_SENSOR not in observation.extras:
+                raise ValueError(f"observation has no '{GRASP_SENSOR}' value; this BC-IMP policy reads the grasp flag "
+                                 "(gato_robot.proprio.grasp_detected)")
+            grasp = np.asarray(observation.extras[GRASP_SENSOR], dtype=np.float32).reshape(-1)
+            if grasp.shape != (1,) or grasp[0] not in (0.0, 1.0):
+                raise ValueError(f"'{GRASP_SENSOR}' must be one value, 0 or 1, got {grasp}")
+        return np.stack(images), proprio.astype(np.float32), grasp
 
     def act_batch(self, encoded: list) -> np.ndarray:
         import torch
 
         started = time.perf_counter()
         with torch.inference_mode():
-            images = torch.from_numpy(np.stack([images for images, _ in encoded]))
-            proprio = torch.from_numpy(np.stack([proprio for _, proprio in encoded]))
-            action = self.policy.act(images, proprio, self.expectation)
+            images = torch.from_numpy(np.stack([images for images, _, _ in encoded]))
+            proprio = torch.from_numpy(np.stack([proprio for _, proprio, _ in encoded]))
+            grasp = torch.from_numpy(np.stack([grasp for _, _, grasp in encoded])) if self.policy.config.grasp_sensor else None
+            action = self.policy.act(images, proprio, self.expectation, grasp)
         self.stage_seconds = {"policy": time.perf_counter() - started}
         return self.spec.denormalize(action)
 
     def warm_up(self, iterations: int) -> float:
         blank = (np.full((len(self.inputs.camera_names), self.inputs.image_height, self.inputs.image_width, 3),
-                         127, np.uint8), np.zeros(self.policy.config.proprio_dim, np.float32))
+                         127, np.uint8), np.zeros(self.policy.config.proprio_dim, np.float32),
+                 np.zeros(1, np.float32) if self.policy.config.grasp_sensor else None)
         elapsed = 0.0
         for _ in range(iterations):
             started = time.perf_counter()
