@@ -217,7 +217,8 @@ def recorded_grasp_flag(reader: EpisodeReader, t: int, proprio: np.ndarray, spec
     Gato's training windows (:func:`gato_robot.proprio.grasp_flags`)."""
     gripper = spec.names.index("gripper")
     before = float(reader.actions(t - 1, t)[0, gripper]) if t else -1.0
-    return grasp_flags(proprio[PROPRIO_OFFSETS["gripper_width"]:][:1], np.zeros(1), RECORDING_ARM.max_gripper_width_m,
+    width = np.array([proprio[PROPRIO_OFFSETS["gripper_width"]]])
+    return grasp_flags(width, np.zeros(1), RECORDING_ARM.max_gripper_width_m,  # a 1-step stretch: its own action unused
                        previous_action=before)
 
 
