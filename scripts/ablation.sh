@@ -93,6 +93,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-grasp-kf50) echo "$(flags all-novel-gf-global-query-grasp) --gripper-keyframe-weight 50" ;;  # round 29: the flag, grasps and releases weighing 50 (1 held 341 ticks, 20 held 221)
     all-novel-gf-global-query-grasp-kf50-seed1) echo "$(flags all-novel-gf-global-query-grasp-kf50) --seed 1" ;;  # round 29: and at the second training seed
     all-novel-gf-global-query-grasp-kf50-seed2) echo "$(flags all-novel-gf-global-query-grasp-kf50) --seed 2" ;;  # and the third
+    all-novel-gf-global-query-grasp-rkf50) echo "$(flags all-novel-gf-global-query-grasp-kf50) --gripper-keyframes releases" ;;  # round 31: the flag, releases alone weighing 50 (the one target the flag cannot give; grasps as the recipe)
     all-novel-gf-global-query-kf) echo "$(flags all-novel-gf-global-query) --gripper-keyframe-weight 20" ;;  # round 29: the keyframe weight without the flag
     all-novel-gf-global-query-base) echo "$(flags all-novel-gf-global-query) --preset cpu-base" ;;  # round 25: a larger model (6 layers, width 256, 8 heads; the later --preset wins)
     all-novel-gf-global-query-tiny) echo "$(flags all-novel-gf-global-query) --preset tiny" ;;  # round 18: a smaller model (2 layers, width 64; the later --preset wins)

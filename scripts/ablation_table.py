@@ -116,6 +116,8 @@ RECIPES = {
                                                "their grasp-flag tokens all padding (`--grasp-dropout 0.5`)",
     "all-novel-gf-global-query-grasp-kf50": "as all-novel-gf-global-query-grasp-kf, grasps and releases weighing 50 "
                                             "(`--gripper-keyframe-weight 50`)",
+    "all-novel-gf-global-query-grasp-rkf50": "as all-novel-gf-global-query-grasp-kf50, releases alone weighing 50 "
+                                              "(grasps weigh 1)",
     "all-novel-gf-global-query-grasp-kf50-seed1": "as all-novel-gf-global-query-grasp-kf50, training seed 1",
     "all-novel-gf-global-query-grasp-kf50-seed2": "as all-novel-gf-global-query-grasp-kf50, training seed 2",
     "bc-imp-grasp": "as bc-imp, also reading the grasp flag (`--grasp-sensor`), as the grasp-sensing Gato arms",

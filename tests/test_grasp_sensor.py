@@ -154,6 +154,16 @@ def test_grasps_and_releases_weigh_more_in_the_loss_and_nothing_else_changes(tmp
     assert weighted_at == [t for t in expected if t < (meta.steps - 3) // 4 * 4]
     with pytest.raises(ValueError, match="gripper_keyframe_weight must be >= 1"):
         EpisodeWindows(store, spec, 1, min_return_fraction=0.0, gripper_keyframe_weight=0.5)
+    with pytest.raises(ValueError, match="gripper_keyframes must be one of"):
+        EpisodeWindows(store, spec, 1, min_return_fraction=0.0, gripper_keyframe_weight=2.0, gripper_keyframes="all")
+
+    for kind, closed_after in (("releases", False), ("grasps", True)):  # one kind alone: the others stay at 1
+        windows = EpisodeWindows(store, spec, 1, min_return_fraction=0.0, patch_position_jitter=False,
+                                 gripper_keyframe_weight=20.0, gripper_keyframes=kind)
+        weighted_kind = [t for t in range(meta.steps)
+                         if windows.sample(windows.locate(t), np.random.default_rng(0)).loss_mask.max() == 20.0]
+        assert weighted_kind == [t for t in expected if (gripper[t] > 0) == closed_after]
+        assert weighted_kind  # the expert episode grasps and releases
 
     torch.manual_seed(0)
     config = replace(preset("tiny", action_loss="hl_gauss"), timestep=spec)

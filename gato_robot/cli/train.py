@@ -85,6 +85,9 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                   gripper_keyframe_weight: float = typer.Option(1.0, min=1.0, help="Loss weight of the gripper "
                                                                 "target where the expert grasps or releases "
                                                                 "(keyframes, Wen et al. 2021); 1: every target alike."),
+                  gripper_keyframes: str = typer.Option("both", help="Which keyframes weigh "
+                                                        "--gripper-keyframe-weight: both, releases (closed -> "
+                                                        "open) or grasps (open -> closed)."),
                   grasp_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Probability that a training "
                                                       "window's grasp-flag tokens are all padding, so the release "
                                                       "is learned from the images, not copied off the flag "
@@ -123,6 +126,7 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          planar_position=planar_position,
                          gripper_first=gripper_first, grasp_sensor=grasp_sensor,
                          gripper_keyframe_weight=gripper_keyframe_weight, grasp_dropout=grasp_dropout,
+                         gripper_keyframes=gripper_keyframes,
                          heldout_store=str(heldout_store) if heldout_store else None,
                          heldout_windows=heldout_windows, ema_decay=ema_decay, sharding=sharding,
                          skip_damaged=skip_damaged)

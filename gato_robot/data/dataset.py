@@ -38,6 +38,8 @@ before (a grasp or a release; the first timestep compares with an open gripper) 
 in the loss (``loss_mask``), every other target 1. A policy that reads the grasp flag can take
 "hold while holding" from it for all but these few targets (the copycat shortcut); weighted, the
 releases and grasps that must come from the images count as they matter closed loop.
+``gripper_keyframes`` picks which: "both" (round 28-30), "releases" (label closed -> open: the one
+target the flag's "still closed" cannot give) or "grasps" (open -> closed).
 
 Grasp-flag dropout (``grasp_dropout``, a probability; the same past-action dropout as the
 velocities'): each window's grasp-flag tokens are all padding with that probability. The flag is
@@ -76,6 +78,7 @@ from .episodes import EpisodeMeta, EpisodeReader, EpisodeStore
 LOGGER = logging.getLogger(__name__)
 REPLACEMENT_STRIDE = 7919  # windows; a prime, so the replacements of one damaged episode spread over the store
 RECORDING_ARM = ArmDescription()
+GRIPPER_KEYFRAMES = ("both", "releases", "grasps")  # which gripper label changes weigh gripper_keyframe_weight
 """The arm the stores were recorded with (the simulators' Panda): its opening maps gripper actions to widths."""
 
 
@@ -91,7 +94,7 @@ class EpisodeWindows:
                  episodes: list[EpisodeMeta] | None = None, patch_position_jitter: bool = True,
                  random_shift_px: int = 0, skip_damaged: bool = False, proprio_noise_std: np.ndarray | None = None,
                  proprio_dropout: float = 0.0, velocity_dropout: float = 0.0, gripper_keyframe_weight: float = 1.0,
-                 grasp_dropout: float = 0.0):
+                 grasp_dropout: float = 0.0, gripper_keyframes: str = "both"):
         self.episodes = episodes if episodes is not None else store.episodes(min_return_fraction)
         if not self.episodes:
             raise ValueError(f"no usable episodes in {store.root} (after the {min_return_fraction:.0%} return filter)")
@@ -122,6 +125,9 @@ class EpisodeWindows:
         if not gripper_keyframe_weight >= 1.0:
             raise ValueError(f"gripper_keyframe_weight must be >= 1, got {gripper_keyframe_weight}")
         self.gripper_keyframe_weight = gripper_keyframe_weight
+        if gripper_keyframes not in GRIPPER_KEYFRAMES:
+            raise ValueError(f"gripper_keyframes must be one of {GRIPPER_KEYFRAMES}, got {gripper_keyframes!r}")
+        self.gripper_keyframes = gripper_keyframes
         self._gripper = action_spec.names.index("gripper")  # in the action vector
         self._gripper_token = spec.action_token_order.index(self._gripper)  # among a timestep's action tokens
         self.proprio_noise_std = None
@@ -186,11 +192,14 @@ class EpisodeWindows:
         return sequence
 
     def _weigh_gripper_keyframes(self, sequence: TokenSequence, gripper: np.ndarray, gripper_before: float) -> TokenSequence:
-        """``sequence`` with the loss weight of each grasp's or release's gripper target raised: the
-        timesteps whose gripper label (``gripper``, one per timestep) differs in sign from the one
-        before (``gripper_before`` ahead of the first)."""
+        """``sequence`` with the loss weight of each grasp's or release's gripper target raised (those
+        ``gripper_keyframes`` names): the timesteps whose gripper label (``gripper``, one per timestep;
+        > 0 closed) differs in sign from the one before (``gripper_before`` ahead of the first)."""
         signs = np.sign(np.concatenate([[gripper_before], gripper]))
-        keyframes = np.flatnonzero(signs[1:] != signs[:-1])
+        changed = signs[1:] != signs[:-1]
+        if self.gripper_keyframes != "both":
+            changed &= (signs[1:] > 0) == (self.gripper_keyframes == "grasps")
+        keyframes = np.flatnonzero(changed)
         actions = np.flatnonzero(sequence.modality == Modality.ACTION).reshape(len(gripper), -1)
         loss_mask = sequence.loss_mask.copy()
         loss_mask[actions[keyframes, self._gripper_token]] = self.gripper_keyframe_weight
