@@ -42,6 +42,18 @@ class Observation:
         extras = {GRASP_SENSOR: np.asarray(sensors[GRASP_SENSOR], np.float64).reshape(-1)} if GRASP_SENSOR in sensors else {}
         return cls({name: sensors[name] for name in camera_names}, proprio_vector(sensors), instruction, extras)
 
+    def grasp_flag(self) -> np.ndarray:
+        """The grasp flag (``gripper_grasp``) as a (1,) float64 array, 0.0 or 1.0 as
+        :func:`gato_robot.proprio.grasp_detected` gives it; the one check every policy that reads it
+        (Gato's tokenizer, BC-IMP) applies. Missing, or any other value: ValueError naming it."""
+        if GRASP_SENSOR not in self.extras:
+            raise ValueError(f"observation has no '{GRASP_SENSOR}' value; this policy reads the grasp flag "
+                             "(gato_robot.proprio.grasp_detected)")
+        flag = np.asarray(self.extras[GRASP_SENSOR], dtype=np.float64).reshape(-1)
+        if flag.shape != (1,) or flag[0] not in (0.0, 1.0):
+            raise ValueError(f"'{GRASP_SENSOR}' must be one value, 0 or 1 (the grasp flag), got {flag.tolist()}")
+        return flag
+
 
 @dataclass(frozen=True)
 class JointSample:

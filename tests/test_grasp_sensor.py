@@ -46,8 +46,9 @@ def test_a_grasp_sensing_policy_reads_one_more_token_and_refuses_an_observation_
         tokens = GatoTokenizer(sensing).encode_observation(replace(observation, extras={GRASP_SENSOR: np.array([flag])}))
         assert tokens.token_ids[-2] == FLAG_TOKEN[flag] and tokens.modality[-2] == Modality.CONTINUOUS
         np.testing.assert_array_equal(np.delete(tokens.token_ids, -2), plain.token_ids)  # everything else as before
-    with pytest.raises(TokenizationError, match=r"one value in \[0, 1\]"):
-        GatoTokenizer(sensing).encode_observation(replace(observation, extras={GRASP_SENSOR: np.array([2.0])}))
+    for bad in ([2.0], [0.5], [np.nan], [0.0, 1.0]):  # the rule BC-IMP's deployment applies too (Observation.grasp_flag)
+        with pytest.raises(TokenizationError, match="must be one value, 0 or 1"):
+            GatoTokenizer(sensing).encode_observation(replace(observation, extras={GRASP_SENSOR: np.array(bad)}))
     assert np.array_equal(GatoTokenizer(spec).encode_observation(  # a policy without it ignores the value
         replace(observation, extras={GRASP_SENSOR: np.array([1.0])})).token_ids, plain.token_ids)
 

@@ -157,14 +157,7 @@ class BCIMPDeployment:
         proprio = np.asarray(observation.proprio, dtype=np.float64)
         if proprio.shape != (self.policy.config.proprio_dim,) or not np.all(np.isfinite(proprio)):
             raise ValueError(f"proprioception must be {self.policy.config.proprio_dim} finite values, got {proprio}")
-        grasp = None
-        if self.policy.config.grasp_sensor:
-            if GRASP_SENSOR not in observation.extras:
-                raise ValueError(f"observation has no '{GRASP_SENSOR}' value; this BC-IMP policy reads the grasp flag "
-                                 "(gato_robot.proprio.grasp_detected)")
-            grasp = np.asarray(observation.extras[GRASP_SENSOR], dtype=np.float32).reshape(-1)
-            if grasp.shape != (1,) or grasp[0] not in (0.0, 1.0):
-                raise ValueError(f"'{GRASP_SENSOR}' must be one value, 0 or 1, got {grasp}")
+        grasp = observation.grasp_flag().astype(np.float32) if self.policy.config.grasp_sensor else None
         return np.stack(images), proprio.astype(np.float32), grasp
 
     def act_batch(self, encoded: list) -> np.ndarray:

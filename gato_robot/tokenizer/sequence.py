@@ -26,7 +26,7 @@ from enum import IntEnum
 import numpy as np
 
 from ..observation import Observation
-from ..proprio import GRASP_SENSOR, check_proprio_keep, proprio_keep_for
+from ..proprio import check_proprio_keep, proprio_keep_for
 from ..task import RGB_STACKING
 from .errors import TokenizationError
 from .ids import IMAGE_PLACEHOLDER_ID, PAD_ID, SEPARATOR_ID
@@ -255,13 +255,10 @@ class GatoTokenizer:
 
     def _grasp_flag(self, observation: Observation) -> np.ndarray:
         """The observation's grasp flag as a (1,) array, checked (a spec with ``grasp_sensor``)."""
-        if GRASP_SENSOR not in observation.extras:
-            raise TokenizationError(f"observation has no '{GRASP_SENSOR}' value; this policy reads the grasp flag "
-                                    "(gato_robot.proprio.grasp_detected)")
-        flag = np.asarray(observation.extras[GRASP_SENSOR], dtype=np.float64).reshape(-1)
-        if flag.shape != (1,) or not 0.0 <= flag[0] <= 1.0:
-            raise TokenizationError(f"{GRASP_SENSOR}: expected one value in [0, 1], got {flag.tolist()}")
-        return flag
+        try:
+            return observation.grasp_flag()
+        except ValueError as error:
+            raise TokenizationError(str(error)) from error
 
     def _validate(self, observation: Observation) -> np.ndarray:
         spec = self.spec
