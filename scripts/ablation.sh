@@ -122,6 +122,7 @@ baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output a
     bc-imp-bins-novel) echo "--action-head hl_gauss --no-joint-velocities" ;;
     bc-imp-std) echo "--standardize-proprio" ;;  # Gato's per-dimension standardization of proprioception
     bc-imp-grasp) echo "--grasp-sensor" ;;  # round 30: the grasp flag, as all-novel-gf-global-query-grasp*
+    bc-imp-grasp-kf50) echo "--grasp-sensor --gripper-keyframe-weight 50" ;;  # round 31: and grasps and releases weighing 50, as all-novel-gf-global-query-grasp-kf50
     bc-imp-noplanar) echo "--no-planar-position" ;;  # round 13: no joint angles, no TCP x, y, as the Gato arm
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac

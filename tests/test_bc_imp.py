@@ -219,3 +219,44 @@ def test_bc_imp_reads_the_grasp_flag_as_gatos_training_windows_do(store, tmp_pat
         improve_bc_imp(tmp_path / "bc", [store], tmp_path / "crr")
     report = evaluate(EvalConfig(str(tmp_path / "bc"), triplets="test-3-prism", episodes=1))
     assert report.per_triplet["test-3-prism"].episodes == 1
+
+
+def test_bc_imp_weighs_grasps_and_releases_as_gatos_windows_do(store, tmp_path):
+    """``--gripper-keyframe-weight``: BC-IMP's keyframes of each recorded timestep are those of
+    Gato's windows (:func:`gripper_keyframe_mask` over the episode, each kind), and its loss is the
+    weighted mean of its targets, for both action heads."""
+    from gato_robot.action_spec import RGB_STACKING_ACTIONS
+    from gato_robot.baselines.bc_imp import BCIMPConfig, recorded_keyframe
+    from gato_robot.data.dataset import GRIPPER_KEYFRAMES, gripper_keyframe_mask
+    from gato_robot.data.episodes import EpisodeReader
+
+    meta = EpisodeStore(store).episodes()[0]
+    with EpisodeReader(meta.path) as reader:
+        gripper = reader.actions(0, meta.steps)[:, -1]
+        for kinds in GRIPPER_KEYFRAMES:
+            marked = [recorded_keyframe(reader, t, RGB_STACKING_ACTIONS, kinds) for t in range(meta.steps)]
+            np.testing.assert_array_equal(marked, gripper_keyframe_mask(gripper, -1.0, kinds))
+    assert gripper_keyframe_mask(gripper, -1.0, "grasps").any() and gripper_keyframe_mask(gripper, -1.0, "releases").any()
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (3, 2, 128, 128, 3), dtype=torch.uint8)
+    proprio, actions = torch.randn(3, 22), np.random.default_rng(0).uniform(-0.9, 0.9, (3, 5))
+    weights = torch.ones(3, 5)
+    weights[1, 4] = 20.0  # one keyframe's gripper target
+    alone = torch.full((3, 5), 1e-9)
+    alone[1, 4] = 1.0  # that target's own loss
+    for head in ("tanh", "hl_gauss"):
+        policy = BCIMPPolicy(BCIMPConfig(action_head=head))
+        with torch.no_grad():
+            plain, weighted, keyframe = (float(policy.loss(images, proprio, actions, weights=w))
+                                         for w in (None, weights, alone))
+        assert weighted == pytest.approx((plain * 15 + 19 * keyframe) / (15 + 19), rel=1e-4)
+        assert weighted != pytest.approx(plain, rel=1e-4)
+
+    with pytest.raises(ValueError, match="gripper_keyframe_weight must be >= 1"):
+        BCIMPTrainConfig(gripper_keyframe_weight=0.5)
+    with pytest.raises(ValueError, match="gripper_keyframes must be one of"):
+        BCIMPTrainConfig(gripper_keyframe_weight=2.0, gripper_keyframes="all")
+    summary = train_bc_imp(store, tmp_path / "kf", BCIMPTrainConfig(steps=2, batch_size=4, gripper_keyframe_weight=50.0),
+                           progress=False)
+    assert np.isfinite(summary["final_loss"])

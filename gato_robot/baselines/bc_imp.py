@@ -44,7 +44,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..action_spec import RGB_STACKING_ACTIONS, ActionSpec
-from ..data.dataset import RECORDING_ARM, proprio_noise_std, proprio_statistics, random_shift
+from ..data.dataset import RECORDING_ARM, gripper_keyframe_mask, proprio_noise_std, proprio_statistics, random_shift
 from ..data.episodes import EpisodeReader, EpisodeStore
 from ..errors import DamagedFileError, read_json_object, reading
 from ..model.policy import hl_gauss_cross_entropy
@@ -149,15 +149,18 @@ class BCIMPPolicy(nn.Module):
         return torch.tanh(out) if self.config.action_head == "tanh" else out.view(batch, self.config.action_dim, -1)
 
     def loss(self, images: torch.Tensor, proprio: torch.Tensor, actions: np.ndarray,
-             grasp: torch.Tensor | None = None) -> torch.Tensor:
+             grasp: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Behaviour-cloning loss against normalized actions (B, 5): MSE ("tanh"), or cross-entropy
-        against HL-Gauss targets centred on each action's mu-law bin ("hl_gauss")."""
+        against HL-Gauss targets centred on each action's mu-law bin ("hl_gauss"); the mean over
+        targets, weighted by ``weights`` (B, 5) when given (gripper keyframes, as Gato's loss_mask)."""
         prediction = self(images, proprio, grasp)
         if self.config.action_head == "tanh":
-            return F.mse_loss(prediction, torch.from_numpy(actions).float())
+            squared = (prediction - torch.from_numpy(actions).float()) ** 2
+            return squared.mean() if weights is None else (weights * squared).sum() / weights.sum()
         bins = torch.from_numpy(continuous_to_bins(actions)).reshape(-1)
         log_p = F.log_softmax(prediction.reshape(bins.shape[0], -1), dim=-1)
-        return hl_gauss_cross_entropy(log_p, bins, self.config.hl_gauss_sigma_bins)
+        return hl_gauss_cross_entropy(log_p, bins, self.config.hl_gauss_sigma_bins,
+                                      None if weights is None else weights.reshape(-1))
 
     @torch.inference_mode()
     def act(self, images: torch.Tensor, proprio: torch.Tensor, expectation: str = DEPLOYED_EXPECTATION,
@@ -207,8 +210,24 @@ class BCIMPTrainConfig:
     random_shift_px: int = 0  # DrQ random shift of each camera image, as for Gato (0: off)
     standardize_proprio: bool = False  # model.proprio_mean/std from the training episodes, as Gato's option
     velocity_noise: float = 0.0  # Gaussian noise on the joint velocities seen, x their std, at training only (0: off)
+    gripper_keyframe_weight: float = 1.0  # loss weight of the gripper target at a grasp or release (1: off), as Gato's
+    gripper_keyframes: str = "both"  # which keyframes weigh it: both, releases or grasps (data.dataset.GRIPPER_KEYFRAMES)
     seed: int = 0
     model: BCIMPConfig = field(default_factory=BCIMPConfig)
+
+    def __post_init__(self):
+        if not self.gripper_keyframe_weight >= 1.0:
+            raise ValueError(f"gripper_keyframe_weight must be >= 1, got {self.gripper_keyframe_weight}")
+        gripper_keyframe_mask(np.zeros(0), -1.0, self.gripper_keyframes)  # checks the kind
+
+
+def recorded_keyframe(reader: EpisodeReader, t: int, spec: ActionSpec, kinds: str) -> bool:
+    """Whether recorded timestep ``t``'s gripper label is a keyframe of ``kinds``: its sign differs
+    from the label of ``t - 1`` (open before the first), the rule of Gato's training windows
+    (:func:`gato_robot.data.dataset.gripper_keyframe_mask`)."""
+    gripper = spec.names.index("gripper")
+    before = float(reader.actions(t - 1, t)[0, gripper]) if t else -1.0
+    return bool(gripper_keyframe_mask(reader.actions(t, t + 1)[:, gripper], before, kinds)[0])
 
 
 def recorded_grasp_flag(reader: EpisodeReader, t: int, proprio: np.ndarray, spec: ActionSpec) -> np.ndarray:
@@ -272,9 +291,15 @@ def _train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Ac
             proprio = proprio + noise_std * np.stack([np.random.default_rng([config.seed, step, row, 1]).normal(
                 size=proprio.shape[1]) for row in rows])
         actions = np.stack([spec.normalize(readers[e].actions(t, t + 1)[0]) for e, t in zip(picks, times)])
+        weights = None
+        if config.gripper_keyframe_weight != 1.0:
+            weights = torch.ones(actions.shape)
+            weights[[i for i, (e, t) in enumerate(zip(picks, times))
+                     if recorded_keyframe(readers[e], t, spec, config.gripper_keyframes)],
+                    spec.names.index("gripper")] = config.gripper_keyframe_weight
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-        loss = loss_of(torch.from_numpy(images), torch.from_numpy(proprio).float(), actions, grasp)
+        loss = loss_of(torch.from_numpy(images), torch.from_numpy(proprio).float(), actions, grasp, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)

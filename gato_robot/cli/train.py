@@ -164,6 +164,11 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
                            grasp_sensor: bool = typer.Option(False, help="Give the policy the grasp flag (1 while "
                                                              "the closed fingers hold something), as Gato's "
                                                              "--grasp-sensor."),
+                           gripper_keyframe_weight: float = typer.Option(1.0, min=1.0, help="Loss weight of the "
+                                                                         "gripper target where the expert grasps or "
+                                                                         "releases, as Gato's option; 1: off."),
+                           gripper_keyframes: str = typer.Option("both", help="Which keyframes weigh it: both, "
+                                                                 "releases or grasps."),
                            seed: int = 0) -> None:
     """Train the BC-IMP specialist baseline (conv encoder + MLP, behaviour cloning) on the same store."""
     from ..baselines.bc_imp import BCIMPConfig, BCIMPTrainConfig, train_bc_imp
@@ -175,7 +180,9 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
         summary = train_bc_imp(store, out, BCIMPTrainConfig(steps=steps, batch_size=batch_size, learning_rate=lr,
                                                             random_shift_px=random_shift, seed=seed, model=model,
                                                             standardize_proprio=standardize_proprio,
-                                                            velocity_noise=velocity_noise))
+                                                            velocity_noise=velocity_noise,
+                                                            gripper_keyframe_weight=gripper_keyframe_weight,
+                                                            gripper_keyframes=gripper_keyframes))
     console.print(f"BC-IMP: {steps} steps, final loss {summary['final_loss']:.4f}, {summary['seconds']:.0f} s -> {out}")
 
 

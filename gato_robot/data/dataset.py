@@ -79,6 +79,18 @@ LOGGER = logging.getLogger(__name__)
 REPLACEMENT_STRIDE = 7919  # windows; a prime, so the replacements of one damaged episode spread over the store
 RECORDING_ARM = ArmDescription()
 GRIPPER_KEYFRAMES = ("both", "releases", "grasps")  # which gripper label changes weigh gripper_keyframe_weight
+
+
+def gripper_keyframe_mask(gripper: np.ndarray, gripper_before: float, kinds: str = "both") -> np.ndarray:
+    """(T,) bool: the timesteps of a recorded stretch whose gripper label (``gripper``, (T,) in
+    [-1, 1], > 0 closes) differs in sign from the one before (``gripper_before`` ahead of the first;
+    -1, open, at an episode's start): grasps (open -> closed) and releases (closed -> open), those
+    ``kinds`` names (:data:`GRIPPER_KEYFRAMES`). Keyframe-focused imitation, Wen et al. 2021."""
+    if kinds not in GRIPPER_KEYFRAMES:
+        raise ValueError(f"gripper_keyframes must be one of {GRIPPER_KEYFRAMES}, got {kinds!r}")
+    signs = np.sign(np.concatenate([[gripper_before], np.asarray(gripper, np.float64)]))
+    changed = signs[1:] != signs[:-1]
+    return changed if kinds == "both" else changed & ((signs[1:] > 0) == (kinds == "grasps"))
 """The arm the stores were recorded with (the simulators' Panda): its opening maps gripper actions to widths."""
 
 
@@ -125,8 +137,7 @@ class EpisodeWindows:
         if not gripper_keyframe_weight >= 1.0:
             raise ValueError(f"gripper_keyframe_weight must be >= 1, got {gripper_keyframe_weight}")
         self.gripper_keyframe_weight = gripper_keyframe_weight
-        if gripper_keyframes not in GRIPPER_KEYFRAMES:
-            raise ValueError(f"gripper_keyframes must be one of {GRIPPER_KEYFRAMES}, got {gripper_keyframes!r}")
+        gripper_keyframe_mask(np.zeros(0), -1.0, gripper_keyframes)  # checks the kind
         self.gripper_keyframes = gripper_keyframes
         self._gripper = action_spec.names.index("gripper")  # in the action vector
         self._gripper_token = spec.action_token_order.index(self._gripper)  # among a timestep's action tokens
@@ -192,14 +203,9 @@ class EpisodeWindows:
         return sequence
 
     def _weigh_gripper_keyframes(self, sequence: TokenSequence, gripper: np.ndarray, gripper_before: float) -> TokenSequence:
-        """``sequence`` with the loss weight of each grasp's or release's gripper target raised (those
-        ``gripper_keyframes`` names): the timesteps whose gripper label (``gripper``, one per timestep;
-        > 0 closed) differs in sign from the one before (``gripper_before`` ahead of the first)."""
-        signs = np.sign(np.concatenate([[gripper_before], gripper]))
-        changed = signs[1:] != signs[:-1]
-        if self.gripper_keyframes != "both":
-            changed &= (signs[1:] > 0) == (self.gripper_keyframes == "grasps")
-        keyframes = np.flatnonzero(changed)
+        """``sequence`` with the loss weight of the gripper target raised at the keyframes
+        (:func:`gripper_keyframe_mask` of ``gripper``, one label per timestep, after ``gripper_before``)."""
+        keyframes = np.flatnonzero(gripper_keyframe_mask(gripper, gripper_before, self.gripper_keyframes))
         actions = np.flatnonzero(sequence.modality == Modality.ACTION).reshape(len(gripper), -1)
         loss_mask = sequence.loss_mask.copy()
         loss_mask[actions[keyframes, self._gripper_token]] = self.gripper_keyframe_weight
