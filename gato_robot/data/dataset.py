@@ -78,6 +78,8 @@ from .episodes import EpisodeMeta, EpisodeReader, EpisodeStore
 LOGGER = logging.getLogger(__name__)
 REPLACEMENT_STRIDE = 7919  # windows; a prime, so the replacements of one damaged episode spread over the store
 RECORDING_ARM = ArmDescription()
+"""The arm the stores were recorded with (the simulators' Panda): its opening maps gripper actions to widths."""
+
 GRIPPER_KEYFRAMES = ("both", "releases", "grasps")  # which gripper label changes weigh gripper_keyframe_weight
 
 
@@ -91,7 +93,6 @@ def gripper_keyframe_mask(gripper: np.ndarray, gripper_before: float, kinds: str
     signs = np.sign(np.concatenate([[gripper_before], np.asarray(gripper, np.float64)]))
     changed = signs[1:] != signs[:-1]
     return changed if kinds == "both" else changed & ((signs[1:] > 0) == (kinds == "grasps"))
-"""The arm the stores were recorded with (the simulators' Panda): its opening maps gripper actions to widths."""
 
 
 @dataclass(frozen=True)
