@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 STORE=${STORE:-../data/mujoco-dart-g}    # sim generate --episodes 700 --seed 1000000 --noise 0.2 --gripper-noise 0.01
 RUNS=${RUNS:-../runs/ablation}       # outside the work tree
-OUT=${OUT:-results/ablation-2026-12-07-r30}  # the latest round's reports; an earlier round's arms: OUT= the folder its round in results/ablation-history.md names
+OUT=${OUT:-results/ablation-2026-12-07-r31}  # the latest round's reports; an earlier round's arms: OUT= the folder its round in results/ablation-history.md names
 WIDE_STORE=${WIDE_STORE:-../data/mujoco-wide-dart-g}  # the same with --triplets train-wide: the arms named *-wide
 MORE_STORE=${MORE_STORE:-../data/mujoco-dart-g-b}     # the same command's next 700 seeds (1000700+)
 X2_STORE=${X2_STORE:-../data/mujoco-dart-g-x2}        # STORE and MORE_STORE together (links): the arms named *-x2, *-x2-*
@@ -26,7 +26,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-query-grasp-kf50-seed1 all-novel-gf-global-query-grasp-kf50-seed2"}   # round 30; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
+ARMS=${ARMS:-"bc-imp-grasp all-novel-gf-global-query-grasp-rkf50"}   # round 31; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
