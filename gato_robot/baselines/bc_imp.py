@@ -221,24 +221,26 @@ class BCIMPTrainConfig:
         gripper_keyframe_mask(np.zeros(0), -1.0, self.gripper_keyframes)  # checks the kind
 
 
+def previous_gripper_label(reader: EpisodeReader, t: int, spec: ActionSpec) -> float:
+    """The gripper label of recorded timestep ``t - 1`` in [-1, 1]; -1 (open) before the first."""
+    return float(reader.actions(t - 1, t)[0, spec.names.index("gripper")]) if t else -1.0
+
+
 def recorded_keyframe(reader: EpisodeReader, t: int, spec: ActionSpec, kinds: str) -> bool:
     """Whether recorded timestep ``t``'s gripper label is a keyframe of ``kinds``: its sign differs
-    from the label of ``t - 1`` (open before the first), the rule of Gato's training windows
+    from the label of ``t - 1``, the rule of Gato's training windows
     (:func:`gato_robot.data.dataset.gripper_keyframe_mask`)."""
-    gripper = spec.names.index("gripper")
-    before = float(reader.actions(t - 1, t)[0, gripper]) if t else -1.0
-    return bool(gripper_keyframe_mask(reader.actions(t, t + 1)[:, gripper], before, kinds)[0])
+    label = reader.actions(t, t + 1)[:, spec.names.index("gripper")]
+    return bool(gripper_keyframe_mask(label, previous_gripper_label(reader, t, spec), kinds)[0])
 
 
 def recorded_grasp_flag(reader: EpisodeReader, t: int, proprio: np.ndarray, spec: ActionSpec) -> np.ndarray:
     """The grasp flag (1,) of recorded timestep ``t`` whose proprioception is ``proprio`` (22,): its
     finger width against the gripper command of ``t - 1`` (open before the first), the rule of
     Gato's training windows (:func:`gato_robot.proprio.grasp_flags`)."""
-    gripper = spec.names.index("gripper")
-    before = float(reader.actions(t - 1, t)[0, gripper]) if t else -1.0
     width = np.array([proprio[PROPRIO_OFFSETS["gripper_width"]]])
     return grasp_flags(width, np.zeros(1), RECORDING_ARM.max_gripper_width_m,  # a 1-step stretch: its own action unused
-                       previous_action=before)
+                       previous_action=previous_gripper_label(reader, t, spec))
 
 
 def train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: ActionSpec = RGB_STACKING_ACTIONS,
