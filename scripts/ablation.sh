@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 STORE=${STORE:-../data/mujoco-dart-g}    # sim generate --episodes 700 --seed 1000000 --noise 0.2 --gripper-noise 0.01
 RUNS=${RUNS:-../runs/ablation}       # outside the work tree
-OUT=${OUT:-results/ablation-2026-12-07-r32}  # the latest round's reports; an earlier round's arms: OUT= the folder its round in results/ablation-history.md names
+OUT=${OUT:-results/ablation-2026-12-07-r33}  # the latest round's reports; an earlier round's arms: OUT= the folder its round in results/ablation-history.md names
 WIDE_STORE=${WIDE_STORE:-../data/mujoco-wide-dart-g}  # the same with --triplets train-wide: the arms named *-wide
 MORE_STORE=${MORE_STORE:-../data/mujoco-dart-g-b}     # the same command's next 700 seeds (1000700+)
 X2_STORE=${X2_STORE:-../data/mujoco-dart-g-x2}        # STORE and MORE_STORE together (links): the arms named *-x2, *-x2-*
@@ -26,7 +26,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"bc-imp-grasp-kf50 all-novel-gf-global-query-grasp-rkf100"}   # round 32; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
+ARMS=${ARMS:-"bc-imp-grasp-kf50-seed1 bc-imp-grasp-kf50-seed2"}   # round 33; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -124,6 +124,8 @@ baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output a
     bc-imp-std) echo "--standardize-proprio" ;;  # Gato's per-dimension standardization of proprioception
     bc-imp-grasp) echo "--grasp-sensor" ;;  # round 30: the grasp flag, as all-novel-gf-global-query-grasp*
     bc-imp-grasp-kf50) echo "--grasp-sensor --gripper-keyframe-weight 50" ;;  # round 31: and grasps and releases weighing 50, as all-novel-gf-global-query-grasp-kf50
+    bc-imp-grasp-kf50-seed1) echo "$(baseline_flags bc-imp-grasp-kf50) --seed 1" ;;  # round 33: and at the second training seed
+    bc-imp-grasp-kf50-seed2) echo "$(baseline_flags bc-imp-grasp-kf50) --seed 2" ;;  # and the third
     bc-imp-noplanar) echo "--no-planar-position" ;;  # round 13: no joint angles, no TCP x, y, as the Gato arm
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac

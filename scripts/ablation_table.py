@@ -125,6 +125,8 @@ RECIPES = {
     "bc-imp-grasp": "as bc-imp, also reading the grasp flag (`--grasp-sensor`), as the grasp-sensing Gato arms",
     "bc-imp-grasp-kf50": "as bc-imp-grasp, grasps and releases weighing 50 (`--gripper-keyframe-weight 50`), as "
                          "all-novel-gf-global-query-grasp-kf50",
+    "bc-imp-grasp-kf50-seed1": "as bc-imp-grasp-kf50, training seed 1",
+    "bc-imp-grasp-kf50-seed2": "as bc-imp-grasp-kf50, training seed 2",
     "all-novel-gf-global-query-kf": "as all-novel-gf-global-query, each grasp's and release's gripper target "
                                     "weighing 20 (`--gripper-keyframe-weight 20`), no grasp flag",
     "all-novel-gf-global-query-s8": "as all-novel-gf-global-query, HL-Gauss targets of standard deviation 8 bins "
