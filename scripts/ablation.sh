@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 G=.venv/bin/gato-robot
 STORE=${STORE:-../data/mujoco-dart-g}    # sim generate --episodes 700 --seed 1000000 --noise 0.2 --gripper-noise 0.01
 RUNS=${RUNS:-../runs/ablation}       # outside the work tree
-OUT=${OUT:-results/ablation-2026-12-07-r33}  # the latest round's reports; an earlier round's arms: OUT= the folder its round in results/ablation-history.md names
+OUT=${OUT:-results/ablation-2026-12-07-r34}  # the latest round's reports; an earlier round's arms: OUT= the folder its round in results/ablation-history.md names
 WIDE_STORE=${WIDE_STORE:-../data/mujoco-wide-dart-g}  # the same with --triplets train-wide: the arms named *-wide
 MORE_STORE=${MORE_STORE:-../data/mujoco-dart-g-b}     # the same command's next 700 seeds (1000700+)
 X2_STORE=${X2_STORE:-../data/mujoco-dart-g-x2}        # STORE and MORE_STORE together (links): the arms named *-x2, *-x2-*
@@ -26,7 +26,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"bc-imp-grasp-kf50-seed1 bc-imp-grasp-kf50-seed2"}   # round 33; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
+ARMS=${ARMS:-"all-novel-gf-global-query-grasp-kf50-lead2"}   # round 34; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -93,6 +93,7 @@ flags() {  # the recipe of each arm; "paper" is Gato's, "all" every change, "all
     all-novel-gf-global-query-grasp-kf50) echo "$(flags all-novel-gf-global-query-grasp) --gripper-keyframe-weight 50" ;;  # round 29: the flag, grasps and releases weighing 50 (1 held 341 ticks, 20 held 221)
     all-novel-gf-global-query-grasp-kf50-seed1) echo "$(flags all-novel-gf-global-query-grasp-kf50) --seed 1" ;;  # round 29: and at the second training seed
     all-novel-gf-global-query-grasp-kf50-seed2) echo "$(flags all-novel-gf-global-query-grasp-kf50) --seed 2" ;;  # and the third
+    all-novel-gf-global-query-grasp-kf50-lead2) echo "$(flags all-novel-gf-global-query-grasp-kf50) --grasp-lead 2" ;;  # round 34: and the open targets of the two ticks before each grasp weighing 50 too (the weighted grasp alone pulled the close early, rounds 29, 32)
     all-novel-gf-global-query-grasp-rkf50) echo "$(flags all-novel-gf-global-query-grasp-kf50) --gripper-keyframes releases" ;;  # round 31: the flag, releases alone weighing 50 (the one target the flag cannot give; grasps as the recipe)
     all-novel-gf-global-query-grasp-rkf100) echo "$(flags all-novel-gf-global-query-grasp) --gripper-keyframe-weight 100 --gripper-keyframes releases" ;;  # round 32: the releases alone weighing 100 (held-out stacks rose with the weight: 1, 20, 50 gave 19, 50, 73-84 of 150)
     all-novel-gf-global-query-kf) echo "$(flags all-novel-gf-global-query) --gripper-keyframe-weight 20" ;;  # round 29: the keyframe weight without the flag

@@ -120,6 +120,8 @@ RECIPES = {
                                               "(grasps weigh 1)",
     "all-novel-gf-global-query-grasp-rkf100": "as all-novel-gf-global-query-grasp-rkf50, releases weighing 100 "
                                               "(`--gripper-keyframe-weight 100`)",
+    "all-novel-gf-global-query-grasp-kf50-lead2": "as all-novel-gf-global-query-grasp-kf50, the open targets of the two "
+                                                  "timesteps before each grasp weighing 50 too (`--grasp-lead 2`)",
     "all-novel-gf-global-query-grasp-kf50-seed1": "as all-novel-gf-global-query-grasp-kf50, training seed 1",
     "all-novel-gf-global-query-grasp-kf50-seed2": "as all-novel-gf-global-query-grasp-kf50, training seed 2",
     "bc-imp-grasp": "as bc-imp, also reading the grasp flag (`--grasp-sensor`), as the grasp-sensing Gato arms",

@@ -236,6 +236,9 @@ def test_bc_imp_weighs_grasps_and_releases_as_gatos_windows_do(store, tmp_path):
         for kinds in GRIPPER_KEYFRAMES:
             marked = [recorded_keyframe(reader, t, RGB_STACKING_ACTIONS, kinds) for t in range(meta.steps)]
             np.testing.assert_array_equal(marked, gripper_keyframe_mask(gripper, -1.0, kinds))
+            led = [recorded_keyframe(reader, t, RGB_STACKING_ACTIONS, kinds, grasp_lead=2) for t in range(meta.steps)]
+            np.testing.assert_array_equal(led, gripper_keyframe_mask(gripper, -1.0, kinds, grasp_lead=2))
+            assert sum(led) == sum(marked) + 2 * int(gripper_keyframe_mask(gripper, -1.0, "grasps").sum())
     assert gripper_keyframe_mask(gripper, -1.0, "grasps").any() and gripper_keyframe_mask(gripper, -1.0, "releases").any()
 
     torch.manual_seed(0)

@@ -166,6 +166,20 @@ def test_grasps_and_releases_weigh_more_in_the_loss_and_nothing_else_changes(tmp
         assert weighted_kind == [t for t in expected if (gripper[t] > 0) == closed_after]
         assert weighted_kind  # the expert episode grasps and releases
 
+    grasps = [t for t in expected if gripper[t] > 0]
+    for size in (1, 4):  # the open targets just before each grasp too, also where a window ends before the grasp
+        windows = EpisodeWindows(store, spec, size, min_return_fraction=0.0, patch_position_jitter=False,
+                                 gripper_keyframe_weight=20.0, gripper_keyframes="grasps", grasp_lead=2)
+        led = []
+        for start in range(0, meta.steps - size + 1, size):
+            sample = windows.sample(windows.locate(start), np.random.default_rng(0))
+            actions = np.flatnonzero(sample.modality == Modality.ACTION).reshape(size, 5)
+            led += [start + t for t in range(size) if sample.loss_mask[actions[t, 0]] == 20.0]
+        assert led == sorted(t - lead for t in grasps for lead in (0, 1, 2) if t - lead < (meta.steps - size + 1) // size * size)
+        assert all(gripper[t] < 0 for t in led if t not in grasps)  # the lead's targets are open ones
+    with pytest.raises(ValueError, match="grasp_lead must be >= 0"):
+        EpisodeWindows(store, spec, 1, min_return_fraction=0.0, gripper_keyframe_weight=2.0, grasp_lead=-1)
+
     torch.manual_seed(0)
     config = replace(preset("tiny", action_loss="hl_gauss"), timestep=spec)
     policy = GatoPolicy(replace(config, context_tokens=4 * spec.timestep_tokens))

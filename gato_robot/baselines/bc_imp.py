@@ -212,13 +212,14 @@ class BCIMPTrainConfig:
     velocity_noise: float = 0.0  # Gaussian noise on the joint velocities seen, x their std, at training only (0: off)
     gripper_keyframe_weight: float = 1.0  # loss weight of the gripper target at a grasp or release (1: off), as Gato's
     gripper_keyframes: str = "both"  # which keyframes weigh it: both, releases or grasps (data.dataset.GRIPPER_KEYFRAMES)
+    grasp_lead: int = 0  # and the open targets of that many timesteps before each grasp, as Gato's
     seed: int = 0
     model: BCIMPConfig = field(default_factory=BCIMPConfig)
 
     def __post_init__(self):
         if not self.gripper_keyframe_weight >= 1.0:
             raise ValueError(f"gripper_keyframe_weight must be >= 1, got {self.gripper_keyframe_weight}")
-        gripper_keyframe_mask(np.zeros(0), -1.0, self.gripper_keyframes)  # checks the kind
+        gripper_keyframe_mask(np.zeros(0), -1.0, self.gripper_keyframes, self.grasp_lead)  # checks the kind and lead
 
 
 def previous_gripper_label(reader: EpisodeReader, t: int, spec: ActionSpec) -> float:
@@ -226,12 +227,13 @@ def previous_gripper_label(reader: EpisodeReader, t: int, spec: ActionSpec) -> f
     return float(reader.actions(t - 1, t)[0, spec.names.index("gripper")]) if t else -1.0
 
 
-def recorded_keyframe(reader: EpisodeReader, t: int, spec: ActionSpec, kinds: str) -> bool:
+def recorded_keyframe(reader: EpisodeReader, t: int, spec: ActionSpec, kinds: str, grasp_lead: int = 0) -> bool:
     """Whether recorded timestep ``t``'s gripper label is a keyframe of ``kinds``: its sign differs
-    from the label of ``t - 1``, the rule of Gato's training windows
-    (:func:`gato_robot.data.dataset.gripper_keyframe_mask`)."""
-    label = reader.actions(t, t + 1)[:, spec.names.index("gripper")]
-    return bool(gripper_keyframe_mask(label, previous_gripper_label(reader, t, spec), kinds)[0])
+    from the label of ``t - 1``, or (``grasp_lead`` > 0) a grasp follows within that many timesteps,
+    the rule of Gato's training windows (:func:`gato_robot.data.dataset.gripper_keyframe_mask`)."""
+    labels = reader.actions(t, t + 1 + grasp_lead)[:, spec.names.index("gripper")]
+    return bool(gripper_keyframe_mask(labels[:1], previous_gripper_label(reader, t, spec), kinds, grasp_lead,
+                                      labels[1:])[0])
 
 
 def recorded_grasp_flag(reader: EpisodeReader, t: int, proprio: np.ndarray, spec: ActionSpec) -> np.ndarray:
@@ -297,7 +299,7 @@ def _train_bc_imp(store_dir: Path, out: Path, config: BCIMPTrainConfig, spec: Ac
         if config.gripper_keyframe_weight != 1.0:
             weights = torch.ones(actions.shape)
             weights[[i for i, (e, t) in enumerate(zip(picks, times))
-                     if recorded_keyframe(readers[e], t, spec, config.gripper_keyframes)],
+                     if recorded_keyframe(readers[e], t, spec, config.gripper_keyframes, config.grasp_lead)],
                     spec.names.index("gripper")] = config.gripper_keyframe_weight
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))

@@ -88,6 +88,9 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                   gripper_keyframes: str = typer.Option("both", help="Which keyframes weigh "
                                                         "--gripper-keyframe-weight: both, releases (closed -> "
                                                         "open) or grasps (open -> closed)."),
+                  grasp_lead: int = typer.Option(0, min=0, help="Also weigh the open gripper targets of this many "
+                                                 "timesteps before each grasp, so the weighted close is "
+                                                 "two-sided (0: the keyframes alone)."),
                   grasp_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Probability that a training "
                                                       "window's grasp-flag tokens are all padding, so the release "
                                                       "is learned from the images, not copied off the flag "
@@ -126,7 +129,7 @@ def train_command(store: Path = typer.Option(..., exists=True, help="Episode sto
                          planar_position=planar_position,
                          gripper_first=gripper_first, grasp_sensor=grasp_sensor,
                          gripper_keyframe_weight=gripper_keyframe_weight, grasp_dropout=grasp_dropout,
-                         gripper_keyframes=gripper_keyframes,
+                         gripper_keyframes=gripper_keyframes, grasp_lead=grasp_lead,
                          heldout_store=str(heldout_store) if heldout_store else None,
                          heldout_windows=heldout_windows, ema_decay=ema_decay, sharding=sharding,
                          skip_damaged=skip_damaged)
@@ -169,6 +172,8 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
                                                                          "releases, as Gato's option; 1: off."),
                            gripper_keyframes: str = typer.Option("both", help="Which keyframes weigh it: both, "
                                                                  "releases or grasps."),
+                           grasp_lead: int = typer.Option(0, min=0, help="And the open targets of this many "
+                                                          "timesteps before each grasp, as Gato's option."),
                            seed: int = 0) -> None:
     """Train the BC-IMP specialist baseline (conv encoder + MLP, behaviour cloning) on the same store."""
     from ..baselines.bc_imp import BCIMPConfig, BCIMPTrainConfig, train_bc_imp
@@ -182,7 +187,8 @@ def train_baseline_command(store: Path = typer.Option(..., exists=True,
                                                             standardize_proprio=standardize_proprio,
                                                             velocity_noise=velocity_noise,
                                                             gripper_keyframe_weight=gripper_keyframe_weight,
-                                                            gripper_keyframes=gripper_keyframes))
+                                                            gripper_keyframes=gripper_keyframes,
+                                                            grasp_lead=grasp_lead))
     console.print(f"BC-IMP: {steps} steps, final loss {summary['final_loss']:.4f}, {summary['seconds']:.0f} s -> {out}")
 
 

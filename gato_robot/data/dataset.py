@@ -39,7 +39,11 @@ in the loss (``loss_mask``), every other target 1. A policy that reads the grasp
 "hold while holding" from it for all but these few targets (the copycat shortcut); weighted, the
 releases and grasps that must come from the images count as they matter closed loop.
 ``gripper_keyframes`` picks which: "both" (round 28-30), "releases" (label closed -> open: the one
-target the flag's "still closed" cannot give) or "grasps" (open -> closed).
+target the flag's "still closed" cannot give) or "grasps" (open -> closed). ``grasp_lead`` also
+weighs the gripper targets (still "open") of the ``grasp_lead`` timesteps before each grasp, the last
+millimetres of the descent (the expert is 1.1 and 2.4 mm above its grasp height one and two ticks
+before): a weighted grasp alone pulls the close early into the descent (rounds 29, 32), where the
+same weight on the open targets just before it makes the boundary two-sided.
 
 Grasp-flag dropout (``grasp_dropout``, a probability; the same past-action dropout as the
 velocities'): each window's grasp-flag tokens are all padding with that probability. The flag is
@@ -83,16 +87,29 @@ RECORDING_ARM = ArmDescription()
 GRIPPER_KEYFRAMES = ("both", "releases", "grasps")  # which gripper label changes weigh gripper_keyframe_weight
 
 
-def gripper_keyframe_mask(gripper: np.ndarray, gripper_before: float, kinds: str = "both") -> np.ndarray:
+def gripper_keyframe_mask(gripper: np.ndarray, gripper_before: float, kinds: str = "both", grasp_lead: int = 0,
+                          gripper_after: np.ndarray = ()) -> np.ndarray:
     """(T,) bool: the timesteps of a recorded stretch whose gripper label (``gripper``, (T,) in
     [-1, 1], > 0 closes) differs in sign from the one before (``gripper_before`` ahead of the first;
     -1, open, at an episode's start): grasps (open -> closed) and releases (closed -> open), those
-    ``kinds`` names (:data:`GRIPPER_KEYFRAMES`). Keyframe-focused imitation, Wen et al. 2021."""
+    ``kinds`` names (:data:`GRIPPER_KEYFRAMES`). Keyframe-focused imitation, Wen et al. 2021.
+    ``grasp_lead``: also that many timesteps before each grasp (whatever ``kinds``), reading
+    ``gripper_after`` (the labels recorded after the stretch, up to ``grasp_lead`` of them) for
+    grasps just past its end."""
     if kinds not in GRIPPER_KEYFRAMES:
         raise ValueError(f"gripper_keyframes must be one of {GRIPPER_KEYFRAMES}, got {kinds!r}")
-    signs = np.sign(np.concatenate([[gripper_before], np.asarray(gripper, np.float64)]))
+    if grasp_lead < 0:
+        raise ValueError(f"grasp_lead must be >= 0 timesteps, got {grasp_lead}")
+    steps = len(gripper)
+    signs = np.sign(np.concatenate([[gripper_before], np.asarray(gripper, np.float64),
+                                    np.asarray(gripper_after, np.float64)[:grasp_lead]]))
     changed = signs[1:] != signs[:-1]
-    return changed if kinds == "both" else changed & ((signs[1:] > 0) == (kinds == "grasps"))
+    grasps = changed & (signs[1:] > 0)
+    mask = (changed if kinds == "both" else grasps if kinds == "grasps" else changed & ~grasps)[:steps].copy()
+    for lead in range(1, grasp_lead + 1):  # the open labels just before each grasp
+        ahead = grasps[lead:lead + steps]
+        mask[:len(ahead)] |= ahead
+    return mask
 
 
 @dataclass(frozen=True)
@@ -107,7 +124,7 @@ class EpisodeWindows:
                  episodes: list[EpisodeMeta] | None = None, patch_position_jitter: bool = True,
                  random_shift_px: int = 0, skip_damaged: bool = False, proprio_noise_std: np.ndarray | None = None,
                  proprio_dropout: float = 0.0, velocity_dropout: float = 0.0, gripper_keyframe_weight: float = 1.0,
-                 grasp_dropout: float = 0.0, gripper_keyframes: str = "both"):
+                 grasp_dropout: float = 0.0, gripper_keyframes: str = "both", grasp_lead: int = 0):
         self.episodes = episodes if episodes is not None else store.episodes(min_return_fraction)
         if not self.episodes:
             raise ValueError(f"no usable episodes in {store.root} (after the {min_return_fraction:.0%} return filter)")
@@ -138,8 +155,8 @@ class EpisodeWindows:
         if not gripper_keyframe_weight >= 1.0:
             raise ValueError(f"gripper_keyframe_weight must be >= 1, got {gripper_keyframe_weight}")
         self.gripper_keyframe_weight = gripper_keyframe_weight
-        gripper_keyframe_mask(np.zeros(0), -1.0, gripper_keyframes)  # checks the kind
-        self.gripper_keyframes = gripper_keyframes
+        gripper_keyframe_mask(np.zeros(0), -1.0, gripper_keyframes, grasp_lead)  # checks the kind and the lead
+        self.gripper_keyframes, self.grasp_lead = gripper_keyframes, grasp_lead
         self._gripper = action_spec.names.index("gripper")  # in the action vector
         self._gripper_token = spec.action_token_order.index(self._gripper)  # among a timestep's action tokens
         self.proprio_noise_std = None
@@ -194,7 +211,8 @@ class EpisodeWindows:
                                                         position_rng))
         sequence = concat_sequences(parts)
         if self.gripper_keyframe_weight != 1.0:
-            sequence = self._weigh_gripper_keyframes(sequence, gripper, gripper_before)
+            after = reader.actions(stop, min(stop + self.grasp_lead, meta.steps))[:, self._gripper]
+            sequence = self._weigh_gripper_keyframes(sequence, gripper, gripper_before, after)
         if self.proprio_dropout and rng.random() < self.proprio_dropout:  # drawn last: other draws unchanged
             sequence = self._pad_proprio_slots(sequence, np.ones(len(self._velocity_tokens), bool))
         if self.velocity_dropout and rng.random() < self.velocity_dropout:  # drawn after: other draws unchanged
@@ -203,10 +221,13 @@ class EpisodeWindows:
             sequence = self._pad_proprio_slots(sequence, self._grasp_tokens)
         return sequence
 
-    def _weigh_gripper_keyframes(self, sequence: TokenSequence, gripper: np.ndarray, gripper_before: float) -> TokenSequence:
+    def _weigh_gripper_keyframes(self, sequence: TokenSequence, gripper: np.ndarray, gripper_before: float,
+                                 gripper_after: np.ndarray) -> TokenSequence:
         """``sequence`` with the loss weight of the gripper target raised at the keyframes
-        (:func:`gripper_keyframe_mask` of ``gripper``, one label per timestep, after ``gripper_before``)."""
-        keyframes = np.flatnonzero(gripper_keyframe_mask(gripper, gripper_before, self.gripper_keyframes))
+        (:func:`gripper_keyframe_mask` of ``gripper``, one label per timestep, between ``gripper_before``
+        and ``gripper_after``)."""
+        keyframes = np.flatnonzero(gripper_keyframe_mask(gripper, gripper_before, self.gripper_keyframes,
+                                                         self.grasp_lead, gripper_after))
         actions = np.flatnonzero(sequence.modality == Modality.ACTION).reshape(len(gripper), -1)
         loss_mask = sequence.loss_mask.copy()
         loss_mask[actions[keyframes, self._gripper_token]] = self.gripper_keyframe_weight

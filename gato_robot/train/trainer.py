@@ -81,6 +81,7 @@ class TrainConfig:
     gripper_keyframe_weight: float = 1.0  # loss weight of a grasp's or release's gripper target (EpisodeWindows; 1: off)
     grasp_dropout: float = 0.0  # probability that a window's grasp-flag tokens are all padding (0: off)
     gripper_keyframes: str = "both"  # which keyframes weigh gripper_keyframe_weight: both, releases or grasps
+    grasp_lead: int = 0  # and the open targets of that many timesteps before each grasp (EpisodeWindows)
     max_episodes: int | None = None  # few-shot: only the first N usable episodes of the store
     heldout_store: str | None = None  # episode store never trained on: metrics at every checkpoint
     heldout_windows: int = 96
@@ -318,7 +319,8 @@ def _train(store_dir: Path, run_dir: Path, config: TrainConfig, cluster: Cluster
                              skip_damaged=config.skip_damaged, proprio_noise_std=noise_std,
                              proprio_dropout=config.proprio_dropout, velocity_dropout=config.velocity_dropout,
                              gripper_keyframe_weight=config.gripper_keyframe_weight,
-                             grasp_dropout=config.grasp_dropout, gripper_keyframes=config.gripper_keyframes)
+                             grasp_dropout=config.grasp_dropout, gripper_keyframes=config.gripper_keyframes,
+                             grasp_lead=config.grasp_lead)
     if progress:
         tqdm.write(f"training on {len(windows.episodes)} of {len(store)} episodes in {store_dir} "
                    f"({windows.timesteps} timesteps) after the return filter"
