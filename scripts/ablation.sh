@@ -26,7 +26,7 @@ STEPS=${STEPS:-5000}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_SEED=${EVAL_SEED:-5000000}
 TEST_EPISODES=${TEST_EPISODES:-30}    # per held-out test triplet, seeds from 0 (0: skip)
-ARMS=${ARMS:-"all-novel-gf-global-query-grasp-kf50-lead2"}   # round 34; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
+ARMS=${ARMS:-"all-novel-gf-global-query-grasp-kf50-lead2 bc-imp-grasp-kf50-lead2"}   # round 34; every earlier round's ARMS and OUT: its "Commands" in results/ablation-history.md
 mkdir -p "$OUT"
 
 [ -d "$STORE" ] || $G sim generate --out "$STORE" --engine mujoco --triplets train --episodes 700 --seed 1000000 \
@@ -126,6 +126,7 @@ baseline_flags() {  # round 12: BC-IMP moved towards Gato, one input or output a
     bc-imp-grasp) echo "--grasp-sensor" ;;  # round 30: the grasp flag, as all-novel-gf-global-query-grasp*
     bc-imp-grasp-kf50) echo "--grasp-sensor --gripper-keyframe-weight 50" ;;  # round 31: and grasps and releases weighing 50, as all-novel-gf-global-query-grasp-kf50
     bc-imp-grasp-kf50-seed1) echo "$(baseline_flags bc-imp-grasp-kf50) --seed 1" ;;  # round 33: and at the second training seed
+    bc-imp-grasp-kf50-lead2) echo "$(baseline_flags bc-imp-grasp-kf50) --grasp-lead 2" ;;  # round 34: and the two open targets before each grasp weighing 50 too (its flag recipe closed 20.7 mm above red's bottom, 15.7 without)
     bc-imp-grasp-kf50-seed2) echo "$(baseline_flags bc-imp-grasp-kf50) --seed 2" ;;  # and the third
     bc-imp-noplanar) echo "--no-planar-position" ;;  # round 13: no joint angles, no TCP x, y, as the Gato arm
     *) echo "unknown arm $1" >&2; exit 2 ;;

@@ -125,6 +125,8 @@ RECIPES = {
     "all-novel-gf-global-query-grasp-kf50-seed1": "as all-novel-gf-global-query-grasp-kf50, training seed 1",
     "all-novel-gf-global-query-grasp-kf50-seed2": "as all-novel-gf-global-query-grasp-kf50, training seed 2",
     "bc-imp-grasp": "as bc-imp, also reading the grasp flag (`--grasp-sensor`), as the grasp-sensing Gato arms",
+    "bc-imp-grasp-kf50-lead2": "as bc-imp-grasp-kf50, the open targets of the two timesteps before each grasp "
+                               "weighing 50 too (`--grasp-lead 2`), as all-novel-gf-global-query-grasp-kf50-lead2",
     "bc-imp-grasp-kf50": "as bc-imp-grasp, grasps and releases weighing 50 (`--gripper-keyframe-weight 50`), as "
                          "all-novel-gf-global-query-grasp-kf50",
     "bc-imp-grasp-kf50-seed1": "as bc-imp-grasp-kf50, training seed 1",
