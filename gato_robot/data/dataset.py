@@ -42,8 +42,10 @@ releases and grasps that must come from the images count as they matter closed l
 target the flag's "still closed" cannot give) or "grasps" (open -> closed). ``grasp_lead`` also
 weighs the gripper targets (still "open") of the ``grasp_lead`` timesteps before each grasp, the last
 millimetres of the descent (the expert is 1.1 and 2.4 mm above its grasp height one and two ticks
-before): a weighted grasp alone pulls the close early into the descent (rounds 29, 32), where the
-same weight on the open targets just before it makes the boundary two-sided.
+before), so the weighted boundary is two-sided: rounds 29 and 32 read the flag recipe's cost as a
+close pulled early into the descent by the weighted grasp. Measured in results/ablation-history.md
+round 34 (Gato, ``grasp_lead`` 2: 18/50, 40/150 against 25-31, 73-84 without; the close no lower,
+18.6 mm above the block's bottom as every Gato arm's, the release later): not shipped.
 
 Grasp-flag dropout (``grasp_dropout``, a probability; the same past-action dropout as the
 velocities'): each window's grasp-flag tokens are all padding with that probability. The flag is
