@@ -45,7 +45,8 @@ millimetres of the descent (the expert is 1.1 and 2.4 mm above its grasp height 
 before), so the weighted boundary is two-sided: rounds 29 and 32 read the flag recipe's cost as a
 close pulled early into the descent by the weighted grasp. Measured in results/ablation-history.md
 round 34 (Gato, ``grasp_lead`` 2: 18/50, 40/150 against 25-31, 73-84 without; the close no lower,
-18.6 mm above the block's bottom as every Gato arm's, the release later): not shipped.
+18.6 mm above the block's bottom as every Gato arm's, the release later; BC-IMP 0/50, 3/150): not
+shipped.
 
 Grasp-flag dropout (``grasp_dropout``, a probability; the same past-action dropout as the
 velocities'): each window's grasp-flag tokens are all padding with that probability. The flag is
