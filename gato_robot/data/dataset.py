@@ -214,7 +214,8 @@ class EpisodeWindows:
                                                         position_rng))
         sequence = concat_sequences(parts)
         if self.gripper_keyframe_weight != 1.0:
-            after = reader.actions(stop, min(stop + self.grasp_lead, meta.steps))[:, self._gripper]
+            after = (reader.actions(stop, min(stop + self.grasp_lead, meta.steps))[:, self._gripper]
+                     if self.grasp_lead else np.zeros(0))  # the labels a lead looks ahead to
             sequence = self._weigh_gripper_keyframes(sequence, gripper, gripper_before, after)
         if self.proprio_dropout and rng.random() < self.proprio_dropout:  # drawn last: other draws unchanged
             sequence = self._pad_proprio_slots(sequence, np.ones(len(self._velocity_tokens), bool))
