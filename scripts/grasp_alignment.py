@@ -10,10 +10,12 @@ through the environment's Cartesian action path (as `sim dagger` does), decoded 
 policy's score. ``--gripper-hold N`` latches a closed gripper until the policy has asked for open
 N ticks running: whether a grasp held for the policy would let it lift. ``--closed-width-scale S``
 shows the policy the finger width times S while its gripper is commanded closed (a probe of what the
-width reading causes; the fingers themselves are untouched).
+width reading causes; the fingers themselves are untouched). ``--oracle-yaw`` replaces the policy's
+wrist yaw rate by the scripted expert's label for the state (``ScriptedExpert.label``, the DAgger
+labeller): what a policy that perceived red's yaw perfectly would gain.
 
     MUJOCO_GL=egl .venv/bin/python scripts/grasp_alignment.py --triplet test-4-flat --episodes 16 \
-        --policy gato-cpu-small --policy bc-imp
+        --policy gato-cpu-small --policy bc-imp --policy expert
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import argparse
 import numpy as np
 from gato_robot.sim.env_base import ObjectPose
 from gato_robot.sim.evaluate import triplet_names
-from gato_robot.sim.rollout import PolicyAgent, make_env, run_episodes_batched
+from gato_robot.sim.rollout import ExpertAgent, PolicyAgent, make_env, run_episodes_batched
 
 CLOSE = 0.0  # gripper command above this closes the fingers (the action spec's sign convention)
 LIFTED_M = 0.02  # red counts as lifted once its centre is this far above where it rested
@@ -32,21 +34,29 @@ LIFTED_M = 0.02  # red counts as lifted once its centre is this far above where 
 class RecordingAgent:
     """Delegates to a :class:`PolicyAgent` and keeps, per row and tick, the TCP position and yaw,
     red's pose, the gripper command sent and the finger width (m); applies the two probes
-    (``hold_ticks``, ``closed_width_scale``) when they are set."""
+    (``hold_ticks``, ``closed_width_scale``, ``oracle_yaw``) when they are set."""
 
-    def __init__(self, agent: PolicyAgent, hold_ticks: int = 0, closed_width_scale: float = 1.0):
+    def __init__(self, agent: PolicyAgent, hold_ticks: int = 0, closed_width_scale: float = 1.0,
+                 oracle_yaw: bool = False):
         self.agent, self.ticks, self.hold_ticks, self.closed_width_scale = agent, [], hold_ticks, closed_width_scale
+        self.oracle_yaw, self.labellers = oracle_yaw, []
         self.closed, self.opening = np.zeros(0, bool), np.zeros(0, int)
 
     def reset_batch(self, envs, seeds) -> None:
         self.ticks = [[] for _ in envs]
         self.closed, self.opening = np.zeros(len(envs), bool), np.zeros(len(envs), int)
         self.agent.reset_batch(envs, seeds)
+        if self.oracle_yaw:
+            self.labellers = [ExpertAgent() for _ in envs]
+            for labeller, env, seed in zip(self.labellers, envs, seeds):
+                labeller.reset(env, seed)
 
     def act_batch(self, observations: list[dict], infos: list[dict]) -> np.ndarray:
         seen = [{**o, "gripper_width": o["gripper_width"] * self.closed_width_scale} if closed else o
                 for o, closed in zip(observations, self.closed)]  # the counterfactual width, while closed
         actions = self.agent.act_batch(seen, infos)
+        for row, labeller in enumerate(self.labellers):  # --oracle-yaw
+            actions[row, 3] = labeller.expert.label(observations[row], infos[row]["objects"])[0][3]
         if self.hold_ticks:  # a closed gripper opens only after the policy asked for it hold_ticks ticks running
             wants_open = actions[:, 4] <= CLOSE
             self.opening = np.where(self.closed & wants_open, self.opening + 1, 0)
@@ -59,6 +69,21 @@ class RecordingAgent:
             self.ticks[row].append((tcp[:3].copy(), ObjectPose(np.zeros(3), tcp[3:]).yaw(), red, float(action[4]),
                                     float(observation["gripper_width"][0])))
         return actions
+
+
+class ExpertRows:
+    """The scripted expert, noise-free, one per batch row, in the batched agent's interface
+    (``--policy expert``: the expert's own close, measured the same way)."""
+
+    def __init__(self, batch: int):
+        self.rows = [ExpertAgent() for _ in range(batch)]
+
+    def reset_batch(self, envs, seeds) -> None:
+        for row, env, seed in zip(self.rows, envs, seeds):
+            row.reset(env, seed)
+
+    def act_batch(self, observations: list[dict], infos: list[dict]) -> np.ndarray:
+        return np.stack([row.act(o, i) for row, o, i in zip(self.rows, observations, infos)])
 
 
 def _tilt_deg(pose: ObjectPose) -> float:
@@ -86,7 +111,8 @@ def first_close(ticks: list, red_height: float) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policy", action="append", required=True)
+    parser.add_argument("--policy", action="append", required=True,
+                        help="a checkpoint or preset, or \"expert\" (the scripted expert, noise-free); repeatable")
     parser.add_argument("--triplet", default="test-4-flat")
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -96,6 +122,9 @@ def main() -> None:
     parser.add_argument("--closed-width-scale", type=float, default=1.0,
                         help="while the gripper is commanded closed the policy reads the finger width times this "
                              "(1: as deployed; a counterfactual probe, never a deployment option)")
+    parser.add_argument("--oracle-yaw", action="store_true",
+                        help="the wrist yaw rate from the scripted expert's label for the state instead of the "
+                             "policy (a counterfactual probe, never a deployment option)")
     args = parser.parse_args()
     name = triplet_names(args.triplet)[0]
     envs = [make_env("mujoco", name) for _ in range(args.batch)]
@@ -103,8 +132,8 @@ def main() -> None:
           "at the first close: |offset| along/across red's axes (mm), |yaw error| (deg), TCP above red's bottom (mm); "
           "then ticks until the command opens again and the finger width; medians [quartiles]")
     for path in args.policy:
-        agent = RecordingAgent(PolicyAgent(path, batch_size=args.batch), args.gripper_hold,
-                               args.closed_width_scale)
+        inner = ExpertRows(args.batch) if path == "expert" else PolicyAgent(path, batch_size=args.batch)
+        agent = RecordingAgent(inner, args.gripper_hold, args.closed_width_scale, args.oracle_yaw)
         closes, successes = [], 0
         for start in range(args.seed, args.seed + args.episodes, args.batch):
             seeds = list(range(start, min(start + args.batch, args.seed + args.episodes)))
