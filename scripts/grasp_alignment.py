@@ -33,7 +33,7 @@ LIFTED_M = 0.02  # red counts as lifted once its centre is this far above where 
 
 class RecordingAgent:
     """Delegates to a :class:`PolicyAgent` and keeps, per row and tick, the TCP position and yaw,
-    red's pose, the gripper command sent and the finger width (m); applies the two probes
+    red's pose, the gripper command sent and the finger width (m); applies the three probes
     (``hold_ticks``, ``closed_width_scale``, ``oracle_yaw``) when they are set."""
 
     def __init__(self, agent: PolicyAgent, hold_ticks: int = 0, closed_width_scale: float = 1.0,
