@@ -41,7 +41,7 @@ releases and grasps that must come from the images count as they matter closed l
 ``gripper_keyframes`` picks which: "both" (round 28-30), "releases" (label closed -> open: the one
 target the flag's "still closed" cannot give) or "grasps" (open -> closed). ``grasp_lead`` also
 weighs the gripper targets (still "open") of the ``grasp_lead`` timesteps before each grasp, the last
-millimetres of the descent (the expert is 1.1 and 2.4 mm above its grasp height one and two ticks
+millimetres of the descent (the expert is 1.1 and 2.4 mm above the height it closes at one and two ticks
 before), so the weighted boundary is two-sided: rounds 29 and 32 read the flag recipe's cost as a
 close pulled early into the descent by the weighted grasp. Measured in results/ablation-history.md
 round 34 (Gato, ``grasp_lead`` 2: 18/50, 40/150 against 25-31, 73-84 without; the close no lower,
